@@ -1,0 +1,56 @@
+"""Time as a collaborator: the real wall clock, and a manual clock that tests advance by hand.
+Persisted times (``run_at``, leases) are Unix seconds, so they survive a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+    async def wait(self, event: asyncio.Event, timeout: float | None) -> None:
+        """Return when ``event`` is set or ``timeout`` seconds of this clock have passed."""
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()
+
+    async def wait(self, event: asyncio.Event, timeout: float | None) -> None:
+        if event.is_set():
+            return
+        if timeout is not None and timeout <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+
+
+class ManualClock:
+    """A clock that moves only when ``advance`` is called; waiters wake when their deadline passes."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self._now = start
+        self._ticked = asyncio.Event()
+
+    def now(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        self._now += seconds
+        self._ticked.set()
+        self._ticked = asyncio.Event()
+
+    async def wait(self, event: asyncio.Event, timeout: float | None) -> None:
+        deadline = None if timeout is None else self._now + timeout
+        while not event.is_set() and (deadline is None or self._now < deadline):
+            ticked = self._ticked
+            waiters = {asyncio.ensure_future(event.wait()), asyncio.ensure_future(ticked.wait())}
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waiters:
+                    w.cancel()

@@ -1,0 +1,118 @@
+"""The process's one SQLite connection: pragmas, migrations, and serialised access.
+Knows no table; storage modules own their SQL and call in through ``Database``."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from loguru import logger
+
+from botcore.errors import SchemaTooNewError, StartupError
+from botcore.migrations import MIGRATIONS
+
+Params = Sequence[Any] | dict[str, Any]
+Row = tuple[Any, ...]
+_MIN_SQLITE = (3, 35, 0)  # UPDATE … RETURNING
+
+
+class Database:
+    """One aiosqlite connection in autocommit mode. Every call holds one asyncio lock, so a
+    multi-statement ``transaction()`` never interleaves with another coroutine's statements."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self._conn = conn
+        self._lock = asyncio.Lock()
+        self.path = path
+
+    @classmethod
+    async def open(
+        cls, path: Path, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000
+    ) -> Database:
+        if sqlite3.sqlite_version_info < _MIN_SQLITE:
+            raise StartupError(
+                f"SQLite {sqlite3.sqlite_version} is too old: 3.35 or newer is needed "
+                "(install a newer Python or pysqlite3)"
+            )
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        db = cls(conn, path)
+        try:
+            version = await db._schema_version()  # before any pragma writes to the file
+            mode = await db.fetchone("PRAGMA journal_mode = WAL")
+            if mode is None or str(mode[0]).lower() != "wal":
+                raise StartupError(f"{path}: could not switch the database to WAL mode")
+            await db.fetchall(f"PRAGMA synchronous = {synchronous}")
+            await db.fetchall(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            await db.fetchall("PRAGMA foreign_keys = ON")
+            await db._migrate(version)
+        except BaseException:
+            await conn.close()
+            raise
+        return db
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._conn.close()
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        async with self._lock:
+            return list(await self._conn.execute_fetchall(sql, params))
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back on any exception, cancellation included."""
+        async with self._lock:
+            await self._conn.execute_fetchall("BEGIN IMMEDIATE")
+            try:
+                yield Transaction(self._conn)
+            except BaseException:
+                # aiosqlite runs calls in order on its thread, so even if this await is
+                # cancelled the rollback still runs before any later statement.
+                await self._conn.rollback()
+                raise
+            await self._conn.execute_fetchall("COMMIT")
+
+    async def _schema_version(self) -> int:
+        row = await self.fetchone("PRAGMA user_version")
+        current = int(row[0]) if row else 0
+        if current > len(MIGRATIONS):
+            raise SchemaTooNewError(
+                f"{self.path} has schema version {current} but this version of the bot knows "
+                f"only up to {len(MIGRATIONS)}: run a newer release, or restore a backup made for this one"
+            )
+        return current
+
+    async def _migrate(self, current: int) -> None:
+        latest = len(MIGRATIONS)
+        for version in range(current + 1, latest + 1):
+            async with self.transaction() as tx:
+                for statement in MIGRATIONS[version - 1]:
+                    await tx.fetchall(statement)
+                await tx.fetchall(f"PRAGMA user_version = {version}")
+            logger.bind(component="db").info("database migrated to schema version {}", version)
+
+
+class Transaction:
+    """Statements inside an open transaction; only valid within ``Database.transaction()``."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        return list(await self._conn.execute_fetchall(sql, params))
+
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        cursor = await self._conn.executemany(sql, rows)
+        await cursor.close()

@@ -1,0 +1,202 @@
+"""The durable job queue's API and policy: enqueue with dedup, claim with leases, and what
+happens after an attempt (done, retry with 2/4/8 s backoff, defer, dead). Runs no jobs itself."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from loguru import logger
+
+from botcore.clock import Clock
+from botcore.errors import PermanentError, TransientError, UpstreamUnavailable
+from botcore.jobstore import JobStore
+from botcore.models import Enqueued, Job, NewJob, PurgeResult, QueueStats
+
+_MAX_ERROR_CHARS = 500
+_FLUSH_MAX = 500  # completions written per statement
+
+
+def describe_error(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text[:_MAX_ERROR_CHARS]
+
+
+class JobQueue:
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        clock: Clock,
+        lease_s: float = 60.0,
+        max_attempts: int = 4,
+        backoff_base_s: float = 2.0,
+        backoff_max_s: float = 300.0,
+        jitter: float = 0.1,
+        defer_s: float = 5.0,
+        outage_max_wait_s: float = 600.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._store = store
+        self.clock = clock
+        self.lease_s = lease_s
+        self.max_attempts = max_attempts
+        self._backoff_base_s = backoff_base_s
+        self._backoff_max_s = backoff_max_s
+        self._jitter = jitter
+        self._defer_s = defer_s
+        self._outage_max_wait_s = outage_max_wait_s
+        self._rng = rng or random.Random()
+        # Set on every enqueue, so an idle worker picks the job up at once instead of polling.
+        self.wake = asyncio.Event()
+        self._pending_done: list[tuple[int, str, asyncio.Future[bool]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._log = logger.bind(component="queue")
+
+    # -- producers -------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        kind: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        dedup_key: str | None = None,
+        group_key: str | None = None,
+        delay_s: float = 0.0,
+        max_attempts: int | None = None,
+    ) -> Enqueued:
+        """Queue a job. With a ``dedup_key`` already known, returns that job and queues nothing."""
+        new = NewJob(kind, dict(payload or {}), dedup_key, group_key, delay_s, max_attempts)
+        result = await self._store.insert(new, max_attempts=self.max_attempts, now=self.clock.now())
+        if result.created:
+            self.wake.set()
+        return result
+
+    async def enqueue_many(self, new_jobs: Sequence[NewJob]) -> list[Enqueued]:
+        """Queue several jobs in one transaction: all are stored, or none."""
+        results = await self._store.insert_many(
+            new_jobs, max_attempts=self.max_attempts, now=self.clock.now()
+        )
+        if any(r.created for r in results):
+            self.wake.set()
+        return results
+
+    # -- workers ---------------------------------------------------------------------------
+
+    async def claim(self, wants: Mapping[str, int], limit: int) -> list[Job]:
+        return await self._store.claim(wants, limit=limit, now=self.clock.now(), lease_s=self.lease_s)
+
+    async def next_run_at(self, kinds: Iterable[str]) -> float | None:
+        return await self._store.next_run_at(kinds)
+
+    async def complete(self, job: Job) -> bool:
+        """Mark a claimed job done. False when its lease had been lost (a newer attempt owns it).
+        Completions that arrive while one is being written are written together in one statement."""
+        assert job.lease_token is not None, "only a claimed job can be completed"
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending_done.append((job.id, job.lease_token, fut))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_done())
+        # The flush runs in its own task, so a cancelled caller never strands the others' results.
+        return await asyncio.shield(fut)
+
+    async def _flush_done(self) -> None:
+        while self._pending_done:
+            batch, self._pending_done = self._pending_done[:_FLUSH_MAX], self._pending_done[_FLUSH_MAX:]
+            try:
+                ok = await self._store.complete_many(
+                    [(job_id, token) for job_id, token, _ in batch], now=self.clock.now()
+                )
+            except Exception as exc:
+                for _, _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for job_id, _, fut in batch:
+                if not fut.done():
+                    fut.set_result(job_id in ok)
+        self.wake.set()  # finished jobs may have unblocked the next job of their group
+
+    async def fail(self, job: Job, exc: BaseException) -> Job | None:
+        """Decide what a failed attempt leads to. Returns the job in its new state,
+        or None when the lease had been lost and a newer attempt owns the job."""
+        assert job.lease_token is not None, "only a claimed job can fail"
+        now = self.clock.now()
+        error = describe_error(exc)
+        if isinstance(exc, PermanentError):
+            return await self._store.bury(job.id, job.lease_token, error=error, now=now)
+        if isinstance(exc, UpstreamUnavailable):
+            waited = 0.0 if job.deferred_since is None else now - job.deferred_since
+            remaining = self._outage_max_wait_s - waited
+            if remaining <= 0:
+                error = f"upstream unavailable for over {self._outage_max_wait_s:g} s: {error}"
+                return await self._store.bury(job.id, job.lease_token, error=error, now=now)
+            delay = min(exc.retry_after or self._defer_s, remaining)
+            return await self._store.reschedule(
+                job.id, job.lease_token, run_at=now + delay, error=error, now=now, deferred=True
+            )
+        if job.attempts >= job.max_attempts:
+            return await self._store.bury(job.id, job.lease_token, error=error, now=now)
+        retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+        delay = retry_after if retry_after is not None else self.backoff(job.attempts)
+        delay += self._rng.uniform(0.0, self._jitter * delay)
+        return await self._store.reschedule(
+            job.id, job.lease_token, run_at=now + delay, error=error, now=now, deferred=False
+        )
+
+    def backoff(self, attempts: int) -> float:
+        """Delay after the ``attempts``-th failed try: 2, 4, 8 s … (before jitter)."""
+        return min(self._backoff_base_s * 2 ** (max(attempts, 1) - 1), self._backoff_max_s)
+
+    async def release(self, jobs: Sequence[Job]) -> int:
+        """Hand unfinished jobs back without spending their attempt (shutdown)."""
+        leases = [(j.id, j.lease_token) for j in jobs if j.lease_token is not None]
+        return await self._store.release_many(leases, now=self.clock.now())
+
+    async def renew(self, jobs: Sequence[Job]) -> set[int]:
+        """Extend the leases of running jobs; returns the ids whose lease was still ours."""
+        now = self.clock.now()
+        leases = [(j.id, j.lease_token) for j in jobs if j.lease_token is not None]
+        return await self._store.renew(leases, lease_until=now + self.lease_s, now=now)
+
+    async def recover_expired(self) -> list[Job]:
+        """Requeue running jobs whose lease ran out (their worker stalled or died)."""
+        now = self.clock.now()
+        return await self._recover(now, now, "lease expired: the worker stalled or died mid-job")
+
+    async def recover_after_crash(self) -> list[Job]:
+        """At startup, with the data directory locked: every 'running' job belongs to a process
+        that died, so requeue all of them, however long their lease had left."""
+        now = self.clock.now()
+        return await self._recover(now, float("inf"), "interrupted: the previous process stopped mid-job")
+
+    async def _recover(self, now: float, expired_before: float, error: str) -> list[Job]:
+        jobs = await self._store.recover(now=now, expired_before=expired_before, error=error)
+        if jobs:
+            self._log.warning("recovered {} interrupted job(s): {}", len(jobs), error)
+            self.wake.set()
+        return jobs
+
+    async def save_checkpoint(self, job: Job, data: Mapping[str, Any]) -> bool:
+        """Keep progress across attempts (e.g. an answer already generated). Fenced by the lease."""
+        assert job.lease_token is not None, "only a claimed job can save progress"
+        return await self._store.save_checkpoint(job.id, job.lease_token, data, now=self.clock.now())
+
+    # -- operators -------------------------------------------------------------------------
+
+    async def get(self, job_id: int) -> Job | None:
+        return await self._store.get(job_id)
+
+    async def stats(self) -> QueueStats:
+        return await self._store.stats(now=self.clock.now())
+
+    async def purge(self, *, done_after_s: float, dead_after_s: float) -> PurgeResult:
+        now = self.clock.now()
+        return await self._store.purge(done_before=now - done_after_s, dead_before=now - dead_after_s)
+
+    async def drain(self) -> None:
+        """Wait until every pending completion is written (before closing the database)."""
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)

@@ -1,0 +1,263 @@
+"""All SQL of the ``jobs`` table. Rows become ``Job`` objects here; nothing above sees SQL.
+This is the seam a PostgreSQL backend would implement (``FOR UPDATE SKIP LOCKED`` in claim)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from botcore.db import Database, Row, Transaction
+from botcore.models import Enqueued, Job, JobState, NewJob, PurgeResult, QueueStats
+
+_COLUMNS = (
+    "id, kind, payload, dedup_key, group_key, state, attempts, max_attempts, run_at, created_at,"
+    " updated_at, lease_token, lease_until, deferred_since, finished_at, last_error, checkpoint"
+)
+_ACTIVE = "('blocked', 'queued', 'running')"
+_INSERT = f"""
+INSERT INTO jobs (kind, payload, dedup_key, group_key, state, max_attempts, run_at,
+                  created_at, updated_at)
+VALUES (:kind, :payload, :dedup_key, :group_key,
+        CASE WHEN :group_key IS NOT NULL AND EXISTS (
+                 SELECT 1 FROM jobs WHERE group_key = :group_key AND state IN {_ACTIVE})
+             THEN 'blocked' ELSE 'queued' END,
+        :max_attempts, :run_at, :now, :now)
+ON CONFLICT (dedup_key) DO NOTHING
+RETURNING {_COLUMNS}
+"""
+_BY_DEDUP = f"SELECT {_COLUMNS} FROM jobs WHERE dedup_key = ?"
+# A job that was running when its process died, or whose lease ran out: its attempt is already
+# counted, so one that keeps killing the process ends dead instead of looping forever.
+_RECOVER = f"""
+UPDATE jobs SET
+    state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
+    finished_at = CASE WHEN attempts >= max_attempts THEN :now END,
+    lease_token = NULL, lease_until = NULL, last_error = :error, updated_at = :now
+WHERE state = 'running' AND lease_until <= :expired_before
+RETURNING {_COLUMNS}
+"""
+
+
+def _dump(value: Mapping[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _job(row: Row) -> Job:
+    return Job(
+        id=row[0],
+        kind=row[1],
+        payload=json.loads(row[2]),
+        dedup_key=row[3],
+        group_key=row[4],
+        state=JobState(row[5]),
+        attempts=row[6],
+        max_attempts=row[7],
+        run_at=row[8],
+        created_at=row[9],
+        updated_at=row[10],
+        lease_token=row[11],
+        lease_until=row[12],
+        deferred_since=row[13],
+        finished_at=row[14],
+        last_error=row[15],
+        checkpoint=None if row[16] is None else json.loads(row[16]),
+    )
+
+
+def _fenced(leases: Sequence[tuple[int, str]]) -> tuple[str, list[Any]]:
+    """WHERE fragment matching each (id, lease_token) pair through the primary key.
+    (A row-value ``(id, token) IN (VALUES …)`` would scan the table in SQLite.)"""
+    marks = ",".join("?" * len(leases))
+    cases = " ".join("WHEN ? THEN ?" for _ in leases)
+    params: list[Any] = [job_id for job_id, _ in leases]
+    for job_id, token in leases:
+        params += [job_id, token]
+    return f"state = 'running' AND id IN ({marks}) AND lease_token = CASE id {cases} END", params
+
+
+class JobStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def insert(self, new: NewJob, *, max_attempts: int, now: float) -> Enqueued:
+        rows = await self._db.fetchall(_INSERT, self._insert_params(new, max_attempts, now))
+        if rows:
+            return Enqueued(_job(rows[0]), created=True)
+        existing = await self._db.fetchone(_BY_DEDUP, (new.dedup_key,))
+        if existing is None:  # purged between the two statements: vanishingly rare, try again
+            return await self.insert(new, max_attempts=max_attempts, now=now)
+        return Enqueued(_job(existing), created=False)
+
+    async def insert_many(
+        self, new_jobs: Sequence[NewJob], *, max_attempts: int, now: float
+    ) -> list[Enqueued]:
+        """All or nothing, in one transaction (e.g. a batch of Telegram updates)."""
+        out: list[Enqueued] = []
+        async with self._db.transaction() as tx:
+            for new in new_jobs:
+                out.append(await self._insert_in(tx, new, max_attempts, now))
+        return out
+
+    async def _insert_in(self, tx: Transaction, new: NewJob, max_attempts: int, now: float) -> Enqueued:
+        rows = await tx.fetchall(_INSERT, self._insert_params(new, max_attempts, now))
+        if rows:
+            return Enqueued(_job(rows[0]), created=True)
+        return Enqueued(_job((await tx.fetchall(_BY_DEDUP, (new.dedup_key,)))[0]), created=False)
+
+    @staticmethod
+    def _insert_params(new: NewJob, max_attempts: int, now: float) -> dict[str, Any]:
+        return {
+            "kind": new.kind,
+            "payload": _dump(new.payload),
+            "dedup_key": new.dedup_key,
+            "group_key": new.group_key,
+            "max_attempts": new.max_attempts or max_attempts,
+            "run_at": now + max(0.0, new.delay_s),
+            "now": now,
+        }
+
+    async def claim(
+        self, wants: Mapping[str, int], *, limit: int, now: float, lease_s: float
+    ) -> list[Job]:
+        """Lease up to ``wants[kind]`` ready jobs of each kind, ``limit`` in all, oldest first,
+        in one atomic statement. Each claim counts an attempt and gets a fresh lease token."""
+        wants = {kind: n for kind, n in wants.items() if n > 0}
+        if not wants or limit <= 0:
+            return []
+        parts, params = [], []
+        for kind, n in wants.items():
+            parts.append(
+                "SELECT id, run_at FROM (SELECT id, run_at FROM jobs WHERE state = 'queued'"
+                " AND kind = ? AND run_at <= ? ORDER BY run_at, id LIMIT ?)"
+            )
+            params += [kind, now, n]
+        sql = f"""
+        UPDATE jobs SET state = 'running', attempts = attempts + 1,
+            lease_token = lower(hex(randomblob(8))), lease_until = ?, updated_at = ?
+        WHERE id IN (SELECT id FROM ({" UNION ALL ".join(parts)}) ORDER BY run_at, id LIMIT ?)
+        RETURNING {_COLUMNS}
+        """
+        rows = await self._db.fetchall(sql, [now + lease_s, now, *params, limit])
+        return sorted((_job(r) for r in rows), key=lambda j: (j.run_at, j.id))
+
+    async def next_run_at(self, kinds: Iterable[str]) -> float | None:
+        kinds = list(kinds)
+        if not kinds:
+            return None
+        one = "SELECT (SELECT run_at FROM jobs WHERE state = 'queued' AND kind = ? ORDER BY run_at LIMIT 1) AS r"
+        row = await self._db.fetchone(
+            f"SELECT min(r) FROM ({' UNION ALL '.join([one] * len(kinds))})", kinds
+        )
+        return None if row is None else row[0]
+
+    async def complete_many(self, leases: Sequence[tuple[int, str]], *, now: float) -> set[int]:
+        """Mark leased jobs done; returns the ids whose lease still held (the others were fenced)."""
+        if not leases:
+            return set()
+        where, params = _fenced(leases)
+        rows = await self._db.fetchall(
+            "UPDATE jobs SET state = 'done', finished_at = ?, updated_at = ?, lease_token = NULL,"
+            f" lease_until = NULL, last_error = NULL WHERE {where} RETURNING id",
+            [now, now, *params],
+        )
+        return {r[0] for r in rows}
+
+    async def renew(
+        self, leases: Sequence[tuple[int, str]], *, lease_until: float, now: float
+    ) -> set[int]:
+        if not leases:
+            return set()
+        where, params = _fenced(leases)
+        rows = await self._db.fetchall(
+            f"UPDATE jobs SET lease_until = ?, updated_at = ? WHERE {where} RETURNING id",
+            [lease_until, now, *params],
+        )
+        return {r[0] for r in rows}
+
+    async def reschedule(
+        self, job_id: int, token: str, *, run_at: float, error: str, now: float, deferred: bool
+    ) -> Job | None:
+        """Back to 'queued' for a later try. ``deferred`` gives the attempt back and starts the
+        outage clock. None when the lease was lost."""
+        rows = await self._db.fetchall(
+            f"""UPDATE jobs SET state = 'queued', run_at = :run_at, last_error = :error,
+                   lease_token = NULL, lease_until = NULL, updated_at = :now,
+                   attempts = attempts - :deferred,
+                   deferred_since = CASE WHEN :deferred THEN coalesce(deferred_since, :now)
+                                         ELSE deferred_since END
+               WHERE id = :id AND lease_token = :token AND state = 'running'
+               RETURNING {_COLUMNS}""",
+            {"run_at": run_at, "error": error, "now": now, "deferred": int(deferred),
+             "id": job_id, "token": token},
+        )
+        return _job(rows[0]) if rows else None
+
+    async def bury(self, job_id: int, token: str, *, error: str, now: float) -> Job | None:
+        rows = await self._db.fetchall(
+            f"""UPDATE jobs SET state = 'dead', finished_at = :now, updated_at = :now,
+                   last_error = :error, lease_token = NULL, lease_until = NULL
+               WHERE id = :id AND lease_token = :token AND state = 'running'
+               RETURNING {_COLUMNS}""",
+            {"now": now, "error": error, "id": job_id, "token": token},
+        )
+        return _job(rows[0]) if rows else None
+
+    async def release_many(self, leases: Sequence[tuple[int, str]], *, now: float) -> int:
+        """Hand leased jobs back unfinished, giving back their attempt (graceful shutdown)."""
+        if not leases:
+            return 0
+        where, params = _fenced(leases)
+        rows = await self._db.fetchall(
+            "UPDATE jobs SET state = 'queued', attempts = attempts - 1, lease_token = NULL,"
+            f" lease_until = NULL, updated_at = ? WHERE {where} RETURNING id",
+            [now, *params],
+        )
+        return len(rows)
+
+    async def recover(self, *, now: float, expired_before: float, error: str) -> list[Job]:
+        """Requeue (or bury, when out of attempts) running jobs whose lease ends before
+        ``expired_before``. Returns the affected jobs in their new state."""
+        rows = await self._db.fetchall(
+            _RECOVER, {"now": now, "expired_before": expired_before, "error": error}
+        )
+        return [_job(r) for r in rows]
+
+    async def save_checkpoint(
+        self, job_id: int, token: str, data: Mapping[str, Any], *, now: float
+    ) -> bool:
+        rows = await self._db.fetchall(
+            "UPDATE jobs SET checkpoint = ?, updated_at = ?"
+            " WHERE id = ? AND lease_token = ? AND state = 'running' RETURNING id",
+            (_dump(data), now, job_id, token),
+        )
+        return bool(rows)
+
+    async def get(self, job_id: int) -> Job | None:
+        row = await self._db.fetchone(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        return None if row is None else _job(row)
+
+    async def stats(self, *, now: float) -> QueueStats:
+        rows = await self._db.fetchall("SELECT state, kind, count(*) FROM jobs GROUP BY state, kind")
+        oldest = await self._db.fetchone(
+            "SELECT min(created_at) FROM jobs WHERE state IN ('queued', 'blocked')"
+        )
+        age = None if oldest is None or oldest[0] is None else max(0.0, now - oldest[0])
+        return QueueStats(counts={(s, k): n for s, k, n in rows}, oldest_waiting_age_s=age)
+
+    async def purge(self, *, done_before: float, dead_before: float, batch: int = 1000) -> PurgeResult:
+        """Delete finished jobs past their retention, in small batches so no write waits long."""
+        removed = {}
+        for state, before in (("done", done_before), ("dead", dead_before)):
+            total = 0
+            while True:
+                rows = await self._db.fetchall(
+                    "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state = ?"
+                    " AND finished_at < ? LIMIT ?) RETURNING id",
+                    (state, before, batch),
+                )
+                total += len(rows)
+                if len(rows) < batch:
+                    break
+            removed[state] = total
+        return PurgeResult(done=removed["done"], dead=removed["dead"])

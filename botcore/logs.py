@@ -1,0 +1,39 @@
+"""Logging setup (loguru). Owns sinks and redaction: every line passes through ``Redactor``
+before it is written, so no secret reaches a log, tracebacks included."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import TextIO
+
+from loguru import logger
+
+_FORMAT = (
+    "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {extra[component]: <8} | {message}"
+)
+
+
+class Redactor:
+    def __init__(self, secrets: Iterable[str]) -> None:
+        # Longest first, so a secret that contains another is replaced whole.
+        self._secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "[REDACTED]")
+        return text
+
+
+def setup_logging(level: str, secrets: Iterable[str], stream: TextIO | None = None) -> None:
+    redact = Redactor(secrets)
+    out = stream if stream is not None else sys.stderr
+
+    def sink(message: str) -> None:
+        out.write(redact(str(message)))
+        out.flush()
+
+    logger.remove()
+    logger.configure(extra={"component": "-"})
+    logger.add(sink, level=level, format=_FORMAT, backtrace=False, diagnose=False, colorize=False)

@@ -1,0 +1,72 @@
+"""Typed records that cross module boundaries. Storage turns rows into these; nothing here does I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class JobState(StrEnum):
+    BLOCKED = "blocked"  # waits behind an earlier unfinished job of its group
+    QUEUED = "queued"  # may run once run_at has come
+    RUNNING = "running"  # leased by a worker
+    DONE = "done"
+    DEAD = "dead"  # failed for good; last_error says why
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """What a caller asks the queue to run."""
+
+    kind: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    dedup_key: str | None = None
+    group_key: str | None = None
+    delay_s: float = 0.0
+    max_attempts: int | None = None  # None: the queue's default
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    dedup_key: str | None
+    group_key: str | None
+    state: JobState
+    attempts: int
+    max_attempts: int
+    run_at: float
+    created_at: float
+    updated_at: float
+    lease_token: str | None
+    lease_until: float | None
+    deferred_since: float | None
+    finished_at: float | None
+    last_error: str | None
+    checkpoint: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    job: Job
+    created: bool  # False: the dedup key already existed and nothing new was queued
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    counts: dict[tuple[str, str], int]  # (state, kind) -> number of jobs
+    oldest_waiting_age_s: float | None  # age of the oldest queued or blocked job
+
+    def by_state(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for (state, _kind), n in self.counts.items():
+            totals[state] = totals.get(state, 0) + n
+        return totals
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeResult:
+    done: int
+    dead: int

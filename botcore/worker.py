@@ -1,0 +1,175 @@
+"""Runs queued jobs: one dispatcher that claims in batches and wakes on enqueue, a heartbeat
+that renews leases, and graceful shutdown. It takes a table of job kinds; it knows no service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from loguru import logger
+
+from botcore.errors import JobError
+from botcore.jobqueue import JobQueue, describe_error
+from botcore.models import Job, JobState
+
+Handler = Callable[[Job], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class JobKind:
+    run: Handler  # must be safe to run twice: a crash between its work and our record re-runs it
+    on_dead: Handler | None = None  # told once when the job fails for good (e.g. to tell the user)
+    concurrency: int | None = None  # at most this many of this kind at once (None: the worker's)
+
+
+class Worker:
+    def __init__(
+        self,
+        queue: JobQueue,
+        kinds: Mapping[str, JobKind],
+        *,
+        concurrency: int = 8,
+        grace_s: float = 10.0,
+        idle_poll_s: float = 5.0,
+    ) -> None:
+        self._queue = queue
+        self._kinds = dict(kinds)
+        self._concurrency = concurrency
+        self._grace_s = grace_s
+        self._idle_poll_s = idle_poll_s  # safety net only: enqueues and finished jobs wake us
+        self._running: dict[int, tuple[Job, asyncio.Task[None]]] = {}
+        self._by_kind: Counter[str] = Counter()
+        self._stopping = asyncio.Event()
+        self._log = logger.bind(component="worker")
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+        self._queue.wake.set()
+
+    async def run(self) -> None:
+        """Run until ``request_stop``. Assumes this process alone owns the database (the app
+        holds the data-directory lock), so jobs left 'running' by a dead process are recovered."""
+        await self._notify_dead(await self._queue.recover_after_crash())
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            await self._dispatch()
+        finally:
+            self._stopping.set()
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            await self._shutdown()
+
+    async def _dispatch(self) -> None:
+        clock, wake = self._queue.clock, self._queue.wake
+        while not self._stopping.is_set():
+            wake.clear()
+            wants = self._wants()
+            jobs: list[Job] = []
+            if wants:
+                free = self._concurrency - len(self._running)
+                jobs = await self._queue.claim(wants, free)
+                for job in jobs:
+                    self._start(job)
+                if jobs and len(jobs) == min(free, sum(wants.values())):
+                    continue  # a full batch: there may be more ready right now
+            timeout = self._idle_poll_s
+            wants = self._wants()
+            if wants:
+                next_at = await self._queue.next_run_at(wants)
+                if next_at is not None:
+                    timeout = min(timeout, max(0.0, next_at - clock.now()))
+            if not wake.is_set():
+                await clock.wait(wake, timeout)
+
+    def _wants(self) -> dict[str, int]:
+        free = self._concurrency - len(self._running)
+        if free <= 0:
+            return {}
+        wants = {}
+        for name, kind in self._kinds.items():
+            room = (kind.concurrency or self._concurrency) - self._by_kind[name]
+            if room > 0:
+                wants[name] = min(room, free)
+        return wants
+
+    def _start(self, job: Job) -> None:
+        self._by_kind[job.kind] += 1
+        self._running[job.id] = (job, asyncio.create_task(self._execute(job)))
+
+    async def _execute(self, job: Job) -> None:
+        kind = self._kinds[job.kind]
+        try:
+            with logger.contextualize(job_id=job.id, kind=job.kind, attempt=job.attempts):
+                try:
+                    await kind.run(job)
+                except Exception as exc:
+                    await self._after_failure(job, exc)
+                else:
+                    if not await self._queue.complete(job):
+                        self._log.warning("job {} finished after losing its lease; result kept by the newer attempt", job.id)
+        finally:
+            del self._running[job.id]
+            self._by_kind[job.kind] -= 1
+            self._queue.wake.set()
+
+    async def _after_failure(self, job: Job, exc: Exception) -> None:
+        if not isinstance(exc, JobError):
+            # A bug or an untranslated error: log it whole (variables are never shown) and retry.
+            self._log.opt(exception=exc).error("job {} ({}) raised unexpectedly", job.id, job.kind)
+        after = await self._queue.fail(job, exc)
+        if after is None:
+            self._log.warning("job {} failed after losing its lease: {}", job.id, describe_error(exc))
+        elif after.state is JobState.DEAD:
+            self._log.error("job {} ({}) is dead after {} attempt(s): {}", job.id, job.kind, after.attempts, after.last_error)
+            await self._notify_dead([after])
+        else:
+            wait = after.run_at - self._queue.clock.now()
+            self._log.warning("job {} ({}) will run again in {:.1f} s: {}", job.id, job.kind, wait, after.last_error)
+
+    async def _notify_dead(self, jobs: Iterable[Job]) -> None:
+        for job in jobs:
+            kind = self._kinds.get(job.kind)
+            if job.state is not JobState.DEAD or kind is None or kind.on_dead is None:
+                continue
+            try:
+                await kind.on_dead(job)
+            except Exception as exc:
+                self._log.opt(exception=exc).error("on_dead hook of job {} failed", job.id)
+
+    async def _heartbeat(self) -> None:
+        interval = self._queue.lease_s / 3
+        while not self._stopping.is_set():
+            await self._queue.clock.wait(self._stopping, interval)
+            if self._stopping.is_set():
+                return
+            try:
+                jobs = [job for job, _ in self._running.values()]
+                kept = await self._queue.renew(jobs)
+                for job in jobs:
+                    if job.id not in kept and job.id in self._running:
+                        self._log.warning("lost the lease of job {}; its result will be discarded", job.id)
+                await self._notify_dead(await self._queue.recover_expired())
+            except Exception as exc:
+                self._log.opt(exception=exc).error("lease heartbeat failed; will try again")
+
+    async def _shutdown(self) -> None:
+        if self._running:
+            tasks = [task for _, task in self._running.values()]
+            self._log.info("waiting up to {:g} s for {} running job(s)", self._grace_s, len(tasks))
+            _, pending = await asyncio.wait(tasks, timeout=self._grace_s)
+            if pending:
+                unfinished = [job for job, task in self._running.values() if task in pending]
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                released = await self._queue.release(unfinished)
+                self._log.info("handed {} unfinished job(s) back to the queue", released)
+        await self._queue.drain()

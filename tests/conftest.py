@@ -1,0 +1,71 @@
+"""Shared fixtures: a real SQLite file per test, a manual clock, and helpers that bound every wait."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from botcore.clock import ManualClock
+from botcore.db import Database
+from botcore.jobqueue import JobQueue
+from botcore.jobstore import JobStore
+from botcore.worker import Worker
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = await Database.open(tmp_path / "bot.db")
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def queue(db: Database, clock: ManualClock) -> JobQueue:
+    return JobQueue(JobStore(db), clock=clock, rng=random.Random(7))
+
+
+async def eventually(predicate: Callable[[], object], *, timeout: float = 5.0, what: str = "condition") -> None:
+    """Poll a cheap in-memory predicate until true; fail (not hang) after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+async def settle(queue: JobQueue, *, timeout: float = 5.0) -> None:
+    """Wait until no job is queued-and-due or running."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        by_state = (await queue.stats()).by_state()
+        if not by_state.get("running"):
+            due = await queue.next_run_at(kinds={k for (_, k) in (await queue.stats()).counts})
+            if due is None or due > queue.clock.now():
+                return
+        if loop.time() > deadline:
+            raise AssertionError(f"queue did not settle: {by_state}")
+        await asyncio.sleep(0.005)
+
+
+@asynccontextmanager
+async def running(worker: Worker, *, stop_timeout: float = 15.0) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(worker.run())
+    try:
+        yield task
+    finally:
+        worker.request_stop()
+        await asyncio.wait_for(task, stop_timeout)

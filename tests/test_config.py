@@ -1,0 +1,84 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from botcore.config import load_settings, parse_settings
+from botcore.errors import ConfigError
+
+from .conftest import ROOT
+
+TOKEN = "123456789:AAH4kq-EXAMPLE_token_value_abcdefghi"
+
+
+def test_defaults() -> None:
+    s = parse_settings({"TELEGRAM_BOT_TOKEN": TOKEN})
+    assert s.data_dir == Path("./data")
+    assert s.db_path == Path("./data/bot.db")
+    assert s.sqlite_synchronous == "NORMAL"
+    assert (s.job_lease_s, s.job_max_attempts, s.shutdown_grace_s) == (60.0, 4, 10.0)
+    assert (s.job_retention_done_s, s.job_retention_dead_s) == (300.0, 3600.0)
+    assert s.transcription_concurrency == 3
+    assert s.secrets() == (TOKEN,)
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({}, "TELEGRAM_BOT_TOKEN"),
+        ({"TELEGRAM_BOT_TOKEN": "   "}, "TELEGRAM_BOT_TOKEN"),
+        ({"TELEGRAM_BOT_TOKEN": "not-a-token"}, "TELEGRAM_BOT_TOKEN"),
+        ({"TELEGRAM_BOT_TOKEN": TOKEN, "SQLITE_SYNCHRONOUS": "OFF"}, "SQLITE_SYNCHRONOUS"),
+        ({"TELEGRAM_BOT_TOKEN": TOKEN, "JOB_LEASE_S": "soon"}, "JOB_LEASE_S"),
+        ({"TELEGRAM_BOT_TOKEN": TOKEN, "JOB_LEASE_S": "nan"}, "JOB_LEASE_S"),
+        ({"TELEGRAM_BOT_TOKEN": TOKEN, "JOB_LEASE_S": "1"}, "JOB_LEASE_S"),
+        ({"TELEGRAM_BOT_TOKEN": TOKEN, "WORKER_CONCURRENCY": "2.5"}, "WORKER_CONCURRENCY"),
+        ({"TELEGRAM_BOT_TOKEN": TOKEN, "JOB_MAX_ATTEMPTS": "0"}, "JOB_MAX_ATTEMPTS"),
+        ({"TELEGRAM_BOT_TOKEN": TOKEN, "LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_settings(env)
+    assert err.value.variable == variable
+    assert str(err.value).startswith(f"{variable}: expected ")
+
+
+def test_secret_is_not_echoed_in_the_error() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_settings({"TELEGRAM_BOT_TOKEN": "12345:short"})
+    assert "short" not in str(err.value)
+
+
+def test_environment_wins_over_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"TELEGRAM_BOT_TOKEN={TOKEN}\nDATA_DIR=/from/dotenv\nWORKER_CONCURRENCY=3\n")
+    monkeypatch.setenv("WORKER_CONCURRENCY", "5")
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    monkeypatch.delenv("DATA_DIR", raising=False)
+    s = load_settings(env_file)
+    assert (s.telegram_bot_token, str(s.data_dir), s.worker_concurrency) == (TOKEN, "/from/dotenv", 5)
+
+
+def _run_bot(env_extra: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "DATA_DIR", "JOB_"))}
+    env.update(env_extra)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bot.py")], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "bot.py: TELEGRAM_BOT_TOKEN: expected to be set (see .env.example)\n"),
+        ({"TELEGRAM_BOT_TOKEN": TOKEN, "JOB_MAX_ATTEMPTS": "many"}, "bot.py: JOB_MAX_ATTEMPTS: expected a whole number ≥ 1 (got 'many')\n"),
+    ],
+)
+def test_bot_py_exits_2_with_one_line(tmp_path: Path, env: dict[str, str], expected: str) -> None:
+    done = _run_bot(env, tmp_path)
+    assert done.returncode == 2
+    assert done.stderr == expected
+    assert "Traceback" not in done.stdout + done.stderr
