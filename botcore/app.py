@@ -4,6 +4,7 @@ reverse order through one AsyncExitStack. Also maps signals to a graceful stop."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -47,7 +48,9 @@ async def run(settings: Settings) -> None:
         _install_signal_handlers(worker)
         log.info(
             "bot {} started: database {} (synchronous={}); press Ctrl-C to stop",
-            __version__, settings.db_path, settings.sqlite_synchronous,
+            __version__,
+            settings.db_path,
+            settings.sqlite_synchronous,
         )
         await worker.run()
         log.info("stopped cleanly")
@@ -71,10 +74,9 @@ def _install_signal_handlers(worker: Worker) -> None:
             os._exit(130)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
-        try:
+        # Windows has no add_signal_handler; Ctrl-C still raises KeyboardInterrupt there.
+        with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, on_signal, signum)
-        except NotImplementedError:  # Windows: Ctrl-C still raises KeyboardInterrupt
-            pass
 
 
 def main() -> int:

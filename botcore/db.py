@@ -31,9 +31,7 @@ class Database:
         self.path = path
 
     @classmethod
-    async def open(
-        cls, path: Path, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000
-    ) -> Database:
+    async def open(cls, path: Path, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000) -> Database:
         if sqlite3.sqlite_version_info < _MIN_SQLITE:
             raise StartupError(
                 f"SQLite {sqlite3.sqlite_version} is too old: 3.35 or newer is needed "

@@ -117,9 +117,7 @@ class JobStore:
             "now": now,
         }
 
-    async def claim(
-        self, wants: Mapping[str, int], *, limit: int, now: float, lease_s: float
-    ) -> list[Job]:
+    async def claim(self, wants: Mapping[str, int], *, limit: int, now: float, lease_s: float) -> list[Job]:
         """Lease up to ``wants[kind]`` ready jobs of each kind, ``limit`` in all, oldest first,
         in one atomic statement. Each claim counts an attempt and gets a fresh lease token."""
         wants = {kind: n for kind, n in wants.items() if n > 0}
@@ -145,10 +143,11 @@ class JobStore:
         kinds = list(kinds)
         if not kinds:
             return None
-        one = "SELECT (SELECT run_at FROM jobs WHERE state = 'queued' AND kind = ? ORDER BY run_at LIMIT 1) AS r"
-        row = await self._db.fetchone(
-            f"SELECT min(r) FROM ({' UNION ALL '.join([one] * len(kinds))})", kinds
+        one = (
+            "SELECT (SELECT run_at FROM jobs WHERE state = 'queued' AND kind = ?"
+            " ORDER BY run_at LIMIT 1) AS r"
         )
+        row = await self._db.fetchone(f"SELECT min(r) FROM ({' UNION ALL '.join([one] * len(kinds))})", kinds)
         return None if row is None else row[0]
 
     async def complete_many(self, leases: Sequence[tuple[int, str]], *, now: float) -> set[int]:
@@ -163,9 +162,7 @@ class JobStore:
         )
         return {r[0] for r in rows}
 
-    async def renew(
-        self, leases: Sequence[tuple[int, str]], *, lease_until: float, now: float
-    ) -> set[int]:
+    async def renew(self, leases: Sequence[tuple[int, str]], *, lease_until: float, now: float) -> set[int]:
         if not leases:
             return set()
         where, params = _fenced(leases)
@@ -188,8 +185,14 @@ class JobStore:
                                          ELSE deferred_since END
                WHERE id = :id AND lease_token = :token AND state = 'running'
                RETURNING {_COLUMNS}""",
-            {"run_at": run_at, "error": error, "now": now, "deferred": int(deferred),
-             "id": job_id, "token": token},
+            {
+                "run_at": run_at,
+                "error": error,
+                "now": now,
+                "deferred": int(deferred),
+                "id": job_id,
+                "token": token,
+            },
         )
         return _job(rows[0]) if rows else None
 
@@ -223,9 +226,7 @@ class JobStore:
         )
         return [_job(r) for r in rows]
 
-    async def save_checkpoint(
-        self, job_id: int, token: str, data: Mapping[str, Any], *, now: float
-    ) -> bool:
+    async def save_checkpoint(self, job_id: int, token: str, data: Mapping[str, Any], *, now: float) -> bool:
         rows = await self._db.fetchall(
             "UPDATE jobs SET checkpoint = ?, updated_at = ?"
             " WHERE id = ? AND lease_token = ? AND state = 'running' RETURNING id",

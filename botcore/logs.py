@@ -9,9 +9,7 @@ from typing import TextIO
 
 from loguru import logger
 
-_FORMAT = (
-    "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {extra[component]: <8} | {message}"
-)
+_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {extra[component]: <8} | {message}"
 
 
 class Redactor:

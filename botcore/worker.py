@@ -114,7 +114,9 @@ class Worker:
                     await self._after_failure(job, exc)
                 else:
                     if not await self._queue.complete(job):
-                        self._log.warning("job {} finished after losing its lease; result kept by the newer attempt", job.id)
+                        self._log.warning(
+                            "job {} finished after losing its lease; result kept by the newer attempt", job.id
+                        )
         finally:
             del self._running[job.id]
             self._by_kind[job.kind] -= 1
@@ -128,11 +130,19 @@ class Worker:
         if after is None:
             self._log.warning("job {} failed after losing its lease: {}", job.id, describe_error(exc))
         elif after.state is JobState.DEAD:
-            self._log.error("job {} ({}) is dead after {} attempt(s): {}", job.id, job.kind, after.attempts, after.last_error)
+            self._log.error(
+                "job {} ({}) is dead after {} attempt(s): {}",
+                job.id,
+                job.kind,
+                after.attempts,
+                after.last_error,
+            )
             await self._notify_dead([after])
         else:
             wait = after.run_at - self._queue.clock.now()
-            self._log.warning("job {} ({}) will run again in {:.1f} s: {}", job.id, job.kind, wait, after.last_error)
+            self._log.warning(
+                "job {} ({}) will run again in {:.1f} s: {}", job.id, job.kind, wait, after.last_error
+            )
 
     async def _notify_dead(self, jobs: Iterable[Job]) -> None:
         for job in jobs:
@@ -145,11 +155,14 @@ class Worker:
                 self._log.opt(exception=exc).error("on_dead hook of job {} failed", job.id)
 
     async def _heartbeat(self) -> None:
-        interval = self._queue.lease_s / 3
+        clock, interval = self._queue.clock, self._queue.lease_s / 3
+        beat_at = clock.now() + interval
         while not self._stopping.is_set():
-            await self._queue.clock.wait(self._stopping, interval)
+            await clock.wait(self._stopping, beat_at - clock.now())
             if self._stopping.is_set():
                 return
+            # Fixed schedule: time that passed while renewing still counts toward the next beat.
+            beat_at = max(beat_at + interval, clock.now())
             try:
                 jobs = [job for job, _ in self._running.values()]
                 kept = await self._queue.renew(jobs)

@@ -36,7 +36,9 @@ def queue(db: Database, clock: ManualClock) -> JobQueue:
     return JobQueue(JobStore(db), clock=clock, rng=random.Random(7))
 
 
-async def eventually(predicate: Callable[[], object], *, timeout: float = 5.0, what: str = "condition") -> None:
+async def eventually(
+    predicate: Callable[[], object], *, timeout: float = 5.0, what: str = "condition"
+) -> None:
     """Poll a cheap in-memory predicate until true; fail (not hang) after ``timeout`` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -74,7 +74,10 @@ def _run_bot(env_extra: dict[str, str], cwd: Path) -> subprocess.CompletedProces
     ("env", "expected"),
     [
         ({}, "bot.py: TELEGRAM_BOT_TOKEN: expected to be set (see .env.example)\n"),
-        ({"TELEGRAM_BOT_TOKEN": TOKEN, "JOB_MAX_ATTEMPTS": "many"}, "bot.py: JOB_MAX_ATTEMPTS: expected a whole number ≥ 1 (got 'many')\n"),
+        (
+            {"TELEGRAM_BOT_TOKEN": TOKEN, "JOB_MAX_ATTEMPTS": "many"},
+            "bot.py: JOB_MAX_ATTEMPTS: expected a whole number ≥ 1 (got 'many')\n",
+        ),
     ],
 )
 def test_bot_py_exits_2_with_one_line(tmp_path: Path, env: dict[str, str], expected: str) -> None:

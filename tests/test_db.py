@@ -5,9 +5,8 @@ from pathlib import Path
 import pytest
 
 from botcore.db import Database
-from botcore.errors import SchemaTooNewError
+from botcore.errors import AlreadyRunningError, SchemaTooNewError
 from botcore.lockfile import DataDirLock
-from botcore.errors import AlreadyRunningError
 from botcore.migrations import MIGRATIONS
 
 
@@ -47,7 +46,7 @@ async def test_newer_database_is_refused_and_left_alone(tmp_path: Path) -> None:
         raw.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 5}")
     raw.close()
     before = path.read_bytes()
-    with pytest.raises(SchemaTooNewError, match="newer release|knows only up to"):
+    with pytest.raises(SchemaTooNewError, match=r"newer release|knows only up to"):
         await Database.open(path)
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) + 5
@@ -108,9 +107,12 @@ async def test_cancelled_transaction_rolls_back(db: Database) -> None:
 
 
 def test_one_process_per_data_directory(tmp_path: Path) -> None:
-    with DataDirLock(tmp_path), pytest.raises(AlreadyRunningError, match="already using"):
-        # flock is per open file description, so a second open in this process conflicts too.
-        with DataDirLock(tmp_path):
-            pass
+    # flock is per open file description, so a second open in this process conflicts too.
+    with (
+        DataDirLock(tmp_path),
+        pytest.raises(AlreadyRunningError, match="already using"),
+        DataDirLock(tmp_path),
+    ):
+        pass
     with DataDirLock(tmp_path):  # released on exit
         pass

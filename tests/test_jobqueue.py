@@ -103,7 +103,9 @@ async def test_backoff_schedule_is_2_4_8_then_dead(queue: JobQueue, clock: Manua
     assert after.finished_at == clock.now()
 
 
-async def test_unknown_exceptions_are_retried_like_transient_ones(queue: JobQueue, clock: ManualClock) -> None:
+async def test_unknown_exceptions_are_retried_like_transient_ones(
+    queue: JobQueue, clock: ManualClock
+) -> None:
     await queue.enqueue("chat", {})
     after = await queue.fail(await claim_one(queue), KeyError("x"))
     assert after.state is JobState.QUEUED and 2 <= after.run_at - clock.now() <= 2.2
@@ -204,7 +206,9 @@ async def test_checkpoint_survives_a_retry(queue: JobQueue, clock: ManualClock) 
     assert again.checkpoint == {"answer": "42"}
 
 
-async def test_crash_recovery_requeues_all_running_and_buries_crash_loops(db: Database, clock: ManualClock) -> None:
+async def test_crash_recovery_requeues_all_running_and_buries_crash_loops(
+    db: Database, clock: ManualClock
+) -> None:
     queue = JobQueue(JobStore(db), clock=clock, max_attempts=2)
     await queue.enqueue("chat", {"n": 1})
     await queue.enqueue("chat", {"n": 2})
@@ -242,7 +246,12 @@ async def test_stats_and_purge(queue: JobQueue, clock: ManualClock) -> None:
     await queue.fail(jobs[1], PermanentError("bad"))
     clock.advance(10)
     stats = await queue.stats()
-    assert stats.counts == {("done", "chat"): 1, ("dead", "chat"): 1, ("running", "chat"): 1, ("queued", "voice"): 1}
+    assert stats.counts == {
+        ("done", "chat"): 1,
+        ("dead", "chat"): 1,
+        ("running", "chat"): 1,
+        ("queued", "voice"): 1,
+    }
     assert stats.oldest_waiting_age_s == pytest.approx(10)
     assert stats.by_state() == {"done": 1, "dead": 1, "running": 1, "queued": 1}
     clock.advance(300)
