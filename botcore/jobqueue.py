@@ -89,7 +89,8 @@ class JobQueue:
         return await self._store.claim(wants, limit=limit, now=self.clock.now(), lease_s=self.lease_s)
 
     async def next_run_at(self, kinds: Iterable[str]) -> float | None:
-        return await self._store.next_run_at(kinds)
+        """When a job of these kinds next comes due (None: none is waiting for a time)."""
+        return await self._store.next_run_at(kinds, after=self.clock.now())
 
     async def complete(self, job: Job) -> bool:
         """Mark a claimed job done. False when its lease had been lost (a newer attempt owns it).

@@ -14,18 +14,18 @@ _COLUMNS = (
     "id, kind, payload, dedup_key, group_key, state, attempts, max_attempts, run_at, created_at,"
     " updated_at, lease_token, lease_until, deferred_since, finished_at, last_error, checkpoint"
 )
-_ACTIVE = "('blocked', 'queued', 'running')"
 _INSERT = f"""
 INSERT INTO jobs (kind, payload, dedup_key, group_key, state, max_attempts, run_at,
                   created_at, updated_at)
-VALUES (:kind, :payload, :dedup_key, :group_key,
-        CASE WHEN :group_key IS NOT NULL AND EXISTS (
-                 SELECT 1 FROM jobs WHERE group_key = :group_key AND state IN {_ACTIVE})
-             THEN 'blocked' ELSE 'queued' END,
-        :max_attempts, :run_at, :now, :now)
+VALUES (:kind, :payload, :dedup_key, :group_key, 'queued', :max_attempts, :run_at, :now, :now)
 ON CONFLICT (dedup_key) DO NOTHING
 RETURNING {_COLUMNS}
 """
+# A job is ready when due and no older job of its group is still queued or running. The
+# "state IN (…)" term repeats the partial index's condition, which is what lets SQLite use it.
+_UNBLOCKED = """(j.group_key IS NULL OR NOT EXISTS (
+    SELECT 1 FROM jobs o WHERE o.group_key = j.group_key
+    AND o.state IN ('queued', 'running') AND o.id < j.id))"""
 _BY_DEDUP = f"SELECT {_COLUMNS} FROM jobs WHERE dedup_key = ?"
 # A job that was running when its process died, or whose lease ran out: its attempt is already
 # counted, so one that keeps killing the process ends dead instead of looping forever.
@@ -126,8 +126,8 @@ class JobStore:
         parts, params = [], []
         for kind, n in wants.items():
             parts.append(
-                "SELECT id, run_at FROM (SELECT id, run_at FROM jobs WHERE state = 'queued'"
-                " AND kind = ? AND run_at <= ? ORDER BY run_at, id LIMIT ?)"
+                "SELECT id, run_at FROM (SELECT j.id, j.run_at FROM jobs j WHERE j.state = 'queued'"
+                f" AND j.kind = ? AND j.run_at <= ? AND {_UNBLOCKED} ORDER BY j.run_at, j.id LIMIT ?)"
             )
             params += [kind, now, n]
         sql = f"""
@@ -139,15 +139,19 @@ class JobStore:
         rows = await self._db.fetchall(sql, [now + lease_s, now, *params, limit])
         return sorted((_job(r) for r in rows), key=lambda j: (j.run_at, j.id))
 
-    async def next_run_at(self, kinds: Iterable[str]) -> float | None:
+    async def next_run_at(self, kinds: Iterable[str], *, after: float) -> float | None:
+        """The earliest ``run_at`` later than ``after`` among queued jobs of these kinds: when the
+        worker should look again if nothing else wakes it. (Jobs due by ``after`` were just
+        offered to ``claim``; the ones it left are blocked by their group and wait for a finish.)"""
         kinds = list(kinds)
         if not kinds:
             return None
         one = (
-            "SELECT (SELECT run_at FROM jobs WHERE state = 'queued' AND kind = ?"
+            "SELECT (SELECT run_at FROM jobs WHERE state = 'queued' AND kind = ? AND run_at > ?"
             " ORDER BY run_at LIMIT 1) AS r"
         )
-        row = await self._db.fetchone(f"SELECT min(r) FROM ({' UNION ALL '.join([one] * len(kinds))})", kinds)
+        params = [p for kind in kinds for p in (kind, after)]
+        row = await self._db.fetchone(f"SELECT min(r) FROM ({' UNION ALL '.join([one] * len(kinds))})", params)
         return None if row is None else row[0]
 
     async def complete_many(self, leases: Sequence[tuple[int, str]], *, now: float) -> set[int]:
@@ -177,24 +181,31 @@ class JobStore:
     ) -> Job | None:
         """Back to 'queued' for a later try. ``deferred`` gives the attempt back and starts the
         outage clock. None when the lease was lost."""
-        rows = await self._db.fetchall(
-            f"""UPDATE jobs SET state = 'queued', run_at = :run_at, last_error = :error,
-                   lease_token = NULL, lease_until = NULL, updated_at = :now,
-                   attempts = attempts - :deferred,
-                   deferred_since = CASE WHEN :deferred THEN coalesce(deferred_since, :now)
-                                         ELSE deferred_since END
-               WHERE id = :id AND lease_token = :token AND state = 'running'
-               RETURNING {_COLUMNS}""",
-            {
-                "run_at": run_at,
-                "error": error,
-                "now": now,
-                "deferred": int(deferred),
-                "id": job_id,
-                "token": token,
-            },
-        )
-        return _job(rows[0]) if rows else None
+        async with self._db.transaction() as tx:
+            rows = await tx.fetchall(
+                f"""UPDATE jobs SET state = 'queued', run_at = :run_at, last_error = :error,
+                       lease_token = NULL, lease_until = NULL, updated_at = :now,
+                       attempts = attempts - :deferred,
+                       deferred_since = CASE WHEN :deferred THEN coalesce(deferred_since, :now)
+                                             ELSE deferred_since END
+                   WHERE id = :id AND lease_token = :token AND state = 'running'
+                   RETURNING {_COLUMNS}""",
+                {"run_at": run_at, "error": error, "now": now, "deferred": int(deferred),
+                 "id": job_id, "token": token},
+            )
+            if not rows:
+                return None
+            job = _job(rows[0])
+            if job.group_key is not None:
+                # The rest of the group waits at least as long, so while this job sleeps they are
+                # not "due" and no claim has to look at them and skip them one by one.
+                await tx.fetchall(
+                    """UPDATE jobs SET run_at = :run_at
+                       WHERE group_key = :group_key AND state IN ('queued', 'running')
+                         AND state = 'queued' AND id > :id AND run_at < :run_at""",
+                    {"run_at": run_at, "group_key": job.group_key, "id": job_id},
+                )
+        return job
 
     async def bury(self, job_id: int, token: str, *, error: str, now: float) -> Job | None:
         rows = await self._db.fetchall(
@@ -241,7 +252,7 @@ class JobStore:
     async def stats(self, *, now: float) -> QueueStats:
         rows = await self._db.fetchall("SELECT state, kind, count(*) FROM jobs GROUP BY state, kind")
         oldest = await self._db.fetchone(
-            "SELECT min(created_at) FROM jobs WHERE state IN ('queued', 'blocked')"
+            "SELECT min(created_at) FROM jobs WHERE state = 'queued'"
         )
         age = None if oldest is None or oldest[0] is None else max(0.0, now - oldest[0])
         return QueueStats(counts={(s, k): n for s, k, n in rows}, oldest_waiting_age_s=age)

@@ -8,8 +8,7 @@ from typing import Any
 
 
 class JobState(StrEnum):
-    BLOCKED = "blocked"  # waits behind an earlier unfinished job of its group
-    QUEUED = "queued"  # may run once run_at has come
+    QUEUED = "queued"  # may run once run_at has come and no older job of its group is unfinished
     RUNNING = "running"  # leased by a worker
     DONE = "done"
     DEAD = "dead"  # failed for good; last_error says why
@@ -57,7 +56,7 @@ class Enqueued:
 @dataclass(frozen=True, slots=True)
 class QueueStats:
     counts: dict[tuple[str, str], int]  # (state, kind) -> number of jobs
-    oldest_waiting_age_s: float | None  # age of the oldest queued or blocked job
+    oldest_waiting_age_s: float | None  # age of the oldest queued job
 
     def by_state(self) -> dict[str, int]:
         totals: dict[str, int] = {}

@@ -48,21 +48,6 @@ async def eventually(
         await asyncio.sleep(0.005)
 
 
-async def settle(queue: JobQueue, *, timeout: float = 5.0) -> None:
-    """Wait until no job is queued-and-due or running."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        by_state = (await queue.stats()).by_state()
-        if not by_state.get("running"):
-            due = await queue.next_run_at(kinds={k for (_, k) in (await queue.stats()).counts})
-            if due is None or due > queue.clock.now():
-                return
-        if loop.time() > deadline:
-            raise AssertionError(f"queue did not settle: {by_state}")
-        await asyncio.sleep(0.005)
-
-
 @asynccontextmanager
 async def running(worker: Worker, *, stop_timeout: float = 15.0) -> AsyncIterator[asyncio.Task[None]]:
     task = asyncio.create_task(worker.run())

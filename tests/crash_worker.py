@@ -48,7 +48,7 @@ async def main(data_dir: Path, mode: str) -> None:
         while not task.done():
             await asyncio.sleep(0.02)
             by_state = (await queue.stats()).by_state()
-            if not any(by_state.get(s) for s in ("queued", "blocked", "running")):
+            if not any(by_state.get(s) for s in ("queued", "running")):
                 worker.request_stop()
         await task
         await db.close()

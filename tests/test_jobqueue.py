@@ -57,6 +57,7 @@ async def test_claim_honours_run_at(queue: JobQueue, clock: ManualClock) -> None
     await queue.enqueue("chat", {"n": 1}, delay_s=30)
     assert await queue.claim(ALL, 10) == []
     assert await queue.next_run_at(["chat"]) == pytest.approx(clock.now() + 30)
+    assert await queue.next_run_at(["voice"]) is None
     clock.advance(30)
     assert len(await queue.claim(ALL, 10)) == 1
 
@@ -154,11 +155,13 @@ async def test_group_runs_one_at_a_time_in_enqueue_order(queue: JobQueue, clock:
     b1 = (await queue.enqueue("chat", {"n": "b1"}, group_key="chat:B")).job
     a2 = (await queue.enqueue("chat", {"n": "a2"}, group_key="chat:A")).job
     a3 = (await queue.enqueue("voice", {"n": "a3"}, group_key="chat:A")).job
-    assert [a1.state, b1.state, a2.state, a3.state] == ["queued", "queued", "blocked", "blocked"]
+    assert {a1.state, b1.state, a2.state, a3.state} == {JobState.QUEUED}
     claimed = await queue.claim(ALL, 10)
     assert [j.payload["n"] for j in claimed] == ["a1", "b1"]  # groups in parallel, never a2 yet
-    # a1 fails and waits for its retry: a2 must still wait behind it.
-    await queue.fail(claimed[0], TransientError("x"))
+    # a1 fails and waits for its retry: a2 must still wait behind it, and is not even due.
+    retry = await queue.fail(claimed[0], TransientError("x"))
+    assert (await queue.get(a2.id)).run_at == retry.run_at == (await queue.get(a3.id)).run_at
+    assert (await queue.get(b1.id)).run_at == b1.run_at  # other groups are untouched
     clock.advance(1)
     assert await queue.claim(ALL, 10) == []
     clock.advance(5)
@@ -175,7 +178,19 @@ async def test_group_runs_one_at_a_time_in_enqueue_order(queue: JobQueue, clock:
 async def test_new_job_of_an_idle_group_is_not_blocked_by_finished_ones(queue: JobQueue) -> None:
     await queue.enqueue("chat", {}, group_key="g")
     assert await queue.complete(await claim_one(queue))
-    assert (await queue.enqueue("chat", {}, group_key="g")).job.state is JobState.QUEUED
+    await queue.enqueue("chat", {}, group_key="g")
+    assert len(await queue.claim(ALL, 10)) == 1
+
+
+async def test_a_running_job_blocks_its_group_but_not_others(queue: JobQueue) -> None:
+    await queue.enqueue("chat", {"n": 1}, group_key="g")
+    first = await claim_one(queue)
+    await queue.enqueue("chat", {"n": 2}, group_key="g")
+    await queue.enqueue("chat", {"n": 3}, group_key="h")
+    assert [j.payload["n"] for j in await queue.claim(ALL, 10)] == [3]
+    assert await queue.next_run_at(["chat"]) is None  # nothing to wake for but a finish
+    assert await queue.complete(first)
+    assert [j.payload["n"] for j in await queue.claim(ALL, 10)] == [2]
 
 
 async def test_claim_respects_per_kind_wants(queue: JobQueue) -> None:
