@@ -16,7 +16,6 @@ from botcore.jobstore import JobStore
 from botcore.models import Enqueued, Job, NewJob, PurgeResult, QueueStats
 
 _MAX_ERROR_CHARS = 500
-_FLUSH_MAX = 500  # completions written per statement
 
 
 def describe_error(exc: BaseException) -> str:
@@ -49,10 +48,8 @@ class JobQueue:
         self._defer_s = defer_s
         self._outage_max_wait_s = outage_max_wait_s
         self._rng = rng or random.Random()
-        # Set on every enqueue, so an idle worker picks the job up at once instead of polling.
+        # Set on every enqueue and finish, so an idle worker looks at once instead of polling.
         self.wake = asyncio.Event()
-        self._pending_done: list[tuple[int, str, asyncio.Future[bool]]] = []
-        self._flusher: asyncio.Task[None] | None = None
         self._log = logger.bind(component="queue")
 
     # -- producers -------------------------------------------------------------------------
@@ -86,39 +83,31 @@ class JobQueue:
     # -- workers ---------------------------------------------------------------------------
 
     async def claim(self, wants: Mapping[str, int], limit: int) -> list[Job]:
-        return await self._store.claim(wants, limit=limit, now=self.clock.now(), lease_s=self.lease_s)
+        """Lease up to ``wants[kind]`` ready jobs per kind, ``limit`` in all."""
+        _, jobs = await self.finish_and_claim([], wants, limit)
+        return jobs
+
+    async def complete(self, job: Job) -> bool:
+        """Mark a claimed job done. False when its lease had been lost (a newer attempt owns it)."""
+        done, _ = await self.finish_and_claim([job], {}, 0)
+        return job.id in done
+
+    async def finish_and_claim(
+        self, done: Sequence[Job], wants: Mapping[str, int], limit: int
+    ) -> tuple[set[int], list[Job]]:
+        """Record finished jobs and lease new ones in one statement: the worker's hot path, one
+        commit per batch. Returns the ids of ``done`` whose lease still held, and the new jobs."""
+        leases = [(j.id, j.lease_token) for j in done if j.lease_token is not None]
+        finished, jobs = await self._store.finish_and_claim(
+            leases, wants, limit=limit, now=self.clock.now(), lease_s=self.lease_s
+        )
+        if finished:
+            self.wake.set()  # their groups' next jobs may start now
+        return finished, jobs
 
     async def next_run_at(self, kinds: Iterable[str]) -> float | None:
         """When a job of these kinds next comes due (None: none is waiting for a time)."""
         return await self._store.next_run_at(kinds, after=self.clock.now())
-
-    async def complete(self, job: Job) -> bool:
-        """Mark a claimed job done. False when its lease had been lost (a newer attempt owns it).
-        Completions that arrive while one is being written are written together in one statement."""
-        assert job.lease_token is not None, "only a claimed job can be completed"
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending_done.append((job.id, job.lease_token, fut))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_done())
-        # The flush runs in its own task, so a cancelled caller never strands the others' results.
-        return await asyncio.shield(fut)
-
-    async def _flush_done(self) -> None:
-        while self._pending_done:
-            batch, self._pending_done = self._pending_done[:_FLUSH_MAX], self._pending_done[_FLUSH_MAX:]
-            try:
-                ok = await self._store.complete_many(
-                    [(job_id, token) for job_id, token, _ in batch], now=self.clock.now()
-                )
-            except Exception as exc:
-                for _, _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
-            for job_id, _, fut in batch:
-                if not fut.done():
-                    fut.set_result(job_id in ok)
-        self.wake.set()  # finished jobs may have unblocked the next job of their group
 
     async def fail(self, job: Job, exc: BaseException) -> Job | None:
         """Decide what a failed attempt leads to. Returns the job in its new state,
@@ -196,8 +185,3 @@ class JobQueue:
     async def purge(self, *, done_after_s: float, dead_after_s: float) -> PurgeResult:
         now = self.clock.now()
         return await self._store.purge(done_before=now - done_after_s, dead_before=now - dead_after_s)
-
-    async def drain(self) -> None:
-        """Wait until every pending completion is written (before closing the database)."""
-        if self._flusher is not None:
-            await asyncio.shield(self._flusher)

@@ -118,26 +118,70 @@ class JobStore:
         }
 
     async def claim(self, wants: Mapping[str, int], *, limit: int, now: float, lease_s: float) -> list[Job]:
-        """Lease up to ``wants[kind]`` ready jobs of each kind, ``limit`` in all, oldest first,
-        in one atomic statement. Each claim counts an attempt and gets a fresh lease token."""
+        _, jobs = await self.finish_and_claim([], wants, limit=limit, now=now, lease_s=lease_s)
+        return jobs
+
+    async def complete_many(self, leases: Sequence[tuple[int, str]], *, now: float) -> set[int]:
+        """Mark leased jobs done; returns the ids whose lease still held (the others were fenced)."""
+        done, _ = await self.finish_and_claim(leases, {}, limit=0, now=now, lease_s=0)
+        return done
+
+    async def finish_and_claim(
+        self,
+        leases: Sequence[tuple[int, str]],
+        wants: Mapping[str, int],
+        *,
+        limit: int,
+        now: float,
+        lease_s: float,
+    ) -> tuple[set[int], list[Job]]:
+        """In one atomic statement (one commit): mark the leased jobs done, and lease up to
+        ``wants[kind]`` ready jobs of each kind, ``limit`` in all, oldest first. A claim counts
+        an attempt and gets a fresh lease token. Returns the ids whose lease still held (the
+        others were fenced) and the claimed jobs. A finish frees its group only for the next
+        statement: the claim sees the rows as they were before this one."""
         wants = {kind: n for kind, n in wants.items() if n > 0}
-        if not wants or limit <= 0:
-            return []
-        parts, params = [], []
-        for kind, n in wants.items():
-            parts.append(
-                "SELECT id, run_at FROM (SELECT j.id, j.run_at FROM jobs j WHERE j.state = 'queued'"
-                f" AND j.kind = ? AND j.run_at <= ? AND {_UNBLOCKED} ORDER BY j.run_at, j.id LIMIT ?)"
-            )
-            params += [kind, now, n]
+        claiming = bool(wants) and limit > 0
+        if not leases and not claiming:
+            return set(), []
+        where, params = [], []
+        if leases:
+            fenced, fence_params = _fenced(leases)
+            where.append(f"({fenced})")
+            params += fence_params
+        if claiming:
+            picks = []
+            for kind, n in wants.items():
+                picks.append(
+                    "SELECT id, run_at FROM (SELECT j.id, j.run_at FROM jobs j WHERE j.state = 'queued'"
+                    f" AND j.kind = ? AND j.run_at <= ? AND {_UNBLOCKED} ORDER BY j.run_at, j.id LIMIT ?)"
+                )
+                params += [kind, now, n]
+            where.append(f"id IN (SELECT id FROM ({' UNION ALL '.join(picks)}) ORDER BY run_at, id LIMIT ?)")
+            params.append(limit)
+        # SET expressions read the row as it was: 'running' rows here are the ones being finished.
         sql = f"""
-        UPDATE jobs SET state = 'running', attempts = attempts + 1,
-            lease_token = lower(hex(randomblob(8))), lease_until = ?, updated_at = ?
-        WHERE id IN (SELECT id FROM ({" UNION ALL ".join(parts)}) ORDER BY run_at, id LIMIT ?)
+        UPDATE jobs SET
+            state       = CASE WHEN state = 'running' THEN 'done' ELSE 'running' END,
+            attempts    = attempts + (state = 'queued'),
+            lease_token = CASE WHEN state = 'running' THEN NULL ELSE lower(hex(randomblob(8))) END,
+            lease_until = CASE WHEN state = 'running' THEN NULL ELSE ? END,
+            finished_at = CASE WHEN state = 'running' THEN ? END,
+            last_error  = CASE WHEN state = 'running' THEN NULL ELSE last_error END,
+            updated_at  = ?
+        WHERE {" OR ".join(where)}
         RETURNING {_COLUMNS}
         """
-        rows = await self._db.fetchall(sql, [now + lease_s, now, *params, limit])
-        return sorted((_job(r) for r in rows), key=lambda j: (j.run_at, j.id))
+        rows = await self._db.fetchall(sql, [now + lease_s, now, now, *params])
+        finished: set[int] = set()
+        claimed: list[Job] = []
+        for row in rows:
+            if row[5] == "done":
+                finished.add(row[0])
+            else:
+                claimed.append(_job(row))
+        claimed.sort(key=lambda j: (j.run_at, j.id))
+        return finished, claimed
 
     async def next_run_at(self, kinds: Iterable[str], *, after: float) -> float | None:
         """The earliest ``run_at`` later than ``after`` among queued jobs of these kinds: when the
@@ -153,18 +197,6 @@ class JobStore:
         params = [p for kind in kinds for p in (kind, after)]
         row = await self._db.fetchone(f"SELECT min(r) FROM ({' UNION ALL '.join([one] * len(kinds))})", params)
         return None if row is None else row[0]
-
-    async def complete_many(self, leases: Sequence[tuple[int, str]], *, now: float) -> set[int]:
-        """Mark leased jobs done; returns the ids whose lease still held (the others were fenced)."""
-        if not leases:
-            return set()
-        where, params = _fenced(leases)
-        rows = await self._db.fetchall(
-            "UPDATE jobs SET state = 'done', finished_at = ?, updated_at = ?, lease_token = NULL,"
-            f" lease_until = NULL, last_error = NULL WHERE {where} RETURNING id",
-            [now, now, *params],
-        )
-        return {r[0] for r in rows}
 
     async def renew(self, leases: Sequence[tuple[int, str]], *, lease_until: float, now: float) -> set[int]:
         if not leases:

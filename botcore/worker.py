@@ -1,5 +1,6 @@
-"""Runs queued jobs: one dispatcher that claims in batches and wakes on enqueue, a heartbeat
-that renews leases, and graceful shutdown. It takes a table of job kinds; it knows no service."""
+"""Runs queued jobs: one dispatcher that records finished jobs and claims new ones in a single
+statement per batch and wakes on enqueue, a heartbeat that renews leases, and graceful shutdown.
+It takes a table of job kinds; it knows no service."""
 
 from __future__ import annotations
 
@@ -40,14 +41,17 @@ class Worker:
         self._concurrency = concurrency
         self._grace_s = grace_s
         self._idle_poll_s = idle_poll_s  # safety net only: enqueues and finished jobs wake us
-        self._running: dict[int, tuple[Job, asyncio.Task[None]]] = {}
-        self._by_kind: Counter[str] = Counter()
+        self._leased: dict[int, Job] = {}  # every job we hold a lease on, until its outcome is written
+        self._tasks: dict[int, asyncio.Task[None]] = {}  # handler tasks (a failure is recorded in them)
+        self._by_kind: Counter[str] = Counter()  # handlers executing, per kind
+        self._succeeded: list[Job] = []  # handlers returned; the dispatcher writes them with its next claim
         self._stopping = asyncio.Event()
         self._log = logger.bind(component="worker")
 
     @property
     def running(self) -> int:
-        return len(self._running)
+        """Jobs held by this worker: executing, or with their outcome still being written."""
+        return len(self._leased)
 
     def request_stop(self) -> None:
         self._stopping.set()
@@ -72,12 +76,9 @@ class Worker:
         while not self._stopping.is_set():
             wake.clear()
             wants = self._wants()
-            jobs: list[Job] = []
-            if wants:
-                free = self._concurrency - len(self._running)
-                jobs = await self._queue.claim(wants, free)
-                for job in jobs:
-                    self._start(job)
+            if wants or self._succeeded:
+                free = self._concurrency - len(self._tasks)
+                jobs = await self._finish_and_claim(wants, free)
                 if jobs and len(jobs) == min(free, sum(wants.values())):
                     continue  # a full batch: there may be more ready right now
             timeout = self._idle_poll_s
@@ -89,8 +90,24 @@ class Worker:
             if not wake.is_set():
                 await clock.wait(wake, timeout)
 
+    async def _finish_and_claim(self, wants: Mapping[str, int], free: int) -> list[Job]:
+        """Write the outcome of jobs whose handler returned, and claim new ones, in one statement."""
+        succeeded, self._succeeded = self._succeeded, []
+        try:
+            finished, jobs = await self._queue.finish_and_claim(succeeded, wants, free)
+        except BaseException:
+            self._succeeded[:0] = succeeded  # not written: try again with the next batch
+            raise
+        for job in succeeded:
+            del self._leased[job.id]
+            if job.id not in finished:
+                self._log.warning("job {} finished after losing its lease; a newer attempt owns it", job.id)
+        for job in jobs:
+            self._start(job)
+        return jobs
+
     def _wants(self) -> dict[str, int]:
-        free = self._concurrency - len(self._running)
+        free = self._concurrency - len(self._tasks)
         if free <= 0:
             return {}
         wants = {}
@@ -102,7 +119,8 @@ class Worker:
 
     def _start(self, job: Job) -> None:
         self._by_kind[job.kind] += 1
-        self._running[job.id] = (job, asyncio.create_task(self._execute(job)))
+        self._leased[job.id] = job
+        self._tasks[job.id] = asyncio.create_task(self._execute(job))
 
     async def _execute(self, job: Job) -> None:
         kind = self._kinds[job.kind]
@@ -112,13 +130,12 @@ class Worker:
                     await kind.run(job)
                 except Exception as exc:
                     await self._after_failure(job, exc)
+                    del self._leased[job.id]
                 else:
-                    if not await self._queue.complete(job):
-                        self._log.warning(
-                            "job {} finished after losing its lease; result kept by the newer attempt", job.id
-                        )
+                    self._succeeded.append(job)
         finally:
-            del self._running[job.id]
+            # Reached on cancellation too; the job then stays leased until shutdown releases it.
+            del self._tasks[job.id]
             self._by_kind[job.kind] -= 1
             self._queue.wake.set()
 
@@ -131,11 +148,7 @@ class Worker:
             self._log.warning("job {} failed after losing its lease: {}", job.id, describe_error(exc))
         elif after.state is JobState.DEAD:
             self._log.error(
-                "job {} ({}) is dead after {} attempt(s): {}",
-                job.id,
-                job.kind,
-                after.attempts,
-                after.last_error,
+                "job {} ({}) is dead after {} attempt(s): {}", job.id, job.kind, after.attempts, after.last_error
             )
             await self._notify_dead([after])
         else:
@@ -164,25 +177,25 @@ class Worker:
             # Fixed schedule: time that passed while renewing still counts toward the next beat.
             beat_at = max(beat_at + interval, clock.now())
             try:
-                jobs = [job for job, _ in self._running.values()]
+                jobs = list(self._leased.values())
                 kept = await self._queue.renew(jobs)
                 for job in jobs:
-                    if job.id not in kept and job.id in self._running:
+                    if job.id not in kept and job.id in self._leased:
                         self._log.warning("lost the lease of job {}; its result will be discarded", job.id)
                 await self._notify_dead(await self._queue.recover_expired())
             except Exception as exc:
                 self._log.opt(exception=exc).error("lease heartbeat failed; will try again")
 
     async def _shutdown(self) -> None:
-        if self._running:
-            tasks = [task for _, task in self._running.values()]
-            self._log.info("waiting up to {:g} s for {} running job(s)", self._grace_s, len(tasks))
-            _, pending = await asyncio.wait(tasks, timeout=self._grace_s)
-            if pending:
-                unfinished = [job for job, task in self._running.values() if task in pending]
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
-                released = await self._queue.release(unfinished)
-                self._log.info("handed {} unfinished job(s) back to the queue", released)
-        await self._queue.drain()
+        if self._tasks:
+            self._log.info("waiting up to {:g} s for {} running job(s)", self._grace_s, len(self._tasks))
+            _, pending = await asyncio.wait(list(self._tasks.values()), timeout=self._grace_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._succeeded:
+            await self._finish_and_claim({}, 0)
+        if self._leased:  # cancelled mid-handler: back to the queue without spending the attempt
+            released = await self._queue.release(list(self._leased.values()))
+            self._leased.clear()
+            self._log.info("handed {} unfinished job(s) back to the queue", released)
