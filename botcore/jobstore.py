@@ -43,25 +43,20 @@ def _dump(value: Mapping[str, Any]) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+_STATES = {state.value: state for state in JobState}
+
+
 def _job(row: Row) -> Job:
+    # Positional, in _COLUMNS order: this runs once per claimed row on the worker's hot path.
     return Job(
-        id=row[0],
-        kind=row[1],
-        payload=json.loads(row[2]),
-        dedup_key=row[3],
-        group_key=row[4],
-        state=JobState(row[5]),
-        attempts=row[6],
-        max_attempts=row[7],
-        run_at=row[8],
-        created_at=row[9],
-        updated_at=row[10],
-        lease_token=row[11],
-        lease_until=row[12],
-        deferred_since=row[13],
-        finished_at=row[14],
-        last_error=row[15],
-        checkpoint=None if row[16] is None else json.loads(row[16]),
+        row[0],
+        row[1],
+        json.loads(row[2]),
+        row[3],
+        row[4],
+        _STATES[row[5]],
+        *row[6:16],
+        None if row[16] is None else json.loads(row[16]),
     )
 
 
@@ -195,7 +190,9 @@ class JobStore:
             " ORDER BY run_at LIMIT 1) AS r"
         )
         params = [p for kind in kinds for p in (kind, after)]
-        row = await self._db.fetchone(f"SELECT min(r) FROM ({' UNION ALL '.join([one] * len(kinds))})", params)
+        row = await self._db.fetchone(
+            f"SELECT min(r) FROM ({' UNION ALL '.join([one] * len(kinds))})", params
+        )
         return None if row is None else row[0]
 
     async def renew(self, leases: Sequence[tuple[int, str]], *, lease_until: float, now: float) -> set[int]:
@@ -222,8 +219,14 @@ class JobStore:
                                              ELSE deferred_since END
                    WHERE id = :id AND lease_token = :token AND state = 'running'
                    RETURNING {_COLUMNS}""",
-                {"run_at": run_at, "error": error, "now": now, "deferred": int(deferred),
-                 "id": job_id, "token": token},
+                {
+                    "run_at": run_at,
+                    "error": error,
+                    "now": now,
+                    "deferred": int(deferred),
+                    "id": job_id,
+                    "token": token,
+                },
             )
             if not rows:
                 return None
@@ -283,9 +286,7 @@ class JobStore:
 
     async def stats(self, *, now: float) -> QueueStats:
         rows = await self._db.fetchall("SELECT state, kind, count(*) FROM jobs GROUP BY state, kind")
-        oldest = await self._db.fetchone(
-            "SELECT min(created_at) FROM jobs WHERE state = 'queued'"
-        )
+        oldest = await self._db.fetchone("SELECT min(created_at) FROM jobs WHERE state = 'queued'")
         age = None if oldest is None or oldest[0] is None else max(0.0, now - oldest[0])
         return QueueStats(counts={(s, k): n for s, k, n in rows}, oldest_waiting_age_s=age)
 

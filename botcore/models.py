@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class JobState(StrEnum):
@@ -26,8 +26,10 @@ class NewJob:
     max_attempts: int | None = None  # None: the queue's default
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
+class Job(NamedTuple):
+    """A job as stored. A NamedTuple rather than a frozen dataclass: the worker builds one per
+    claimed row on its hot path, and a tuple is built several times faster."""
+
     id: int
     kind: str
     payload: dict[str, Any]

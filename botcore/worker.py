@@ -148,7 +148,11 @@ class Worker:
             self._log.warning("job {} failed after losing its lease: {}", job.id, describe_error(exc))
         elif after.state is JobState.DEAD:
             self._log.error(
-                "job {} ({}) is dead after {} attempt(s): {}", job.id, job.kind, after.attempts, after.last_error
+                "job {} ({}) is dead after {} attempt(s): {}",
+                job.id,
+                job.kind,
+                after.attempts,
+                after.last_error,
             )
             await self._notify_dead([after])
         else:
