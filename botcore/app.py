@@ -8,11 +8,13 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 
 from loguru import logger
 
 from botcore import __version__
+from botcore.cleanup import JobPurger
 from botcore.clock import SystemClock
 from botcore.config import Settings, load_settings
 from botcore.db import Database
@@ -45,6 +47,11 @@ async def run(settings: Settings) -> None:
         worker = Worker(
             queue, kinds, concurrency=settings.worker_concurrency, grace_s=settings.shutdown_grace_s
         )
+        purger = JobPurger(
+            queue, done_after_s=settings.job_retention_done_s, dead_after_s=settings.job_retention_dead_s
+        )
+        purging = asyncio.create_task(purger.run())
+        stack.push_async_callback(_stop_task, purger.stop, purging)
         _install_signal_handlers(worker)
         log.info(
             "bot {} started: database {} (synchronous={}); press Ctrl-C to stop",
@@ -53,7 +60,12 @@ async def run(settings: Settings) -> None:
             settings.sqlite_synchronous,
         )
         await worker.run()
-        log.info("stopped cleanly")
+    log.info("stopped cleanly")
+
+
+async def _stop_task(stop: Callable[[], None], task: asyncio.Task[None]) -> None:
+    stop()
+    await task
 
 
 def _install_signal_handlers(worker: Worker) -> None:

@@ -5,11 +5,21 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from loguru import logger
 
+if TYPE_CHECKING:
+    from loguru import Record
+
 _FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {extra[component]: <8} | {message}"
+_CONTEXT = ("update_id", "chat_id", "job_id", "kind", "attempt")  # bound per update or job
+
+
+def _format(record: Record) -> str:
+    extra = record["extra"]
+    context = " ".join(f"{key}={{extra[{key}]}}" for key in _CONTEXT if key in extra)
+    return _FORMAT + (f" [{context}]" if context else "") + "\n{exception}"
 
 
 class Redactor:
@@ -34,4 +44,4 @@ def setup_logging(level: str, secrets: Iterable[str], stream: TextIO | None = No
 
     logger.remove()
     logger.configure(extra={"component": "-"})
-    logger.add(sink, level=level, format=_FORMAT, backtrace=False, diagnose=False, colorize=False)
+    logger.add(sink, level=level, format=_format, backtrace=False, diagnose=False, colorize=False)

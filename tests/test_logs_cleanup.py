@@ -1,0 +1,62 @@
+import asyncio
+import io
+
+from loguru import logger
+
+from botcore.cleanup import JobPurger
+from botcore.clock import ManualClock
+from botcore.errors import PermanentError
+from botcore.jobqueue import JobQueue
+from botcore.logs import setup_logging
+
+from .test_config import TOKEN
+
+
+def test_secrets_are_redacted_everywhere_including_tracebacks() -> None:
+    out = io.StringIO()
+    setup_logging("DEBUG", [TOKEN], stream=out)
+    try:
+        logger.info("GET https://api.telegram.org/bot{}/getMe", TOKEN)
+        try:
+            raise RuntimeError(f"bad url https://api.telegram.org/bot{TOKEN}/getUpdates")
+        except RuntimeError:
+            logger.exception("request failed")
+        with logger.contextualize(job_id=7, kind="chat", attempt=2):
+            logger.bind(component="worker").warning("retrying")
+    finally:
+        logger.remove()
+    text = out.getvalue()
+    assert TOKEN not in text
+    assert text.count("[REDACTED]") == 2  # the message and the exception's text
+    assert "RuntimeError: bad url https://api.telegram.org/bot[REDACTED]/getUpdates" in text
+    assert "retrying [job_id=7 kind=chat attempt=2]" in text
+
+
+async def test_purger_removes_finished_jobs_past_retention(queue: JobQueue, clock: ManualClock) -> None:
+    await queue.enqueue("chat", {})
+    await queue.enqueue("chat", {})
+    first, second = await queue.claim({"chat": 2}, 2)
+    assert await queue.complete(first)
+    await queue.fail(second, PermanentError("no"))
+    purger = JobPurger(queue, done_after_s=300, dead_after_s=3600, every_s=60)
+    assert (await purger.run_once()).done == 0
+    clock.advance(301)
+    assert (await purger.run_once()).done == 1
+    clock.advance(3600)
+    assert (await purger.run_once()).dead == 1
+
+
+async def test_purger_runs_periodically_until_stopped(queue: JobQueue, clock: ManualClock) -> None:
+    purger = JobPurger(queue, done_after_s=0, dead_after_s=0, every_s=60)
+    task = asyncio.create_task(purger.run())
+    await queue.enqueue("chat", {})
+    [job] = await queue.claim({"chat": 1}, 1)
+    assert await queue.complete(job)
+    clock.advance(61)
+    for _ in range(400):
+        if not (await queue.stats()).counts:
+            break
+        await asyncio.sleep(0.005)
+    assert (await queue.stats()).counts == {}
+    purger.stop()
+    await asyncio.wait_for(task, 5)
