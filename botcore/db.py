@@ -40,7 +40,10 @@ class Database:
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            conn = await aiosqlite.connect(path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StartupError(f"{path}: cannot open the database: {exc}") from None
         db = cls(conn, path)
         try:
             version = await db._schema_version()  # before any pragma writes to the file
@@ -51,6 +54,9 @@ class Database:
             await db.fetchall(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             await db.fetchall("PRAGMA foreign_keys = ON")
             await db._migrate(version)
+        except sqlite3.Error as exc:  # locked by another program, not a database, read-only…
+            await conn.close()
+            raise StartupError(f"{path}: {exc}") from None
         except BaseException:
             await conn.close()
             raise

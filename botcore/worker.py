@@ -60,7 +60,7 @@ class Worker:
     async def run(self) -> None:
         """Run until ``request_stop``. Assumes this process alone owns the database (the app
         holds the data-directory lock), so jobs left 'running' by a dead process are recovered."""
-        await self._notify_dead(await self._queue.recover_after_crash())
+        await self._recover()
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
             await self._dispatch()
@@ -71,24 +71,46 @@ class Worker:
                 await heartbeat
             await self._shutdown()
 
+    async def _recover(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self._notify_dead(await self._queue.recover_after_crash())
+                return
+            except Exception as exc:
+                self._log.opt(exception=exc).error("could not recover interrupted jobs; retrying in 1 s")
+                await self._queue.clock.wait(self._stopping, 1.0)
+
     async def _dispatch(self) -> None:
         clock, wake = self._queue.clock, self._queue.wake
         while not self._stopping.is_set():
             wake.clear()
-            wants = self._wants()
-            if wants or self._succeeded:
-                free = self._concurrency - len(self._tasks)
-                jobs = await self._finish_and_claim(wants, free)
-                if jobs and len(jobs) == min(free, sum(wants.values())):
-                    continue  # a full batch: there may be more ready right now
-            timeout = self._idle_poll_s
-            wants = self._wants()
-            if wants:
-                next_at = await self._queue.next_run_at(wants)
-                if next_at is not None:
-                    timeout = min(timeout, max(0.0, next_at - clock.now()))
-            if not wake.is_set():
+            try:
+                timeout = await self._dispatch_once()
+            except Exception as exc:
+                # The database refused (locked by another program, disk full…): nothing is lost,
+                # since finished jobs stay pending here and leases protect the rest. Try again.
+                self._log.opt(exception=exc).error("could not claim or record jobs; retrying in 1 s")
+                timeout = 1.0
+                wake.clear()
+            if timeout is not None and not wake.is_set():
                 await clock.wait(wake, timeout)
+
+    async def _dispatch_once(self) -> float | None:
+        """One round: record finished jobs and claim new ones. Returns how long to wait for a
+        wake-up before the next round (None: go again at once)."""
+        wants = self._wants()
+        if wants or self._succeeded:
+            free = self._concurrency - len(self._tasks)
+            jobs = await self._finish_and_claim(wants, free)
+            if jobs and len(jobs) == min(free, sum(wants.values())):
+                return None  # a full batch: there may be more ready right now
+        timeout = self._idle_poll_s
+        wants = self._wants()
+        if wants:
+            next_at = await self._queue.next_run_at(wants)
+            if next_at is not None:
+                timeout = min(timeout, max(0.0, next_at - self._queue.clock.now()))
+        return timeout
 
     async def _finish_and_claim(self, wants: Mapping[str, int], free: int) -> list[Job]:
         """Write the outcome of jobs whose handler returned, and claim new ones, in one statement."""
@@ -129,7 +151,13 @@ class Worker:
                 try:
                     await kind.run(job)
                 except Exception as exc:
-                    await self._after_failure(job, exc)
+                    try:
+                        await self._after_failure(job, exc)
+                    except Exception as record_exc:
+                        self._log.opt(exception=record_exc).error(
+                            "could not record the failure of job {}; it runs again when its lease ends",
+                            job.id,
+                        )
                     del self._leased[job.id]
                 else:
                     self._succeeded.append(job)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from botcore.db import Database
-from botcore.errors import AlreadyRunningError, SchemaTooNewError
+from botcore.errors import AlreadyRunningError, SchemaTooNewError, StartupError
 from botcore.lockfile import DataDirLock
 from botcore.migrations import MIGRATIONS
 
@@ -116,3 +116,10 @@ def test_one_process_per_data_directory(tmp_path: Path) -> None:
         pass
     with DataDirLock(tmp_path):  # released on exit
         pass
+
+
+async def test_unreadable_database_is_a_clean_startup_error(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    path.write_bytes(b"this is not a database, just some text that is long enough" * 100)
+    with pytest.raises(StartupError, match="file is not a database"):
+        await Database.open(path)

@@ -3,7 +3,9 @@ so anything that happens without ``advance`` was woken by an event, not by polli
 
 import asyncio
 import random
+import sqlite3
 from collections import Counter, defaultdict
+from pathlib import Path
 
 from botcore.clock import ManualClock
 from botcore.db import Database
@@ -192,3 +194,33 @@ async def test_heartbeat_keeps_the_lease_of_a_long_job(db: Database, clock: Manu
         await eventually(lambda: worker.running == 0)
     job = await queue.get(job_id)
     assert job.state is JobState.DONE and runs == [1]
+
+
+async def test_worker_survives_a_locked_database(tmp_path: Path, clock: ManualClock) -> None:
+    """Another program holding the write lock (a backup, the sqlite3 shell) delays jobs, and
+    neither loses them nor stops the worker."""
+    db = await Database.open(tmp_path / "bot.db", busy_timeout_ms=20)
+    queue = JobQueue(JobStore(db), clock=clock)
+    ran: list[int] = []
+
+    async def run(job: Job) -> None:
+        ran.append(job.payload["n"])
+
+    other = sqlite3.connect(tmp_path / "bot.db", isolation_level=None)
+    try:
+        await queue.enqueue("chat", {"n": 1}, delay_s=5)
+        worker = Worker(queue, {"chat": JobKind(run)})
+        async with running(worker):
+            await asyncio.sleep(0.05)  # idle, waiting for the job's time
+            other.execute("BEGIN IMMEDIATE")
+            clock.advance(5)  # due now, but every claim fails while the lock is held
+            await asyncio.sleep(0.2)
+            assert ran == []
+            other.execute("ROLLBACK")
+            clock.advance(1)  # the worker's pause before trying again
+            await eventually(lambda: ran == [1], what="the job after the lock is released")
+            await eventually(lambda: worker.running == 0)
+        assert (await queue.stats()).by_state() == {"done": 1}
+    finally:
+        other.close()
+        await db.close()
