@@ -32,7 +32,7 @@ class Worker:
         queue: JobQueue,
         kinds: Mapping[str, JobKind],
         *,
-        concurrency: int = 8,
+        concurrency: int = 32,
         grace_s: float = 10.0,
         idle_poll_s: float = 5.0,
     ) -> None:
