@@ -7,13 +7,13 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 from dotenv import dotenv_values
 
-from botcore.errors import ConfigError
+from botcore.errors import ConfigError, StartupError
 
 T = TypeVar("T")
 
@@ -23,7 +23,7 @@ _LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICA
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    telegram_bot_token: str
+    telegram_bot_token: str = field(repr=False)
     data_dir: Path
     sqlite_synchronous: str  # NORMAL or FULL
     log_level: str
@@ -49,7 +49,11 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env") -> Settings:
     """Process environment over ``.env`` (the environment wins), then parse."""
     merged: dict[str, str] = {}
     if env_file is not None and Path(env_file).is_file():
-        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        try:
+            values = dotenv_values(env_file)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StartupError(f"{env_file}: cannot read it ({exc})") from None
+        merged.update({k: v for k, v in values.items() if v is not None})
     merged.update(os.environ)
     return parse_settings(merged)
 

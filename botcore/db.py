@@ -39,10 +39,10 @@ class Database:
             )
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             conn = await aiosqlite.connect(path, isolation_level=None)
-        except sqlite3.Error as exc:
+        except (OSError, sqlite3.Error) as exc:
             raise StartupError(f"{path}: cannot open the database: {exc}") from None
         db = cls(conn, path)
         try:
@@ -78,15 +78,16 @@ class Database:
     async def transaction(self) -> AsyncIterator[Transaction]:
         """``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back on any exception, cancellation included."""
         async with self._lock:
-            await self._conn.execute_fetchall("BEGIN IMMEDIATE")
             try:
+                await self._conn.execute_fetchall("BEGIN IMMEDIATE")
                 yield Transaction(self._conn)
+                await self._conn.execute_fetchall("COMMIT")
             except BaseException:
-                # aiosqlite runs calls in order on its thread, so even if this await is
-                # cancelled the rollback still runs before any later statement.
+                # Also when BEGIN or COMMIT was cancelled or failed: aiosqlite runs calls in order
+                # on its thread, so this rollback runs after them and before any later statement,
+                # and it is a no-op when no transaction is open.
                 await self._conn.rollback()
                 raise
-            await self._conn.execute_fetchall("COMMIT")
 
     async def _schema_version(self) -> int:
         row = await self.fetchone("PRAGMA user_version")

@@ -105,9 +105,10 @@ class JobQueue:
             self.wake.set()  # their groups' next jobs may start now
         return finished, jobs
 
-    async def next_run_at(self, kinds: Iterable[str]) -> float | None:
-        """When a job of these kinds next comes due (None: none is waiting for a time)."""
-        return await self._store.next_run_at(kinds, after=self.clock.now())
+    async def next_run_at(self, kinds: Iterable[str], *, after: float | None = None) -> float | None:
+        """When a job of these kinds next comes due after ``after`` (default: now); None when
+        none is waiting for a time."""
+        return await self._store.next_run_at(kinds, after=self.clock.now() if after is None else after)
 
     async def fail(self, job: Job, exc: BaseException) -> Job | None:
         """Decide what a failed attempt leads to. Returns the job in its new state,

@@ -209,14 +209,15 @@ class JobStore:
         self, job_id: int, token: str, *, run_at: float, error: str, now: float, deferred: bool
     ) -> Job | None:
         """Back to 'queued' for a later try. ``deferred`` gives the attempt back and starts the
-        outage clock. None when the lease was lost."""
+        outage clock (if not already running); a counted retry stops it, so a later outage is
+        timed afresh. None when the lease was lost."""
         async with self._db.transaction() as tx:
             rows = await tx.fetchall(
                 f"""UPDATE jobs SET state = 'queued', run_at = :run_at, last_error = :error,
                        lease_token = NULL, lease_until = NULL, updated_at = :now,
                        attempts = attempts - :deferred,
                        deferred_since = CASE WHEN :deferred THEN coalesce(deferred_since, :now)
-                                             ELSE deferred_since END
+                                             END
                    WHERE id = :id AND lease_token = :token AND state = 'running'
                    RETURNING {_COLUMNS}""",
                 {

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from botcore.errors import AlreadyRunningError
+from botcore.errors import AlreadyRunningError, StartupError
 
 try:
     import fcntl
@@ -21,8 +21,14 @@ class DataDirLock:
         self._fd: int | None = None
 
     def __enter__(self) -> DataDirLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StartupError(
+                f"DATA_DIR: cannot use {self.path.parent} ({exc.strerror or exc}); "
+                "set DATA_DIR to a writable directory"
+            ) from None
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

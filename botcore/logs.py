@@ -3,6 +3,7 @@ before it is written, so no secret reaches a log, tracebacks included."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, TextIO
@@ -34,6 +35,19 @@ class Redactor:
         return text
 
 
+class _ToLoguru(logging.Handler):
+    """Routes standard-library logging (python-telegram-bot, httpx, asyncio) through loguru,
+    and so through the same redaction."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level: str | int = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        component = record.name.split(".")[0][:8]
+        logger.bind(component=component).opt(exception=record.exc_info).log(level, record.getMessage())
+
+
 def setup_logging(level: str, secrets: Iterable[str], stream: TextIO | None = None) -> None:
     redact = Redactor(secrets)
     out = stream if stream is not None else sys.stderr
@@ -45,3 +59,6 @@ def setup_logging(level: str, secrets: Iterable[str], stream: TextIO | None = No
     logger.remove()
     logger.configure(extra={"component": "-"})
     logger.add(sink, level=level, format=_format, backtrace=False, diagnose=False, colorize=False)
+    logging.basicConfig(handlers=[_ToLoguru()], level=logging.INFO, force=True)
+    # httpx logs every request line, and a Bot API URL carries the token: keep only its warnings.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -5,7 +5,6 @@ It takes a table of job kinds; it knows no service."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -67,8 +66,8 @@ class Worker:
         finally:
             self._stopping.set()
             heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            # gather, not suppress(CancelledError): a cancel aimed at run() itself still propagates.
+            await asyncio.gather(heartbeat, return_exceptions=True)
             await self._shutdown()
 
     async def _recover(self) -> None:
@@ -98,6 +97,7 @@ class Worker:
     async def _dispatch_once(self) -> float | None:
         """One round: record finished jobs and claim new ones. Returns how long to wait for a
         wake-up before the next round (None: go again at once)."""
+        claimed_at = self._queue.clock.now()  # no later than the claim's own "now"
         wants = self._wants()
         if wants or self._succeeded:
             free = self._concurrency - len(self._tasks)
@@ -107,7 +107,8 @@ class Worker:
         timeout = self._idle_poll_s
         wants = self._wants()
         if wants:
-            next_at = await self._queue.next_run_at(wants)
+            # From the claim's time, not now: a job that came due in between is not missed.
+            next_at = await self._queue.next_run_at(wants, after=claimed_at)
             if next_at is not None:
                 timeout = min(timeout, max(0.0, next_at - self._queue.clock.now()))
         return timeout
@@ -158,7 +159,7 @@ class Worker:
                             "could not record the failure of job {}; it runs again when its lease ends",
                             job.id,
                         )
-                    del self._leased[job.id]
+                    self._leased.pop(job.id, None)
                 else:
                     self._succeeded.append(job)
         finally:
@@ -172,6 +173,7 @@ class Worker:
             # A bug or an untranslated error: log it whole (variables are never shown) and retry.
             self._log.opt(exception=exc).error("job {} ({}) raised unexpectedly", job.id, job.kind)
         after = await self._queue.fail(job, exc)
+        self._leased.pop(job.id, None)  # the outcome is written: no more lease renewals
         if after is None:
             self._log.warning("job {} failed after losing its lease: {}", job.id, describe_error(exc))
         elif after.state is JobState.DEAD:
@@ -224,7 +226,10 @@ class Worker:
             _, pending = await asyncio.wait(list(self._tasks.values()), timeout=self._grace_s)
             for task in pending:
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            if pending:
+                _, stuck = await asyncio.wait(pending, timeout=self._grace_s)
+                if stuck:  # a handler that ignores cancellation must not hold up the exit
+                    self._log.error("{} job(s) ignored cancellation; releasing them anyway", len(stuck))
         if self._succeeded:
             await self._finish_and_claim({}, 0)
         if self._leased:  # cancelled mid-handler: back to the queue without spending the attempt

@@ -123,3 +123,31 @@ async def test_unreadable_database_is_a_clean_startup_error(tmp_path: Path) -> N
     path.write_bytes(b"this is not a database, just some text that is long enough" * 100)
     with pytest.raises(StartupError, match="file is not a database"):
         await Database.open(path)
+
+
+async def test_cancelled_while_waiting_to_begin_leaves_no_open_transaction(tmp_path: Path) -> None:
+    """Cancelled during BEGIN (waiting on another program's lock): the later statements of other
+    coroutines must still commit, not run inside a transaction nobody will end."""
+    db = await Database.open(tmp_path / "bot.db", busy_timeout_ms=2000)
+    await db.fetchall("CREATE TABLE t (x INTEGER)")
+    other = sqlite3.connect(tmp_path / "bot.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+
+        async def writer() -> None:
+            async with db.transaction() as tx:
+                await tx.fetchall("INSERT INTO t VALUES (1)")
+
+        task = asyncio.create_task(writer())
+        await asyncio.sleep(0.1)  # now waiting inside BEGIN IMMEDIATE on the database thread
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        other.execute("ROLLBACK")
+        await db.fetchall("INSERT INTO t VALUES (2)")
+        await db.close()
+        reopened = await Database.open(tmp_path / "bot.db")
+        assert await reopened.fetchall("SELECT x FROM t") == [(2,)]
+        await reopened.close()
+    finally:
+        other.close()

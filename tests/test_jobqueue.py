@@ -143,6 +143,18 @@ async def test_defer_spends_no_attempt_and_is_bounded(db: Database, clock: Manua
     assert after.last_error.startswith("upstream unavailable for over 100 s")
 
 
+async def test_a_counted_retry_restarts_the_outage_clock(db: Database, clock: ManualClock) -> None:
+    queue = JobQueue(JobStore(db), clock=clock, outage_max_wait_s=100)
+    await queue.enqueue("chat", {})
+    after = await queue.fail(await claim_one(queue), UpstreamUnavailable("open", retry_after=90))
+    clock.advance(90)
+    after = await queue.fail(await claim_one(queue), TransientError("timeout"))
+    assert after.deferred_since is None
+    clock.advance(10)
+    after = await queue.fail(await claim_one(queue), UpstreamUnavailable("open again", retry_after=5))
+    assert after.state is JobState.QUEUED and after.deferred_since == clock.now()
+
+
 async def test_defer_never_oversleeps_the_maximum_wait(db: Database, clock: ManualClock) -> None:
     queue = JobQueue(JobStore(db), clock=clock, outage_max_wait_s=20)
     await queue.enqueue("chat", {})

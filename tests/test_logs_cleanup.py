@@ -1,5 +1,6 @@
 import asyncio
 import io
+import logging
 
 from loguru import logger
 
@@ -23,11 +24,14 @@ def test_secrets_are_redacted_everywhere_including_tracebacks() -> None:
             logger.exception("request failed")
         with logger.contextualize(job_id=7, kind="chat", attempt=2):
             logger.bind(component="worker").warning("retrying")
+        logging.getLogger("telegram.ext").warning("polling error at /bot%s/getUpdates {x}", TOKEN)
     finally:
         logger.remove()
+        logging.basicConfig(handlers=[], force=True)
     text = out.getvalue()
     assert TOKEN not in text
-    assert text.count("[REDACTED]") == 2  # the message and the exception's text
+    assert text.count("[REDACTED]") == 3  # two messages and the exception's text
+    assert "| telegram | polling error at /bot[REDACTED]/getUpdates {x}" in text
     assert "RuntimeError: bad url https://api.telegram.org/bot[REDACTED]/getUpdates" in text
     assert "retrying [job_id=7 kind=chat attempt=2]" in text
 
