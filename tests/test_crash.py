@@ -25,10 +25,12 @@ def start(data_dir: Path, mode: str) -> subprocess.Popen[bytes]:
 
 async def enqueue_work(data_dir: Path, count: int) -> None:
     db = await Database.open(data_dir / "bot.db")
-    queue = JobQueue(JobStore(db), clock=SystemClock())
-    for n in range(1, count + 1):
-        await queue.enqueue("work", {"n": n}, dedup_key=f"work:{n}", group_key=f"g{n % 2}")
-    await db.close()
+    try:
+        queue = JobQueue(JobStore(db), clock=SystemClock())
+        for n in range(1, count + 1):
+            await queue.enqueue("work", {"n": n}, dedup_key=f"work:{n}", group_key=f"g{n % 2}")
+    finally:
+        await db.close()
 
 
 async def job_states(data_dir: Path) -> dict[int, tuple[JobState, int]]:

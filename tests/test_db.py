@@ -131,6 +131,7 @@ async def test_cancelled_while_waiting_to_begin_leaves_no_open_transaction(tmp_p
     db = await Database.open(tmp_path / "bot.db", busy_timeout_ms=2000)
     await db.fetchall("CREATE TABLE t (x INTEGER)")
     other = sqlite3.connect(tmp_path / "bot.db", isolation_level=None)
+    reopened: Database | None = None
     try:
         other.execute("BEGIN IMMEDIATE")
 
@@ -148,6 +149,8 @@ async def test_cancelled_while_waiting_to_begin_leaves_no_open_transaction(tmp_p
         await db.close()
         reopened = await Database.open(tmp_path / "bot.db")
         assert await reopened.fetchall("SELECT x FROM t") == [(2,)]
-        await reopened.close()
     finally:
         other.close()
+        await db.close()  # closing twice is harmless; a failed test must not leave its thread
+        if reopened is not None:
+            await reopened.close()

@@ -250,10 +250,12 @@ async def test_crash_recovery_requeues_all_running_and_buries_crash_loops(
 
 async def test_close_and_reopen_keeps_jobs(tmp_path: Path, clock: ManualClock) -> None:
     db = await Database.open(tmp_path / "bot.db")
-    queue = JobQueue(JobStore(db), clock=clock)
-    await queue.enqueue("chat", {"text": "hello"}, dedup_key="k1", group_key="g")
-    await queue.enqueue("chat", {"text": "again"}, dedup_key="k2", group_key="g")
-    await db.close()
+    try:
+        queue = JobQueue(JobStore(db), clock=clock)
+        await queue.enqueue("chat", {"text": "hello"}, dedup_key="k1", group_key="g")
+        await queue.enqueue("chat", {"text": "again"}, dedup_key="k2", group_key="g")
+    finally:
+        await db.close()
     db = await Database.open(tmp_path / "bot.db")
     try:
         queue = JobQueue(JobStore(db), clock=clock)
