@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -18,12 +19,26 @@ from botcore.errors import ConfigError, StartupError
 T = TypeVar("T")
 
 _TOKEN_RE = re.compile(r"^\d{3,}:[A-Za-z0-9_-]{20,}$")
+OPENAI_DEFAULT_URL = "https://api.openai.com/v1"
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful assistant in a Telegram chat. Answer clearly and concisely, "
+    "in the language the user writes in."
+)
 _LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     telegram_bot_token: str = field(repr=False)
+    telegram_api_url: str
+    openai_api_key: str = field(repr=False)
+    openai_base_url: str
+    openai_model: str
+    openai_timeout_s: float
+    max_reply_tokens: int
+    system_prompt: str  # may be empty: then no system message is sent at all
+    history_messages: int
+    history_ttl_days: float
     data_dir: Path
     sqlite_synchronous: str  # NORMAL or FULL
     log_level: str
@@ -42,7 +57,7 @@ class Settings:
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in a log line."""
-        return tuple(s for s in (self.telegram_bot_token,) if s)
+        return tuple(s for s in (self.telegram_bot_token, self.openai_api_key) if s)
 
 
 def load_settings(env_file: str | os.PathLike[str] | None = ".env") -> Settings:
@@ -63,8 +78,24 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
     token = reader.required("TELEGRAM_BOT_TOKEN")
     if not _TOKEN_RE.match(token):
         raise ConfigError("TELEGRAM_BOT_TOKEN", "a bot token from @BotFather, like 123456:ABC-DEF…")
+    openai_base_url = reader.url("OPENAI_BASE_URL", OPENAI_DEFAULT_URL)
+    openai_api_key = reader.get("OPENAI_API_KEY", "")
+    if not openai_api_key and urlsplit(openai_base_url).hostname == "api.openai.com":
+        raise ConfigError(
+            "OPENAI_API_KEY",
+            "to be set for OpenAI (or OPENAI_BASE_URL pointing at another server, such as Ollama)",
+        )
     return Settings(
         telegram_bot_token=token,
+        telegram_api_url=reader.url("TELEGRAM_API_URL", "https://api.telegram.org"),
+        openai_api_key=openai_api_key,
+        openai_base_url=openai_base_url,
+        openai_model=reader.get("OPENAI_MODEL", "gpt-4o-mini"),
+        openai_timeout_s=reader.number("OPENAI_TIMEOUT", 30.0, float, minimum=1),
+        max_reply_tokens=reader.number("MAX_REPLY_TOKENS", 1000, int, minimum=16),
+        system_prompt=reader.text("SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT),
+        history_messages=reader.number("HISTORY_MESSAGES", 10, int, minimum=0),
+        history_ttl_days=reader.number("HISTORY_TTL_DAYS", 7.0, float, minimum=0),
         data_dir=Path(reader.get("DATA_DIR", "./data")),
         sqlite_synchronous=reader.choice("SQLITE_SYNCHRONOUS", "NORMAL", ("NORMAL", "FULL")),
         log_level=reader.choice("LOG_LEVEL", "INFO", _LOG_LEVELS),
@@ -86,6 +117,17 @@ class _Reader:
     def get(self, name: str, default: str) -> str:
         value = self._env.get(name, "").strip()
         return value or default
+
+    def text(self, name: str, default: str) -> str:
+        """Like ``get``, but a variable that is set and empty stays empty."""
+        return self._env[name].strip() if name in self._env else default
+
+    def url(self, name: str, default: str) -> str:
+        value = self.get(name, default).rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(name, "an http:// or https:// URL", value)
+        return value
 
     def required(self, name: str) -> str:
         value = self._env.get(name, "").strip()

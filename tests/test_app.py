@@ -11,10 +11,14 @@ from pathlib import Path
 from .conftest import ROOT
 from .test_config import TOKEN
 
+KEY = "sk-test-key-0123456789"
+
 
 def launch(data_dir: Path) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TELEGRAM_")}
-    env.update({"TELEGRAM_BOT_TOKEN": TOKEN, "DATA_DIR": str(data_dir), "LOG_LEVEL": "DEBUG"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "OPENAI_"))}
+    env.update(
+        {"TELEGRAM_BOT_TOKEN": TOKEN, "OPENAI_API_KEY": KEY, "DATA_DIR": str(data_dir), "LOG_LEVEL": "DEBUG"}
+    )
     return subprocess.Popen(
         [sys.executable, str(ROOT / "bot.py")], cwd=data_dir, env=env, stderr=subprocess.PIPE, text=True
     )
@@ -49,5 +53,5 @@ def test_starts_then_stops_on_sigterm_and_refuses_a_second_instance(tmp_path: Pa
     assert first.returncode == 0
     out_text = "".join(out) + rest
     assert "stopped cleanly" in out_text
-    assert "Traceback" not in out_text and TOKEN not in out_text
+    assert "Traceback" not in out_text and TOKEN not in out_text and KEY not in out_text
     assert (tmp_path / "bot.db").exists()

@@ -13,15 +13,44 @@ from .conftest import ROOT
 TOKEN = "123456789:AAH4kq-EXAMPLE_token_value_abcdefghi"
 
 
+BASE = {"TELEGRAM_BOT_TOKEN": TOKEN, "OPENAI_API_KEY": "sk-test-key-0123456789"}
+
+
 def test_defaults() -> None:
-    s = parse_settings({"TELEGRAM_BOT_TOKEN": TOKEN})
+    s = parse_settings(BASE)
+    assert s.telegram_api_url == "https://api.telegram.org"
+    assert (s.openai_base_url, s.openai_model, s.openai_timeout_s) == (
+        "https://api.openai.com/v1",
+        "gpt-4o-mini",
+        30.0,
+    )
+    assert (s.history_messages, s.history_ttl_days, s.max_reply_tokens) == (10, 7.0, 1000)
+    assert s.system_prompt.startswith("You are a helpful assistant")
     assert s.data_dir == Path("./data")
     assert s.db_path == Path("./data/bot.db")
     assert s.sqlite_synchronous == "NORMAL"
     assert (s.job_lease_s, s.job_max_attempts, s.shutdown_grace_s) == (60.0, 4, 10.0)
     assert (s.job_retention_done_s, s.job_retention_dead_s) == (300.0, 3600.0)
     assert (s.worker_concurrency, s.transcription_concurrency) == (32, 3)
-    assert s.secrets() == (TOKEN,)
+    assert s.secrets() == (TOKEN, "sk-test-key-0123456789")
+    assert TOKEN not in repr(s) and "sk-test" not in repr(s)
+
+
+def test_any_openai_compatible_server_and_model() -> None:
+    s = parse_settings(
+        {
+            "TELEGRAM_BOT_TOKEN": TOKEN,
+            "OPENAI_BASE_URL": "http://localhost:11434/v1/",
+            "OPENAI_MODEL": "llama3.2:3b-instruct-q4_K_M",
+            "TELEGRAM_API_URL": "http://127.0.0.1:8081",
+            "SYSTEM_PROMPT": "",
+        }
+    )
+    assert s.openai_api_key == ""  # not needed for Ollama
+    assert s.openai_base_url == "http://localhost:11434/v1"
+    assert s.openai_model == "llama3.2:3b-instruct-q4_K_M"
+    assert s.telegram_api_url == "http://127.0.0.1:8081"
+    assert s.system_prompt == ""  # set and empty: no system message
 
 
 @pytest.mark.parametrize(
@@ -30,13 +59,19 @@ def test_defaults() -> None:
         ({}, "TELEGRAM_BOT_TOKEN"),
         ({"TELEGRAM_BOT_TOKEN": "   "}, "TELEGRAM_BOT_TOKEN"),
         ({"TELEGRAM_BOT_TOKEN": "not-a-token"}, "TELEGRAM_BOT_TOKEN"),
-        ({"TELEGRAM_BOT_TOKEN": TOKEN, "SQLITE_SYNCHRONOUS": "OFF"}, "SQLITE_SYNCHRONOUS"),
-        ({"TELEGRAM_BOT_TOKEN": TOKEN, "JOB_LEASE_S": "soon"}, "JOB_LEASE_S"),
-        ({"TELEGRAM_BOT_TOKEN": TOKEN, "JOB_LEASE_S": "nan"}, "JOB_LEASE_S"),
-        ({"TELEGRAM_BOT_TOKEN": TOKEN, "JOB_LEASE_S": "1"}, "JOB_LEASE_S"),
-        ({"TELEGRAM_BOT_TOKEN": TOKEN, "WORKER_CONCURRENCY": "2.5"}, "WORKER_CONCURRENCY"),
-        ({"TELEGRAM_BOT_TOKEN": TOKEN, "JOB_MAX_ATTEMPTS": "0"}, "JOB_MAX_ATTEMPTS"),
-        ({"TELEGRAM_BOT_TOKEN": TOKEN, "LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"TELEGRAM_BOT_TOKEN": TOKEN}, "OPENAI_API_KEY"),
+        ({**BASE, "OPENAI_BASE_URL": "localhost:11434"}, "OPENAI_BASE_URL"),
+        ({**BASE, "TELEGRAM_API_URL": "ftp://example.org"}, "TELEGRAM_API_URL"),
+        ({**BASE, "OPENAI_TIMEOUT": "0"}, "OPENAI_TIMEOUT"),
+        ({**BASE, "HISTORY_MESSAGES": "-1"}, "HISTORY_MESSAGES"),
+        ({**BASE, "MAX_REPLY_TOKENS": "lots"}, "MAX_REPLY_TOKENS"),
+        ({**BASE, "SQLITE_SYNCHRONOUS": "OFF"}, "SQLITE_SYNCHRONOUS"),
+        ({**BASE, "JOB_LEASE_S": "soon"}, "JOB_LEASE_S"),
+        ({**BASE, "JOB_LEASE_S": "nan"}, "JOB_LEASE_S"),
+        ({**BASE, "JOB_LEASE_S": "1"}, "JOB_LEASE_S"),
+        ({**BASE, "WORKER_CONCURRENCY": "2.5"}, "WORKER_CONCURRENCY"),
+        ({**BASE, "JOB_MAX_ATTEMPTS": "0"}, "JOB_MAX_ATTEMPTS"),
+        ({**BASE, "LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
@@ -58,12 +93,15 @@ def test_environment_wins_over_dotenv(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("WORKER_CONCURRENCY", "5")
     monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
     monkeypatch.delenv("DATA_DIR", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key-0123456789")
     s = load_settings(env_file)
     assert (s.telegram_bot_token, str(s.data_dir), s.worker_concurrency) == (TOKEN, "/from/dotenv", 5)
 
 
 def _run_bot(env_extra: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "DATA_DIR", "JOB_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "OPENAI_", "DATA_DIR", "JOB_"))
+    }
     env.update(env_extra)
     return subprocess.run(
         [sys.executable, str(ROOT / "bot.py")], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
@@ -75,7 +113,7 @@ def _run_bot(env_extra: dict[str, str], cwd: Path) -> subprocess.CompletedProces
     [
         ({}, "bot.py: TELEGRAM_BOT_TOKEN: expected to be set (see .env.example)\n"),
         (
-            {"TELEGRAM_BOT_TOKEN": TOKEN, "JOB_MAX_ATTEMPTS": "many"},
+            {**BASE, "JOB_MAX_ATTEMPTS": "many"},
             "bot.py: JOB_MAX_ATTEMPTS: expected a whole number ≥ 1 (got 'many')\n",
         ),
     ],
