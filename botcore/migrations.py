@@ -35,4 +35,37 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # claim and finish, while the lease reaper (every 20 s) and the purge (every minute) can
         # afford to scan a table that retention keeps small.
     ),
+    # 2: conversation memory and usage records.
+    (
+        """
+        CREATE TABLE messages (
+            id         INTEGER PRIMARY KEY,
+            chat_id    INTEGER NOT NULL,
+            role       TEXT    NOT NULL CHECK (role IN ('user', 'assistant')),
+            content    TEXT    NOT NULL,
+            created_at REAL    NOT NULL,
+            job_id     INTEGER  -- the job that stored it: a retried job never stores a turn twice
+        )
+        """,
+        "CREATE INDEX messages_chat ON messages (chat_id, id)",
+        "CREATE INDEX messages_created ON messages (created_at)",
+        "CREATE UNIQUE INDEX messages_job_role ON messages (job_id, role) WHERE job_id IS NOT NULL",
+        """
+        CREATE TABLE usage (
+            id                INTEGER PRIMARY KEY,
+            created_at        REAL    NOT NULL,
+            job_id            INTEGER,
+            chat_id           INTEGER,
+            user_id           INTEGER,
+            kind              TEXT    NOT NULL,  -- 'chat', 'transcription'
+            model             TEXT    NOT NULL,
+            prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            audio_seconds     REAL    NOT NULL DEFAULT 0,
+            cost_usd          REAL    NOT NULL DEFAULT 0
+        )
+        """,
+        "CREATE UNIQUE INDEX usage_job_kind ON usage (job_id, kind) WHERE job_id IS NOT NULL",
+        "CREATE INDEX usage_created ON usage (created_at)",
+    ),
 )

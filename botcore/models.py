@@ -68,6 +68,26 @@ class QueueStats:
 
 
 @dataclass(frozen=True, slots=True)
+class Turn:
+    """One message of a conversation, as sent to the LLM."""
+
+    role: str  # 'user' or 'assistant'
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What one LLM or transcription call cost."""
+
+    kind: str  # 'chat' or 'transcription'
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    audio_seconds: float = 0.0
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class PurgeResult:
     done: int
     dead: int

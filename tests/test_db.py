@@ -155,3 +155,23 @@ async def test_cancelled_while_waiting_to_begin_leaves_no_open_transaction(tmp_p
         await db.close()  # closing twice is harmless; a failed test must not leave its thread
         if reopened is not None:
             await reopened.close()
+
+
+async def test_an_older_database_is_migrated_forward_keeping_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    with sqlite3.connect(path) as raw:
+        for statement in MIGRATIONS[0]:
+            raw.execute(statement)
+        raw.execute("PRAGMA user_version = 1")
+        raw.execute(
+            "INSERT INTO jobs (kind, payload, state, max_attempts, run_at, created_at, updated_at)"
+            " VALUES ('chat', '{}', 'queued', 4, 0, 0, 0)"
+        )
+    raw.close()
+    db = await Database.open(path)
+    try:
+        assert (await db.fetchone("PRAGMA user_version"))[0] == len(MIGRATIONS) > 1
+        assert (await db.fetchone("SELECT count(*) FROM jobs"))[0] == 1
+        assert (await db.fetchone("SELECT count(*) FROM messages"))[0] == 0
+    finally:
+        await db.close()

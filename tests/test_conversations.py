@@ -1,0 +1,55 @@
+from botcore.conversations import ConversationStore
+from botcore.db import Database
+from botcore.models import Turn, Usage
+
+DAY = 86_400.0
+
+
+async def test_history_is_the_last_n_messages_of_this_chat_oldest_first(db: Database) -> None:
+    store = ConversationStore(db)
+    for i in range(1, 8):
+        await store.add_exchange(100, job_id=i, user_text=f"q{i}", answer=f"a{i}", now=1000.0 + i)
+    await store.add_exchange(200, job_id=99, user_text="other chat", answer="x", now=1010.0)
+    history = await store.history(100, limit=4, since=0)
+    assert history == [
+        Turn("user", "q6"),
+        Turn("assistant", "a6"),
+        Turn("user", "q7"),
+        Turn("assistant", "a7"),
+    ]
+    assert await store.history(100, limit=0, since=0) == []
+
+
+async def test_expired_messages_are_left_out_and_purged(db: Database) -> None:
+    store = ConversationStore(db)
+    await store.add_exchange(1, job_id=1, user_text="old", answer="old answer", now=0.0)
+    await store.add_exchange(1, job_id=2, user_text="new", answer="new answer", now=8 * DAY)
+    recent = await store.history(1, limit=10, since=8 * DAY - 7 * DAY)
+    assert [t.content for t in recent] == ["new", "new answer"]
+    assert await store.purge_expired(before=1 * DAY) == 2
+    assert [t.content for t in await store.history(1, limit=10, since=0)] == ["new", "new answer"]
+
+
+async def test_a_retried_job_stores_its_exchange_once(db: Database) -> None:
+    store = ConversationStore(db)
+    for _ in range(3):
+        await store.add_exchange(5, job_id=42, user_text="hi", answer="hello", now=1.0)
+    assert len(await store.history(5, limit=10, since=0)) == 2
+
+
+async def test_reset_deletes_only_this_chat(db: Database) -> None:
+    store = ConversationStore(db)
+    await store.add_exchange(1, job_id=1, user_text="a", answer="b", now=1.0)
+    await store.add_exchange(2, job_id=2, user_text="c", answer="d", now=1.0)
+    assert await store.reset(1) == 2
+    assert await store.history(1, limit=10, since=0) == []
+    assert len(await store.history(2, limit=10, since=0)) == 2
+
+
+async def test_usage_is_recorded_once_per_job_and_kind(db: Database) -> None:
+    store = ConversationStore(db)
+    usage = Usage("chat", "llama3.2", prompt_tokens=30, completion_tokens=12)
+    for _ in range(2):
+        await store.record_usage(usage, job_id=7, chat_id=1, user_id=11, now=5.0)
+    await store.record_usage(usage, job_id=8, chat_id=1, user_id=11, now=6.0)
+    assert await store.usage_totals(since=0) == {"calls": 2, "prompt_tokens": 60, "completion_tokens": 24}
