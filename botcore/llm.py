@@ -1,0 +1,99 @@
+"""The chat LLM adapter: one chat completion through the OpenAI SDK against any
+OpenAI-compatible server. Translates the SDK's errors into ours; retries belong to the queue."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import openai
+from openai import AsyncOpenAI
+
+from botcore.errors import PermanentError, TransientError
+from botcore.models import Turn, Usage
+
+if TYPE_CHECKING:
+    import httpx
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    usage: Usage
+
+
+class ChatModel:
+    def __init__(
+        self, *, api_key: str, base_url: str, model: str, timeout_s: float, max_reply_tokens: int
+    ) -> None:
+        # A local server needs no key, but the SDK refuses an empty one.
+        self._client = AsyncOpenAI(
+            api_key=api_key or "not-needed", base_url=base_url, timeout=timeout_s, max_retries=0
+        )
+        self.model = model
+        # OpenAI's newer models refuse max_tokens; most other servers know only max_tokens.
+        is_openai = urlsplit(base_url).hostname == "api.openai.com"
+        self._limit = {"max_completion_tokens" if is_openai else "max_tokens": max_reply_tokens}
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def complete(self, system_prompt: str, turns: Sequence[Turn]) -> Completion:
+        messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+        messages += [{"role": t.role, "content": t.content} for t in turns]
+        try:
+            response = await self._client.chat.completions.create(
+                model=self.model,
+                messages=messages,
+                **self._limit,  # type: ignore[arg-type]
+            )
+        except openai.APIError as exc:
+            raise translate(exc) from exc
+        choice = response.choices[0] if response.choices else None
+        text = (choice.message.content or "").strip() if choice else ""
+        if choice is not None and choice.finish_reason == "content_filter":
+            raise PermanentError("the model's content filter refused to answer")
+        if not text:
+            raise PermanentError("the model returned an empty answer")
+        usage = response.usage
+        return Completion(
+            text,
+            Usage(
+                kind="chat",
+                model=response.model or self.model,
+                prompt_tokens=usage.prompt_tokens if usage else 0,
+                completion_tokens=usage.completion_tokens if usage else 0,
+            ),
+        )
+
+
+def translate(exc: openai.APIError) -> Exception:
+    """Map an SDK error to our taxonomy: worth retrying, or not."""
+    if isinstance(exc, openai.APITimeoutError | openai.APIConnectionError):
+        return TransientError(f"LLM unreachable: {type(exc).__name__}")
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        code = _error_code(exc)
+        if status == 429 and code == "insufficient_quota":
+            return PermanentError("LLM account is out of quota (billing)")
+        if status in (408, 409, 429) or status >= 500:
+            return TransientError(f"LLM answered HTTP {status}", retry_after=_retry_after(exc.response))
+        return PermanentError(f"LLM refused the request: HTTP {status}" + (f" ({code})" if code else ""))
+    return TransientError(f"LLM error: {type(exc).__name__}")
+
+
+def _error_code(exc: openai.APIStatusError) -> str | None:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error", body)
+    code = error.get("code") if isinstance(error, dict) else None
+    return str(code) if code else None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
