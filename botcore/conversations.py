@@ -1,10 +1,28 @@
-"""All SQL of conversation memory (``messages``) and usage records (``usage``).
+"""All SQL of conversation memory (``messages``), usage records (``usage``) and the ``kv`` table.
 Rows become ``Turn`` objects here. Storing is idempotent per job, so a retried job is harmless."""
 
 from __future__ import annotations
 
 from botcore.db import Database
 from botcore.models import Turn, Usage
+
+
+class KeyValueStore:
+    """Small named values that must survive a restart."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get(self, key: str) -> str | None:
+        row = await self._db.fetchone("SELECT value FROM kv WHERE key = ?", (key,))
+        return None if row is None else str(row[0])
+
+    async def put(self, key: str, value: str) -> None:
+        await self._db.fetchall(
+            "INSERT INTO kv (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
 
 
 class ConversationStore:

@@ -67,5 +67,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE UNIQUE INDEX usage_job_kind ON usage (job_id, kind) WHERE job_id IS NOT NULL",
         "CREATE INDEX usage_created ON usage (created_at)",
+        # Small named values that must survive restarts (e.g. the last persisted update_id).
+        "CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     ),
 )

@@ -4,10 +4,12 @@ URLs. Each records the requests it gets and can be told to fail or to wait."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from aiohttp import web
 
@@ -79,3 +81,172 @@ class FakeOpenAI:
                 },
             }
         )
+
+
+@dataclass
+class Failure:
+    """Answer the next call of a method with a Bot API error instead of doing it."""
+
+    code: int = 500
+    description: str = "Internal Server Error"
+    retry_after: int | None = None
+
+
+class FakeTelegram:
+    """A Bot API server: ``/bot<token>/<method>``. Tests push updates with ``add_message``;
+    ``getUpdates`` long-polls and treats ``offset`` as Telegram does (it confirms every update
+    below it). Sent and edited messages are recorded in ``sent``; every call in ``calls``."""
+
+    BOT_USER: ClassVar[dict[str, Any]] = {
+        "id": 4242,
+        "is_bot": True,
+        "first_name": "TestBot",
+        "username": "test_bot",
+    }
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.sent: list[dict[str, Any]] = []
+        self.pending: list[dict[str, Any]] = []  # updates not yet confirmed
+        self.confirmed_below = 0  # the highest offset a getUpdates call has sent
+        self.fail: dict[str, list[Failure]] = {}
+        # Called with the offset of a getUpdates call, before the updates below it are dropped.
+        self.on_confirm: Callable[[int], None] | None = None
+        self._next_update_id = 1000
+        self._next_message_id = 1
+        self._new_update = asyncio.Event()
+        self._closing = False
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+
+    async def start(self) -> FakeTelegram:
+        app = web.Application()
+        app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        return self
+
+    async def stop(self) -> None:
+        self._closing = True
+        self._new_update.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def add_message(
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        user_id: int | None = None,
+        chat_type: str = "private",
+        first_name: str = "Ada",
+    ) -> int:
+        """Queue an incoming text message; returns its update_id."""
+        update_id = self._next_update_id
+        self._next_update_id += 1
+        user = {"id": user_id or chat_id, "is_bot": False, "first_name": first_name}
+        message = {
+            "message_id": update_id,
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": chat_type, "first_name": first_name},
+            "from": user,
+            "text": text,
+        }
+        if text.startswith("/"):
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+        self.pending.append({"update_id": update_id, "message": message})
+        self._new_update.set()
+        return update_id
+
+    def texts_to(self, chat_id: int) -> list[str]:
+        return [m["text"] for m in self.sent if m["chat_id"] == chat_id]
+
+    async def _dispatch(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return web.json_response(
+                {"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401
+            )
+        method = request.match_info["method"]
+        params = _decode_form(await request.post()) if request.can_read_body else {}
+        self.calls.append((method, params))
+        failures = self.fail.get(method)
+        if failures:
+            failure = failures.pop(0)
+            body: dict[str, Any] = {
+                "ok": False,
+                "error_code": failure.code,
+                "description": failure.description,
+            }
+            if failure.retry_after is not None:
+                body["parameters"] = {"retry_after": failure.retry_after}
+            return web.json_response(body, status=failure.code)
+        handler = getattr(self, f"_m_{method}", None)
+        result = await handler(params) if handler else True
+        return web.json_response({"ok": True, "result": result})
+
+    async def _m_getMe(self, params: dict[str, Any]) -> Any:
+        return self.BOT_USER
+
+    async def _m_getUpdates(self, params: dict[str, Any]) -> Any:
+        offset = int(params.get("offset") or 0)
+        if offset:
+            if self.on_confirm is not None:
+                self.on_confirm(offset)
+            self.confirmed_below = max(self.confirmed_below, offset)
+            self.pending = [u for u in self.pending if u["update_id"] >= offset]
+        timeout = float(params.get("timeout") or 0)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self.pending and not self._closing and asyncio.get_running_loop().time() < deadline:
+            self._new_update.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._new_update.wait(), deadline - asyncio.get_running_loop().time())
+        limit = int(params.get("limit") or 100)
+        return self.pending[:limit]
+
+    async def _m_sendMessage(self, params: dict[str, Any]) -> Any:
+        return self._record(params, edited=False)
+
+    async def _m_editMessageText(self, params: dict[str, Any]) -> Any:
+        return self._record(params, edited=True)
+
+    def _record(self, params: dict[str, Any], *, edited: bool) -> dict[str, Any]:
+        chat_id = int(params["chat_id"])
+        if edited:
+            message_id = int(params["message_id"])
+        else:
+            message_id = self._next_message_id
+            self._next_message_id += 1
+        entry = {
+            "chat_id": chat_id,
+            "message_id": message_id,
+            "text": params.get("text", ""),
+            "entities": params.get("entities"),
+            "parse_mode": params.get("parse_mode"),
+            "edited": edited,
+        }
+        self.sent.append(entry)
+        return {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private"},
+            "from": self.BOT_USER,
+            "text": entry["text"],
+        }
+
+
+def _decode_form(form: Any) -> dict[str, Any]:
+    """python-telegram-bot posts form fields; non-string values arrive JSON-encoded inside them."""
+    out: dict[str, Any] = {}
+    for key, value in form.items():
+        if isinstance(value, str):
+            try:
+                out[key] = json.loads(value)
+            except ValueError:
+                out[key] = value
+        else:
+            out[key] = value
+    return out

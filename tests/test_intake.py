@@ -1,0 +1,118 @@
+"""The intake poller through the real python-telegram-bot against a fake Bot API server."""
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import telegram
+
+from botcore.clock import SystemClock
+from botcore.conversations import KeyValueStore
+from botcore.db import Database
+from botcore.intake import UpdatePoller
+from botcore.jobqueue import JobQueue
+from botcore.jobstore import JobStore
+from botcore.telegram_api import make_bot
+
+from .conftest import eventually
+from .fakes import Failure, FakeTelegram
+from .test_config import TOKEN
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    server = await FakeTelegram(TOKEN).start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def bot(fake: FakeTelegram) -> AsyncIterator[telegram.Bot]:
+    async with make_bot(TOKEN, fake.base_url) as b:
+        yield b
+
+
+def job_keys(path: Path) -> list[str]:
+    with sqlite3.connect(path) as raw:
+        keys = [k for (k,) in raw.execute("SELECT dedup_key FROM jobs ORDER BY id")]
+    raw.close()
+    return keys
+
+
+async def run_poller(poller: UpdatePoller, until: object, timeout: float = 10) -> None:
+    task = asyncio.create_task(poller.run())
+    try:
+        await eventually(until, timeout=timeout, what="the poller")  # type: ignore[arg-type]
+    finally:
+        poller.stop()
+        await asyncio.wait_for(task, 10)
+
+
+def make_poller(bot: telegram.Bot, db: Database) -> tuple[UpdatePoller, JobQueue]:
+    queue = JobQueue(JobStore(db), clock=SystemClock())
+    poller = UpdatePoller(
+        bot, queue, KeyValueStore(db), clock=SystemClock(), poll_timeout_s=1, error_pause_s=0.05
+    )
+    return poller, queue
+
+
+async def test_updates_are_on_disk_before_telegram_is_told(
+    fake: FakeTelegram, bot: telegram.Bot, db: Database
+) -> None:
+    missing: list[int] = []
+
+    def check(offset: int) -> None:  # runs inside getUpdates, before the fake drops anything
+        stored = set(job_keys(db.path))
+        missing.extend(u for u in range(1000, offset) if f"tg-update:{u}" not in stored)
+
+    fake.on_confirm = check
+    ids = [fake.add_message(10, "one"), fake.add_message(11, "two"), fake.add_message(10, "three")]
+    poller, queue = make_poller(bot, db)
+    await run_poller(poller, lambda: fake.confirmed_below > ids[-1])
+    assert missing == []
+    assert job_keys(db.path) == [f"tg-update:{i}" for i in ids]
+    jobs = [await queue.get(i) for i in (1, 2, 3)]
+    assert [j.group_key for j in jobs] == ["chat:10", "chat:11", "chat:10"]
+    assert jobs[0].payload["message"]["text"] == "one"
+
+
+async def test_redelivered_updates_do_not_make_new_jobs(
+    fake: FakeTelegram, bot: telegram.Bot, db: Database
+) -> None:
+    first = fake.add_message(10, "hello")
+    poller, _ = make_poller(bot, db)
+    await run_poller(poller, lambda: len(job_keys(db.path)) == 1)
+    # As after a crash between storing and confirming: Telegram sends the same update again,
+    # and this time the stored high-water mark is gone too, so only the dedup key stops it.
+    await db.fetchall("DELETE FROM kv")
+    fake.pending = [
+        {
+            "update_id": first,
+            "message": {"message_id": 1, "date": 0, "chat": {"id": 10, "type": "private"}, "text": "hello"},
+        }
+    ]
+    second = fake.add_message(10, "next")
+    poller, _ = make_poller(bot, db)
+    await run_poller(poller, lambda: fake.confirmed_below > second)
+    assert job_keys(db.path) == [f"tg-update:{first}", f"tg-update:{second}"]
+
+
+async def test_repeats_of_purged_updates_are_dropped(
+    fake: FakeTelegram, bot: telegram.Bot, db: Database
+) -> None:
+    old = fake.add_message(10, "already handled long ago")
+    await KeyValueStore(db).put("intake.last_update_id", str(old))  # its job was purged since
+    new = fake.add_message(10, "new")
+    poller, _ = make_poller(bot, db)
+    await run_poller(poller, lambda: fake.confirmed_below > new)
+    assert job_keys(db.path) == [f"tg-update:{new}"]
+
+
+async def test_get_updates_errors_are_retried(fake: FakeTelegram, bot: telegram.Bot, db: Database) -> None:
+    fake.fail["getUpdates"] = [Failure(502, "Bad Gateway"), Failure(429, "Too Many Requests", retry_after=1)]
+    update = fake.add_message(10, "hello")
+    poller, _ = make_poller(bot, db)
+    await run_poller(poller, lambda: f"tg-update:{update}" in job_keys(db.path))
+    assert [m for m, _ in fake.calls].count("getUpdates") >= 3
