@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
+from datetime import timedelta
 
 import telegram
 from loguru import logger
@@ -60,11 +61,10 @@ class UpdatePoller:
             try:
                 updates = await self._poll(offset)
             except telegram.error.TelegramError as exc:
-                # Network trouble, a 5xx, or a second poller on the same token (409 Conflict).
-                self._log.warning(
-                    "getUpdates failed: {}; retrying in {:g} s", type(exc).__name__, self._error_pause_s
-                )
-                await self._clock.wait(self._stop, self._error_pause_s)
+                # Network trouble, a 5xx, flood control, or a second poller on the same token.
+                pause = self._pause_after(exc)
+                self._log.warning("getUpdates failed: {}; retrying in {:g} s", _describe(exc), pause)
+                await self._clock.wait(self._stop, pause)
                 continue
             if updates is None:  # stopped while waiting
                 return
@@ -77,6 +77,13 @@ class UpdatePoller:
             high_water = max(high_water, updates[-1].update_id)
             await self._kv.put(_HIGH_WATER, str(high_water))
             offset = high_water + 1  # confirmed by the next getUpdates, after the commit above
+
+    def _pause_after(self, exc: telegram.error.TelegramError) -> float:
+        if isinstance(exc, telegram.error.RetryAfter):
+            wait = exc.retry_after
+            seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
+            return max(self._error_pause_s, seconds)
+        return self._error_pause_s
 
     async def _poll(self, offset: int | None) -> Sequence[telegram.Update] | None:
         """getUpdates, abandoned (not confirmed) as soon as stop is requested."""
@@ -111,3 +118,10 @@ class UpdatePoller:
         results = await self._queue.enqueue_many(jobs)
         new = sum(r.created for r in results)
         self._log.debug("stored {} update(s), {} new", len(results), new)
+
+
+def _describe(exc: telegram.error.TelegramError) -> str:
+    if isinstance(exc, telegram.error.Conflict):
+        return "409 Conflict: another process is polling with this bot token"
+    # The class name only: a network error's text can carry the request URL, and so the token.
+    return type(exc).__name__
