@@ -11,18 +11,25 @@ import sys
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 
+import telegram
 from loguru import logger
 
-from botcore import __version__
+from botcore import __version__, texts
+from botcore.chat import ChatService
 from botcore.cleanup import JobPurger
 from botcore.clock import SystemClock
 from botcore.config import Settings, load_settings
+from botcore.conversations import ConversationStore, KeyValueStore
 from botcore.db import Database
 from botcore.errors import StartupError
+from botcore.intake import UPDATE_KIND, UpdatePoller
 from botcore.jobqueue import JobQueue
 from botcore.jobstore import JobStore
+from botcore.llm import ChatModel
 from botcore.lockfile import DataDirLock
 from botcore.logs import setup_logging
+from botcore.messenger import Messenger
+from botcore.telegram_api import make_bot
 from botcore.worker import JobKind, Worker
 
 
@@ -38,12 +45,36 @@ def build_queue(db: Database, settings: Settings) -> JobQueue:
 
 async def run(settings: Settings) -> None:
     log = logger.bind(component="app")
+    clock = SystemClock()
     async with AsyncExitStack() as stack:
         stack.enter_context(DataDirLock(settings.data_dir))
         db = await Database.open(settings.db_path, synchronous=settings.sqlite_synchronous)
         stack.push_async_callback(db.close)
         queue = build_queue(db, settings)
-        kinds: dict[str, JobKind] = {}  # job handlers arrive with the chat and voice features
+
+        bot = make_bot(settings.telegram_bot_token, settings.telegram_api_url)
+        await _connect(bot, settings.telegram_api_url)
+        stack.push_async_callback(bot.shutdown)
+        model = ChatModel(
+            api_key=settings.openai_api_key,
+            base_url=settings.openai_base_url,
+            model=settings.openai_model,
+            timeout_s=settings.openai_timeout_s,
+            max_reply_tokens=settings.max_reply_tokens,
+        )
+        stack.push_async_callback(model.aclose)
+        chat = ChatService(
+            queue=queue,
+            conversations=ConversationStore(db),
+            model=model,
+            messenger=Messenger(bot),
+            clock=clock,
+            system_prompt=settings.system_prompt,
+            history_messages=settings.history_messages,
+            history_ttl_days=settings.history_ttl_days,
+            bot_username=bot.username,
+        )
+        kinds = {UPDATE_KIND: JobKind(chat.handle_update, on_dead=chat.on_dead)}
         worker = Worker(
             queue, kinds, concurrency=settings.worker_concurrency, grace_s=settings.shutdown_grace_s
         )
@@ -52,15 +83,36 @@ async def run(settings: Settings) -> None:
         )
         purging = asyncio.create_task(purger.run())
         stack.push_async_callback(_stop_task, purger.stop, purging)
-        _install_signal_handlers(worker)
+        poller = UpdatePoller(bot, queue, KeyValueStore(db), clock=clock)
+        polling = asyncio.create_task(poller.run())
+        stack.push_async_callback(_stop_task, poller.stop, polling)
+        _install_signal_handlers([poller.stop, worker.request_stop])
         log.info(
-            "bot {} started: database {} (synchronous={}); press Ctrl-C to stop",
+            "bot {} started as @{}: model {} at {}, database {}; press Ctrl-C to stop",
             __version__,
+            bot.username,
+            settings.openai_model,
+            settings.openai_base_url,
             settings.db_path,
-            settings.sqlite_synchronous,
         )
         await worker.run()
     log.info("stopped cleanly")
+
+
+async def _connect(bot: telegram.Bot, api_url: str) -> None:
+    """getMe, then drop any webhook (it excludes polling) and register the command menu."""
+    try:
+        await bot.initialize()
+        await bot.delete_webhook()
+        await bot.set_my_commands(list(texts.COMMANDS))
+    except telegram.error.InvalidToken:
+        raise StartupError(
+            "TELEGRAM_BOT_TOKEN: Telegram rejected this token (revoked or mistyped?)"
+        ) from None
+    except telegram.error.TelegramError as exc:
+        raise StartupError(
+            f"TELEGRAM_API_URL: cannot reach the Bot API at {api_url} ({type(exc).__name__})"
+        ) from None
 
 
 async def _stop_task(stop: Callable[[], None], task: asyncio.Task[None]) -> None:
@@ -68,7 +120,7 @@ async def _stop_task(stop: Callable[[], None], task: asyncio.Task[None]) -> None
     await task
 
 
-def _install_signal_handlers(worker: Worker) -> None:
+def _install_signal_handlers(stops: list[Callable[[], None]]) -> None:
     loop = asyncio.get_running_loop()
     signals = {"count": 0}
 
@@ -79,7 +131,8 @@ def _install_signal_handlers(worker: Worker) -> None:
                 "{} received: finishing running jobs (send it again to exit at once)",
                 signal.Signals(signum).name,
             )
-            worker.request_stop()
+            for stop in stops:
+                stop()
         else:
             # Everything accepted is already committed to SQLite; unfinished jobs are recovered
             # at the next start, so leaving now loses nothing.

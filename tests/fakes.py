@@ -35,6 +35,7 @@ class FakeOpenAI:
         self.script: list[Scripted] = []
         self.reply: Callable[[dict[str, Any]], str] = lambda req: "echo: " + req["messages"][-1]["content"]
         self._runner: web.AppRunner | None = None
+        self._closing = asyncio.Event()
         self.base_url = ""
 
     async def start(self) -> FakeOpenAI:
@@ -49,6 +50,7 @@ class FakeOpenAI:
         return self
 
     async def stop(self) -> None:
+        self._closing.set()  # ends scripted delays at once
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -58,7 +60,8 @@ class FakeOpenAI:
         self.headers.append(dict(request.headers))
         step = self.script.pop(0) if self.script else Scripted()
         if step.delay_s:
-            await asyncio.sleep(step.delay_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), step.delay_s)
         if step.status != 200 or step.body is not None:
             return web.json_response(
                 step.body or {"error": {"message": "scripted"}}, status=step.status, headers=step.headers
@@ -139,25 +142,29 @@ class FakeTelegram:
     def add_message(
         self,
         chat_id: int,
-        text: str,
+        text: str | None,
         *,
         user_id: int | None = None,
         chat_type: str = "private",
         first_name: str = "Ada",
+        extra: dict[str, Any] | None = None,
     ) -> int:
-        """Queue an incoming text message; returns its update_id."""
+        """Queue an incoming message (``text`` None: a non-text one, e.g. with ``extra={"sticker":
+        …}``); returns its update_id."""
         update_id = self._next_update_id
         self._next_update_id += 1
         user = {"id": user_id or chat_id, "is_bot": False, "first_name": first_name}
-        message = {
+        message: dict[str, Any] = {
             "message_id": update_id,
             "date": int(time.time()),
             "chat": {"id": chat_id, "type": chat_type, "first_name": first_name},
             "from": user,
-            "text": text,
+            **(extra or {}),
         }
-        if text.startswith("/"):
-            message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+        if text is not None:
+            message["text"] = text
+            if text.startswith("/"):
+                message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
         self.pending.append({"update_id": update_id, "message": message})
         self._new_update.set()
         return update_id

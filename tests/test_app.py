@@ -1,57 +1,63 @@
 """``python bot.py`` as a user runs it: starts on a fresh data directory, stops cleanly on a
-signal, refuses a second instance, and never prints the token."""
+signal, refuses a second instance, and says in one line when Telegram is out of reach."""
 
-import os
 import signal
-import subprocess
-import sys
-import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-from .conftest import ROOT
-from .test_config import TOKEN
+import pytest
 
-KEY = "sk-test-key-0123456789"
-
-
-def launch(data_dir: Path) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "OPENAI_"))}
-    env.update(
-        {"TELEGRAM_BOT_TOKEN": TOKEN, "OPENAI_API_KEY": KEY, "DATA_DIR": str(data_dir), "LOG_LEVEL": "DEBUG"}
-    )
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "bot.py")], cwd=data_dir, env=env, stderr=subprocess.PIPE, text=True
-    )
+from .botproc import KEY, TOKEN, BotProcess
+from .conftest import eventually
+from .fakes import FakeOpenAI, FakeTelegram
 
 
-def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float = 30) -> list[str]:
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    assert proc.stderr is not None
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        if needle in line:
-            return lines
-    raise AssertionError(f"{needle!r} never printed; got {lines}")
+@pytest.fixture
+async def fakes() -> AsyncIterator[tuple[FakeTelegram, FakeOpenAI]]:
+    tg, llm = await FakeTelegram(TOKEN).start(), await FakeOpenAI().start()
+    yield tg, llm
+    await tg.stop()
+    await llm.stop()
 
 
-def test_starts_then_stops_on_sigterm_and_refuses_a_second_instance(tmp_path: Path) -> None:
-    first = launch(tmp_path)
+async def test_starts_then_stops_on_sigterm_and_refuses_a_second_instance(
+    tmp_path: Path, fakes: tuple[FakeTelegram, FakeOpenAI]
+) -> None:
+    tg, llm = fakes
+    first = BotProcess(tmp_path, tg, llm).start()
     try:
-        out = wait_for_line(first, "started")
-        second = launch(tmp_path)
-        _, err = second.communicate(timeout=30)
-        assert second.returncode == 2
-        assert err == f"bot.py: another bot process is already using {tmp_path}; stop it first\n"
-        first.send_signal(signal.SIGTERM)
-        _, rest = first.communicate(timeout=30)
+        await eventually(lambda: "started as @test_bot" in first.log(), timeout=30, what="startup")
+        second = BotProcess(tmp_path / "other-log", tg, llm, DATA_DIR=str(tmp_path)).start()
+        assert await second.stop(signal.SIGCONT) == 2  # SIGCONT: just wait for it to exit
+        assert second.log().endswith(
+            f"bot.py: another bot process is already using {tmp_path}; stop it first\n"
+        )
     finally:
-        first.kill()
-    assert first.returncode == 0
-    out_text = "".join(out) + rest
-    assert "stopped cleanly" in out_text
-    assert "Traceback" not in out_text and TOKEN not in out_text and KEY not in out_text
+        code = await first.stop()
+    log = first.log()
+    assert code == 0, log
+    assert "stopped cleanly" in log
+    assert "Traceback" not in log and TOKEN not in log and KEY not in log
     assert (tmp_path / "bot.db").exists()
+
+
+async def test_unreachable_telegram_is_one_line_and_status_2(
+    tmp_path: Path, fakes: tuple[FakeTelegram, FakeOpenAI]
+) -> None:
+    tg, llm = fakes
+    bot = BotProcess(tmp_path, tg, llm, TELEGRAM_API_URL="http://127.0.0.1:9").start()
+    assert await bot.stop(signal.SIGCONT) == 2
+    assert bot.log().splitlines()[-1] == (
+        "bot.py: TELEGRAM_API_URL: cannot reach the Bot API at http://127.0.0.1:9 (NetworkError)"
+    )
+
+
+async def test_a_rejected_token_is_one_line_and_status_2(
+    tmp_path: Path, fakes: tuple[FakeTelegram, FakeOpenAI]
+) -> None:
+    tg, llm = fakes
+    bot = BotProcess(tmp_path, tg, llm, TELEGRAM_BOT_TOKEN="999999:WrongTokenWrongTokenWrongToken").start()
+    assert await bot.stop(signal.SIGCONT) == 2
+    assert bot.log().splitlines()[-1] == (
+        "bot.py: TELEGRAM_BOT_TOKEN: Telegram rejected this token (revoked or mistyped?)"
+    )

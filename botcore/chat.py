@@ -1,0 +1,133 @@
+"""The chat service: handles one stored Telegram update (a ``tg-update`` job). Commands, a polite
+answer to what it cannot read, and text answered by the LLM with this chat's memory.
+
+Safe to run twice: the generated answer and the number of reply messages already sent are saved
+in the job's checkpoint, so a retry neither asks the LLM again nor re-sends what Telegram took."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loguru import logger
+
+from botcore import texts
+from botcore.clock import Clock
+from botcore.conversations import ConversationStore
+from botcore.errors import TransientError
+from botcore.formatting import render
+from botcore.jobqueue import JobQueue
+from botcore.llm import ChatModel
+from botcore.messenger import Messenger
+from botcore.models import Job, Turn, Usage
+
+DAY_S = 86_400.0
+
+
+class ChatService:
+    def __init__(
+        self,
+        *,
+        queue: JobQueue,
+        conversations: ConversationStore,
+        model: ChatModel,
+        messenger: Messenger,
+        clock: Clock,
+        system_prompt: str,
+        history_messages: int,
+        history_ttl_days: float,
+        bot_username: str | None = None,
+    ) -> None:
+        self._queue = queue
+        self._conversations = conversations
+        self._model = model
+        self._messenger = messenger
+        self._clock = clock
+        self._system_prompt = system_prompt
+        self._history_messages = history_messages
+        self._history_ttl_s = history_ttl_days * DAY_S
+        self._bot_username = bot_username
+        self._log = logger.bind(component="chat")
+
+    async def handle_update(self, job: Job) -> None:
+        message = job.payload.get("message")
+        if not isinstance(message, dict):
+            return  # edits and other update types are not answered
+        chat_id = int(message["chat"]["id"])
+        message_id = int(message["message_id"])
+        text = message.get("text")
+        with logger.contextualize(update_id=job.payload.get("update_id"), chat_id=chat_id):
+            if not isinstance(text, str) or not text.strip():
+                await self._notice_once(job, chat_id, texts.NOT_TEXT, reply_to=message_id)
+            elif text.startswith("/"):
+                await self._command(job, chat_id, text, message_id)
+            else:
+                user_id = (message.get("from") or {}).get("id")
+                await self._answer(job, chat_id, user_id, text.strip(), message_id)
+
+    async def on_dead(self, job: Job) -> None:
+        """The update could not be answered for good: say so, once, without the error's text."""
+        message = job.payload.get("message")
+        if isinstance(message, dict):
+            await self._messenger.send_text(
+                int(message["chat"]["id"]), texts.FAILED, reply_to=int(message["message_id"])
+            )
+
+    async def _command(self, job: Job, chat_id: int, text: str, message_id: int) -> None:
+        command, _, target = text.split()[0][1:].partition("@")
+        if target and self._bot_username and target.lower() != self._bot_username.lower():
+            return  # a command for another bot in a group
+        command = command.lower()
+        if command == "start":
+            reply = texts.START
+        elif command == "help":
+            reply = texts.HELP
+        elif command == "reset":
+            checkpoint = dict(job.checkpoint or {})
+            if "deleted" not in checkpoint:  # a retry must not report 0 after the first run deleted
+                checkpoint["deleted"] = await self._conversations.reset(chat_id)
+                await self._save(job, checkpoint)
+            count = checkpoint["deleted"]
+            reply = texts.RESET.format(count=count) if count else texts.RESET_EMPTY
+        else:
+            reply = texts.UNKNOWN_COMMAND
+        await self._notice_once(job, chat_id, reply, reply_to=message_id)
+
+    async def _notice_once(self, job: Job, chat_id: int, text: str, *, reply_to: int) -> None:
+        checkpoint = dict(job.checkpoint or {})
+        if checkpoint.get("sent"):
+            return
+        await self._messenger.send_text(chat_id, text, reply_to=reply_to)
+        checkpoint["sent"] = 1
+        await self._save(job, checkpoint)
+
+    async def _answer(self, job: Job, chat_id: int, user_id: int | None, text: str, message_id: int) -> None:
+        checkpoint: dict[str, Any] = dict(job.checkpoint or {})
+        if "answer" not in checkpoint:
+            now = self._clock.now()
+            history = await self._conversations.history(
+                chat_id, limit=self._history_messages, since=now - self._history_ttl_s
+            )
+            async with self._messenger.typing(chat_id):
+                completion = await self._model.complete(self._system_prompt, [*history, Turn("user", text)])
+            checkpoint = {"answer": completion.text, "sent": 0}
+            await self._save(job, checkpoint)
+            await self._record_usage(job, completion.usage, chat_id, user_id)
+        chunks = render(checkpoint["answer"])
+        for index in range(checkpoint["sent"], len(chunks)):
+            await self._messenger.send_chunk(
+                chat_id, chunks[index], reply_to=message_id if index == 0 else None
+            )
+            checkpoint["sent"] = index + 1
+            await self._save(job, checkpoint)
+        await self._conversations.add_exchange(
+            chat_id, job_id=job.id, user_text=text, answer=checkpoint["answer"], now=self._clock.now()
+        )
+
+    async def _record_usage(self, job: Job, usage: Usage, chat_id: int, user_id: int | None) -> None:
+        await self._conversations.record_usage(
+            usage, job_id=job.id, chat_id=chat_id, user_id=user_id, now=self._clock.now()
+        )
+
+    async def _save(self, job: Job, checkpoint: dict[str, Any]) -> None:
+        if not await self._queue.save_checkpoint(job, checkpoint):
+            raise TransientError("lost the job's lease; a newer attempt carries on")

@@ -1,0 +1,33 @@
+"""Turns the model's Markdown into Telegram messages: plain text plus message entities (no
+parse_mode, so nothing to escape and nothing Telegram can fail to parse), split to fit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import telegramify_markdown
+
+MAX_MESSAGE_UTF16 = 4096  # Telegram's limit, in UTF-16 code units
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    text: str
+    entities: tuple[dict[str, object], ...]  # Bot API MessageEntity objects
+
+
+def render(markdown: str, limit: int = MAX_MESSAGE_UTF16) -> list[Chunk]:
+    """Never truncates: every character of the answer is in exactly one chunk, in order.
+    Splits on paragraph and line boundaries where it can (telegramify-markdown's splitter)."""
+    text, entities = telegramify_markdown.convert(markdown)
+    if not text.strip():
+        return [Chunk(markdown.strip() or "…", ())]
+    return [
+        Chunk(part, tuple(e.to_dict() for e in part_entities))
+        for part, part_entities in telegramify_markdown.split_entities(text, entities, limit)
+    ]
+
+
+def plain_chunks(text: str, limit: int = MAX_MESSAGE_UTF16) -> list[Chunk]:
+    """The same text as plain chunks, for when Telegram refuses a chunk's formatting."""
+    return [Chunk(part, ()) for part, _ in telegramify_markdown.split_entities(text, [], limit)]

@@ -1,0 +1,94 @@
+"""Sends to Telegram: rendered reply chunks (with a plain-text fallback), plain notices and the
+typing indicator. Translates python-telegram-bot's errors into ours where they enter."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import telegram
+from loguru import logger
+
+from botcore.errors import PermanentError, TransientError
+from botcore.formatting import Chunk, plain_chunks
+
+TYPING_EVERY_S = 4.5  # Telegram shows "typing…" for about 5 s per action
+
+
+class Messenger:
+    def __init__(self, bot: telegram.Bot) -> None:
+        self._bot = bot
+        self._log = logger.bind(component="telegram")
+
+    async def send_chunk(self, chat_id: int, chunk: Chunk, *, reply_to: int | None = None) -> list[int]:
+        """Send one rendered chunk. If Telegram rejects its formatting, send the same text plain.
+        Returns the ids of the messages sent."""
+        entities = [telegram.MessageEntity.de_json(dict(e), self._bot) for e in chunk.entities]
+        try:
+            return [await self._send(chat_id, chunk.text, entities=entities, reply_to=reply_to)]
+        except telegram.error.BadRequest as exc:
+            if not chunk.entities or "entit" not in str(exc).lower():
+                raise _translate(exc) from exc
+            self._log.warning("Telegram refused a reply's formatting; sending it as plain text")
+        return [await self._send(chat_id, c.text, reply_to=reply_to) for c in plain_chunks(chunk.text)]
+
+    async def send_text(self, chat_id: int, text: str, *, reply_to: int | None = None) -> int:
+        return await self._send(chat_id, text, reply_to=reply_to)
+
+    async def _send(
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        entities: list[telegram.MessageEntity] | None = None,
+        reply_to: int | None = None,
+    ) -> int:
+        reply = telegram.ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
+        try:
+            message = await self._bot.send_message(
+                chat_id,
+                text,
+                entities=entities or None,
+                reply_parameters=reply,
+                link_preview_options=telegram.LinkPreviewOptions(is_disabled=True),
+            )
+        except telegram.error.BadRequest:
+            raise  # the caller decides: a formatting problem has a plain-text fallback
+        except telegram.error.TelegramError as exc:
+            raise _translate(exc) from exc
+        return message.message_id
+
+    @contextlib.asynccontextmanager
+    async def typing(self, chat_id: int) -> AsyncIterator[None]:
+        """Show "typing…" in the chat until the block ends, refreshed every ~4.5 s."""
+        task = asyncio.create_task(self._keep_typing(chat_id))
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _keep_typing(self, chat_id: int) -> None:
+        while True:
+            try:
+                await self._bot.send_chat_action(chat_id, telegram.constants.ChatAction.TYPING)
+            except telegram.error.TelegramError as exc:  # cosmetic: never worth failing a reply
+                self._log.debug("typing indicator failed: {}", type(exc).__name__)
+            await asyncio.sleep(TYPING_EVERY_S)
+
+
+def _translate(exc: telegram.error.TelegramError) -> Exception:
+    """BadRequest and Forbidden come before NetworkError: in python-telegram-bot they subclass it."""
+    if isinstance(exc, telegram.error.RetryAfter):
+        wait = exc.retry_after
+        seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
+        return TransientError("Telegram flood control", retry_after=seconds)
+    if isinstance(exc, telegram.error.Forbidden):
+        return PermanentError("Telegram: the bot may not write to this chat (blocked or removed)")
+    if isinstance(exc, telegram.error.BadRequest):
+        return PermanentError(f"Telegram rejected the message: {exc.message[:200]}")
+    if isinstance(exc, telegram.error.InvalidToken):
+        return PermanentError("Telegram rejected the bot token")
+    return TransientError(f"Telegram unreachable: {type(exc).__name__}")

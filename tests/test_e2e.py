@@ -1,0 +1,158 @@
+"""The real application (``python bot.py`` in a subprocess) against a fake Telegram Bot API
+server and a fake OpenAI-compatible server, both on 127.0.0.1 and owned by the test."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from botcore import texts
+from botcore.formatting import render
+
+from .botproc import KEY, TOKEN, BotProcess
+from .conftest import eventually
+from .fakes import FakeOpenAI, FakeTelegram, Scripted
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    server = await FakeTelegram(TOKEN).start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def llm() -> AsyncIterator[FakeOpenAI]:
+    server = await FakeOpenAI().start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def bot(tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI) -> AsyncIterator[BotProcess]:
+    process = BotProcess(tmp_path / "data", tg, llm).start()
+    try:
+        yield process
+    finally:
+        code = await process.stop()
+        log = process.log()
+        assert TOKEN not in log and KEY not in log
+        assert "Traceback" not in log, log
+        assert code == 0, log
+
+
+async def replies(tg: FakeTelegram, chat_id: int, count: int, timeout: float = 20) -> list[str]:
+    await eventually(lambda: len(tg.texts_to(chat_id)) >= count, timeout=timeout, what=f"{count} replies")
+    return tg.texts_to(chat_id)
+
+
+async def test_hello_round_trip(tg: FakeTelegram, llm: FakeOpenAI, bot: BotProcess) -> None:
+    update = tg.add_message(10, "hello")
+    assert await replies(tg, 10, 1) == ["echo: hello"]
+    methods = [m for m, _ in tg.calls]
+    assert methods[:3] == ["getMe", "deleteWebhook", "setMyCommands"]
+    assert "sendChatAction" in methods
+    send = next(p for m, p in tg.calls if m == "sendMessage")
+    assert send["reply_parameters"]["message_id"] == update
+    assert llm.requests[0]["model"] == "fake-model"
+    assert llm.requests[0]["messages"][0]["role"] == "system"
+
+
+async def test_memory_across_turns_and_reset(tg: FakeTelegram, llm: FakeOpenAI, bot: BotProcess) -> None:
+    tg.add_message(10, "my name is Ada")
+    await replies(tg, 10, 1)
+    tg.add_message(10, "what is my name?")
+    await replies(tg, 10, 2)
+    second = llm.requests[1]["messages"]
+    assert [(m["role"], m["content"]) for m in second[1:]] == [
+        ("user", "my name is Ada"),
+        ("assistant", "echo: my name is Ada"),
+        ("user", "what is my name?"),
+    ]
+    tg.add_message(10, "/reset")
+    assert (await replies(tg, 10, 3))[2] == texts.RESET.format(count=4)
+    tg.add_message(10, "hi again")
+    await replies(tg, 10, 4)
+    assert [m["content"] for m in llm.requests[2]["messages"][1:]] == ["hi again"]
+
+
+async def test_a_long_answer_arrives_complete_and_in_order(
+    tg: FakeTelegram, llm: FakeOpenAI, bot: BotProcess
+) -> None:
+    paragraphs = [f"Paragraph {i}: " + "lorem ipsum dolor sit amet " * 12 for i in range(30)]
+    answer = "\n\n".join(paragraphs)
+    assert len(answer) > 10_000
+    llm.script.append(Scripted(text=answer))
+    tg.add_message(10, "tell me a lot")
+    expected = [c.text for c in render(answer)]
+    assert len(expected) >= 3
+    got = await replies(tg, 10, len(expected))
+    assert got == expected
+    joined = "".join(got)
+    for p in paragraphs:
+        assert p.strip() in joined
+
+
+async def test_broken_markdown_still_arrives(tg: FakeTelegram, llm: FakeOpenAI, bot: BotProcess) -> None:
+    llm.script.append(Scripted(text="Here is **bold without an end and `code too _and more"))
+    tg.add_message(10, "format something")
+    [reply] = await replies(tg, 10, 1)
+    assert "bold without an end" in reply and "code too" in reply
+
+
+async def test_quick_messages_in_one_chat_are_answered_in_order(
+    tg: FakeTelegram, llm: FakeOpenAI, bot: BotProcess
+) -> None:
+    llm.script.append(Scripted(text="first answer", delay_s=0.5))  # slower than the second
+    tg.add_message(10, "one")
+    tg.add_message(10, "two")
+    tg.add_message(20, "other chat")
+    assert await replies(tg, 10, 2) == ["first answer", "echo: two"]
+    assert await replies(tg, 20, 1) == ["echo: other chat"]
+
+
+async def test_commands_and_non_text(tg: FakeTelegram, bot: BotProcess) -> None:
+    tg.add_message(10, "/start")
+    tg.add_message(10, "/help@test_bot")
+    tg.add_message(10, "/frobnicate")
+    tg.add_message(
+        10,
+        None,
+        extra={
+            "sticker": {
+                "file_id": "x",
+                "file_unique_id": "y",
+                "type": "regular",
+                "width": 1,
+                "height": 1,
+                "is_animated": False,
+                "is_video": False,
+            }
+        },
+    )
+    assert await replies(tg, 10, 4) == [texts.START, texts.HELP, texts.UNKNOWN_COMMAND, texts.NOT_TEXT]
+
+
+async def test_kill_9_mid_reply_then_restart_answers_every_message(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    llm.script.extend([Scripted(text="slow", delay_s=30)])  # the first LLM call hangs
+    process = BotProcess(tmp_path / "data", tg, llm).start()
+    sent = {10: ["a1", "a2", "a3"], 20: ["b1", "b2"]}
+    for chat_id, words in sent.items():
+        for word in words:
+            tg.add_message(chat_id, word)
+    await eventually(lambda: len(llm.requests) >= 1, timeout=20, what="the first LLM call")
+    await eventually(lambda: tg.confirmed_below > 1000, timeout=20, what="Telegram told of stored updates")
+    assert await process.kill() == -9
+    restarted = BotProcess(tmp_path / "data", tg, llm).start()
+    try:
+        got10 = await replies(tg, 10, 3)
+        got20 = await replies(tg, 20, 2)
+    finally:
+        assert await restarted.stop() == 0, restarted.log()
+    # Every accepted message answered exactly once and in order: the killed process had sent
+    # nothing (it died waiting for the LLM), so there is no duplicate either.
+    assert got10 == ["echo: a1", "echo: a2", "echo: a3"]
+    assert got20 == ["echo: b1", "echo: b2"]
+    assert len(tg.texts_to(10)) == 3 and len(tg.texts_to(20)) == 2
