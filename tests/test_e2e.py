@@ -11,7 +11,7 @@ from botcore.formatting import render
 
 from .botproc import KEY, TOKEN, BotProcess
 from .conftest import eventually
-from .fakes import FakeOpenAI, FakeTelegram, Scripted
+from .fakes import Failure, FakeOpenAI, FakeTelegram, Scripted
 
 
 @pytest.fixture
@@ -156,3 +156,31 @@ async def test_kill_9_mid_reply_then_restart_answers_every_message(
     assert got10 == ["echo: a1", "echo: a2", "echo: a3"]
     assert got20 == ["echo: b1", "echo: b2"]
     assert len(tg.texts_to(10)) == 3 and len(tg.texts_to(20)) == 2
+
+
+async def test_refused_formatting_is_resent_as_plain_text(
+    tg: FakeTelegram, llm: FakeOpenAI, bot: BotProcess
+) -> None:
+    llm.script.append(Scripted(text="This is **important**."))
+    tg.fail["sendMessage"] = [Failure(400, "Bad Request: can't parse entities: unsupported start tag")]
+    tg.add_message(10, "say something bold")
+    assert await replies(tg, 10, 1) == ["This is important."]
+    calls = [p for m, p in tg.calls if m == "sendMessage"]
+    assert calls[0].get("entities") and not calls[1].get("entities")
+
+
+async def test_a_failed_send_is_retried_without_asking_the_llm_again(
+    tg: FakeTelegram, llm: FakeOpenAI, bot: BotProcess
+) -> None:
+    tg.fail["sendMessage"] = [Failure(502, "Bad Gateway")]
+    tg.add_message(10, "hello")
+    assert await replies(tg, 10, 1) == ["echo: hello"]  # after the queue's 2 s backoff
+    assert len(llm.requests) == 1
+
+
+async def test_an_llm_outage_ends_in_a_polite_apology(
+    tg: FakeTelegram, llm: FakeOpenAI, bot: BotProcess
+) -> None:
+    llm.script.extend([Scripted(status=401, body={"error": {"message": "invalid api key sk-..."}})])
+    tg.add_message(10, "hello")
+    assert await replies(tg, 10, 1) == [texts.FAILED]  # a permanent error: no retries, no raw text
