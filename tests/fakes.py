@@ -116,6 +116,8 @@ class FakeTelegram:
         self.fail: dict[str, list[Failure]] = {}
         # Called with the offset of a getUpdates call, before the updates below it are dropped.
         self.on_confirm: Callable[[int], None] | None = None
+        # Called with each sent or edited message as it is recorded.
+        self.on_send: Callable[[dict[str, Any]], None] | None = None
         self._next_update_id = 1000
         self._next_message_id = 1
         self._new_update = asyncio.Event()
@@ -236,6 +238,8 @@ class FakeTelegram:
             "edited": edited,
         }
         self.sent.append(entry)
+        if self.on_send is not None:
+            self.on_send(entry)
         return {
             "message_id": message_id,
             "date": int(time.time()),

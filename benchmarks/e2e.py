@@ -1,0 +1,204 @@
+"""End-to-end benchmark: ``python -m benchmarks.e2e``. 500 messages from 50 simulated users go
+through a fake Telegram Bot API server and a fake OpenAI-compatible server (answering at once)
+to three bots, each a subprocess measured in the same run:
+
+- ours: ``python bot.py`` (durable queue, memory, order per chat, typing indicator);
+- a bare python-telegram-bot echo bot: the floor the library itself costs;
+- a minimal stateless LLM bot: python-telegram-bot + the openai SDK, one completion and a reply.
+
+Two phases per bot. Load: each of 50 users sends a message and waits for the reply before the
+next (closed loop), which keeps the machine busy: messages/s and the bot's CPU time per message
+(all its threads, from /proc, so Linux only). Latency: one user, one message at a time, so the
+time from send to reply (p50, p99) is the bot's own and not queueing behind other users. Last,
+the bot's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.fakes import FakeOpenAI, FakeTelegram
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "123456789:AAH4kq-EXAMPLE_token_value_abcdefghi"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Sample:
+    rate: float
+    cpu_ms: float
+    latencies: list[float]  # seconds, the one-user phase
+    peak_rss_mb: float
+
+
+@dataclass
+class Row:
+    name: str
+    samples: list[Sample] = field(default_factory=list)
+
+    def med(self, attr: str) -> float:
+        return statistics.median(getattr(s, attr) for s in self.samples)
+
+    def latency(self, q: float) -> float:
+        values = sorted(x for s in self.samples for x in s.latencies)
+        return values[min(len(values) - 1, round(q * (len(values) - 1)))]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def command(kind: str, tg: FakeTelegram, llm: FakeOpenAI) -> list[str]:
+    if kind == "ours":
+        return [sys.executable, str(ROOT / "bot.py")]
+    if kind == "echo":
+        return [sys.executable, str(ROOT / "benchmarks/baselines/echo_bot.py"), TOKEN, tg.base_url]
+    return [
+        sys.executable,
+        str(ROOT / "benchmarks/baselines/minimal_llm_bot.py"),
+        TOKEN,
+        tg.base_url,
+        llm.base_url,
+    ]
+
+
+async def measure(kind: str, users: int, per_user: int, latency_messages: int, workdir: Path) -> Sample:
+    tg, llm = await FakeTelegram(TOKEN).start(), await FakeOpenAI().start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "OPENAI_", "DATA_DIR"))}
+    env.update(
+        TELEGRAM_BOT_TOKEN=TOKEN,
+        TELEGRAM_API_URL=tg.base_url,
+        OPENAI_BASE_URL=llm.base_url,
+        OPENAI_API_KEY="k",
+        OPENAI_MODEL="fake-model",
+        DATA_DIR=str(workdir / "data"),
+        LOG_LEVEL="WARNING",
+    )
+    log = (workdir / f"{kind}.log").open("ab")
+    argv = command(kind, tg, llm)
+    proc = await asyncio.create_subprocess_exec(*argv, cwd=workdir, env=env, stdout=log, stderr=log)
+    log.close()
+    waiting: dict[int, asyncio.Future[float]] = {}
+
+    def on_send(entry: dict[str, object]) -> None:
+        fut = waiting.pop(int(entry["chat_id"]), None)  # type: ignore[arg-type]
+        if fut is not None and not fut.done():
+            fut.set_result(time.perf_counter())
+
+    tg.on_send = on_send
+    loop = asyncio.get_running_loop()
+
+    async def exchange(chat_id: int, text: str) -> float:
+        fut = loop.create_future()
+        waiting[chat_id] = fut
+        t0 = time.perf_counter()
+        tg.add_message(chat_id, text)
+        return await asyncio.wait_for(fut, 60) - t0
+
+    async def user(chat_id: int, count: int, out: list[float]) -> None:
+        for i in range(count):
+            out.append(await exchange(chat_id, f"message {i} from user {chat_id}"))
+
+    try:
+        for _ in range(300):  # ready when it polls
+            if any(m == "getUpdates" for m, _ in tg.calls):
+                break
+            await asyncio.sleep(0.05)
+        warm: list[float] = []
+        await asyncio.gather(*(user(10_000 + u, 1, warm) for u in range(5)))  # connections, imports
+        cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
+        await asyncio.gather(*(user(u + 1, per_user, warm) for u in range(users)))
+        elapsed, cpu = time.perf_counter() - t0, cpu_seconds(proc.pid) - cpu0
+        latencies: list[float] = []
+        await user(20_000, latency_messages, latencies)
+        rss = peak_rss_mb(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 30)
+        await tg.stop()
+        await llm.stop()
+    n = users * per_user
+    return Sample(rate=n / elapsed, cpu_ms=cpu * 1000 / n, latencies=latencies, peak_rss_mb=rss)
+
+
+def render(rows: dict[str, Row], args: argparse.Namespace) -> str:
+    lines = [
+        "| bot | messages/s (load) | CPU ms per message (load) | latency p50 | latency p99 | peak RSS |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows.values():
+        lines.append(
+            f"| {row.name} | {row.med('rate'):,.0f} | {row.med('cpu_ms'):.2f} | {row.latency(0.5) * 1000:.1f} ms"
+            f" | {row.latency(0.99) * 1000:.1f} ms | {row.med('peak_rss_mb'):.0f} MB |"
+        )
+    ours, minimal = rows["ours"], rows["minimal"]
+    cpu_ratio = ours.med("cpu_ms") / minimal.med("cpu_ms")
+    added = (ours.latency(0.5) - minimal.latency(0.5)) * 1000
+    rss = ours.med("peak_rss_mb")
+    ok = lambda good: "met" if good else "MISSED"  # noqa: E731
+    lines += [
+        "",
+        f"Targets: CPU per message {cpu_ratio:.2f}× the minimal LLM bot's (≤ 1.5×: {ok(cpu_ratio <= 1.5)});"
+        f" peak RSS {rss:.0f} MB (≤ 120 MB: {ok(rss <= 120)});"
+        f" p50 latency added over the minimal bot {added:+.1f} ms (≤ 20 ms: {ok(added <= 20)}).",
+    ]
+    return "\n".join(lines)
+
+
+async def amain(args: argparse.Namespace) -> None:
+    rows = {
+        "ours": Row("ours (bot.py)"),
+        "echo": Row("python-telegram-bot echo bot (floor)"),
+        "minimal": Row("minimal LLM bot (PTB + openai, stateless)"),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.repeat):
+            print(f"round {r + 1}/{args.repeat} …", flush=True)
+            for kind, row in rows.items():
+                workdir = Path(tmp) / f"{kind}-{r}"
+                workdir.mkdir()
+                row.samples.append(
+                    await measure(kind, args.users, args.per_user, args.latency_messages, workdir)
+                )
+    print()
+    print(
+        f"End to end: load {args.users} users × {args.per_user} messages (closed loop), latency"
+        f" {args.latency_messages} messages from one user; fake LLM answering at once; Python"
+        f" {platform.python_version()}, {os.cpu_count()} cores; medians of {args.repeat} rounds"
+    )
+    print()
+    print(render(rows, args))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--per-user", type=int, default=10)
+    parser.add_argument("--latency-messages", type=int, default=50, help="one-user phase (50)")
+    parser.add_argument("--repeat", type=int, default=3)
+    asyncio.run(amain(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
