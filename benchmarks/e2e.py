@@ -147,8 +147,9 @@ def render(rows: dict[str, Row], args: argparse.Namespace) -> str:
     ]
     for row in rows.values():
         lines.append(
-            f"| {row.name} | {row.med('rate'):,.0f} | {row.med('cpu_ms'):.2f} | {row.latency(0.5) * 1000:.1f} ms"
-            f" | {row.latency(0.99) * 1000:.1f} ms | {row.med('peak_rss_mb'):.0f} MB |"
+            f"| {row.name} | {row.med('rate'):,.0f} | {row.med('cpu_ms'):.2f}"
+            f" | {row.latency(0.5) * 1000:.1f} ms | {row.latency(0.99) * 1000:.1f} ms"
+            f" | {row.med('peak_rss_mb'):.0f} MB |"
         )
     ours, minimal = rows["ours"], rows["minimal"]
     cpu_ratio = ours.med("cpu_ms") / minimal.med("cpu_ms")
