@@ -16,7 +16,7 @@ from loguru import logger
 
 from botcore import __version__, texts
 from botcore.chat import ChatService
-from botcore.cleanup import JobPurger
+from botcore.cleanup import Cleanup
 from botcore.clock import SystemClock
 from botcore.config import Settings, load_settings
 from botcore.conversations import ConversationStore, KeyValueStore
@@ -63,9 +63,10 @@ async def run(settings: Settings) -> None:
             max_reply_tokens=settings.max_reply_tokens,
         )
         stack.push_async_callback(model.aclose)
+        conversations = ConversationStore(db)
         chat = ChatService(
             queue=queue,
-            conversations=ConversationStore(db),
+            conversations=conversations,
             model=model,
             messenger=Messenger(bot),
             clock=clock,
@@ -78,11 +79,15 @@ async def run(settings: Settings) -> None:
         worker = Worker(
             queue, kinds, concurrency=settings.worker_concurrency, grace_s=settings.shutdown_grace_s
         )
-        purger = JobPurger(
-            queue, done_after_s=settings.job_retention_done_s, dead_after_s=settings.job_retention_dead_s
+        cleanup = Cleanup(
+            queue,
+            conversations,
+            done_after_s=settings.job_retention_done_s,
+            dead_after_s=settings.job_retention_dead_s,
+            history_ttl_days=settings.history_ttl_days,
         )
-        purging = asyncio.create_task(purger.run())
-        stack.push_async_callback(_stop_task, purger.stop, purging)
+        cleaning = asyncio.create_task(cleanup.run())
+        stack.push_async_callback(_stop_task, cleanup.stop, cleaning)
         poller = UpdatePoller(bot, queue, KeyValueStore(db), clock=clock)
         polling = asyncio.create_task(poller.run())
         stack.push_async_callback(_stop_task, poller.stop, polling)

@@ -19,7 +19,7 @@ from botcore.models import NewJob
 
 UPDATE_KIND = "tg-update"
 _HIGH_WATER = "intake.last_update_id"
-ALLOWED_UPDATES = ("message", "edited_message")
+ALLOWED_UPDATES = ("message",)  # edits are not answered again
 
 
 class UpdatePoller:

@@ -4,8 +4,10 @@ import logging
 
 from loguru import logger
 
-from botcore.cleanup import JobPurger
+from botcore.cleanup import Cleanup, CleanupResult
 from botcore.clock import ManualClock
+from botcore.conversations import ConversationStore
+from botcore.db import Database
 from botcore.errors import PermanentError
 from botcore.jobqueue import JobQueue
 from botcore.logs import setup_logging
@@ -36,23 +38,32 @@ def test_secrets_are_redacted_everywhere_including_tracebacks() -> None:
     assert "retrying [job_id=7 kind=chat attempt=2]" in text
 
 
-async def test_purger_removes_finished_jobs_past_retention(queue: JobQueue, clock: ManualClock) -> None:
+async def test_cleanup_removes_finished_jobs_and_expired_memory(
+    db: Database, queue: JobQueue, clock: ManualClock
+) -> None:
+    conversations = ConversationStore(db)
+    await conversations.add_exchange(1, job_id=100, user_text="old", answer="old", now=clock.now())
     await queue.enqueue("chat", {})
     await queue.enqueue("chat", {})
     first, second = await queue.claim({"chat": 2}, 2)
     assert await queue.complete(first)
     await queue.fail(second, PermanentError("no"))
-    purger = JobPurger(queue, done_after_s=300, dead_after_s=3600, every_s=60)
-    assert (await purger.run_once()).done == 0
+    cleanup = Cleanup(queue, conversations, done_after_s=300, dead_after_s=3600, history_ttl_days=1)
+    assert await cleanup.run_once() == CleanupResult(0, 0, 0)
     clock.advance(301)
-    assert (await purger.run_once()).done == 1
-    clock.advance(3600)
-    assert (await purger.run_once()).dead == 1
+    assert await cleanup.run_once() == CleanupResult(1, 0, 0)
+    clock.advance(86_400)
+    assert await cleanup.run_once() == CleanupResult(0, 1, 2)
+    assert await conversations.history(1, limit=10, since=0) == []
 
 
-async def test_purger_runs_periodically_until_stopped(queue: JobQueue, clock: ManualClock) -> None:
-    purger = JobPurger(queue, done_after_s=0, dead_after_s=0, every_s=60)
-    task = asyncio.create_task(purger.run())
+async def test_cleanup_runs_periodically_until_stopped(
+    db: Database, queue: JobQueue, clock: ManualClock
+) -> None:
+    cleanup = Cleanup(
+        queue, ConversationStore(db), done_after_s=0, dead_after_s=0, history_ttl_days=7, every_s=60
+    )
+    task = asyncio.create_task(cleanup.run())
     await queue.enqueue("chat", {})
     [job] = await queue.claim({"chat": 1}, 1)
     assert await queue.complete(job)
@@ -62,5 +73,5 @@ async def test_purger_runs_periodically_until_stopped(queue: JobQueue, clock: Ma
             break
         await asyncio.sleep(0.005)
     assert (await queue.stats()).counts == {}
-    purger.stop()
+    cleanup.stop()
     await asyncio.wait_for(task, 5)
