@@ -53,8 +53,8 @@ async def run(settings: Settings) -> None:
         queue = build_queue(db, settings)
 
         bot = make_bot(settings.telegram_bot_token, settings.telegram_api_url)
-        await _connect(bot, settings.telegram_api_url)
         stack.push_async_callback(bot.shutdown)
+        await _connect(bot, settings.telegram_api_url)
         model = ChatModel(
             api_key=settings.openai_api_key,
             base_url=settings.openai_base_url,
@@ -105,11 +105,10 @@ async def run(settings: Settings) -> None:
 
 
 async def _connect(bot: telegram.Bot, api_url: str) -> None:
-    """getMe, then drop any webhook (it excludes polling) and register the command menu."""
+    """getMe (fatal if it fails), then drop any webhook (it excludes polling) and register the
+    command menu (both only worth a warning: the bot works without them)."""
     try:
         await bot.initialize()
-        await bot.delete_webhook()
-        await bot.set_my_commands(list(texts.COMMANDS))
     except telegram.error.InvalidToken:
         raise StartupError(
             "TELEGRAM_BOT_TOKEN: Telegram rejected this token (revoked or mistyped?)"
@@ -118,11 +117,23 @@ async def _connect(bot: telegram.Bot, api_url: str) -> None:
         raise StartupError(
             f"TELEGRAM_API_URL: cannot reach the Bot API at {api_url} ({type(exc).__name__})"
         ) from None
+    log = logger.bind(component="app")
+    try:
+        await bot.delete_webhook()
+    except telegram.error.TelegramError as exc:
+        log.warning("could not remove a webhook ({}); polling fails while one is set", type(exc).__name__)
+    try:
+        await bot.set_my_commands(list(texts.COMMANDS))
+    except telegram.error.TelegramError as exc:
+        log.warning("could not register the command menu ({})", type(exc).__name__)
 
 
 async def _stop_task(stop: Callable[[], None], task: asyncio.Task[None]) -> None:
     stop()
-    await task
+    try:
+        await task
+    except Exception as exc:  # already logged where it happened; shutdown goes on
+        logger.bind(component="app").opt(exception=exc).error("a background task had failed")
 
 
 def _install_signal_handlers(stops: list[Callable[[], None]]) -> None:

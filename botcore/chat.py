@@ -6,6 +6,7 @@ in the job's checkpoint, so a retry neither asks the LLM again nor re-sends what
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from loguru import logger
@@ -13,7 +14,7 @@ from loguru import logger
 from botcore import texts
 from botcore.clock import Clock
 from botcore.conversations import ConversationStore
-from botcore.errors import TransientError
+from botcore.errors import PermanentError, TransientError, UpstreamUnavailable
 from botcore.formatting import render
 from botcore.jobqueue import JobQueue
 from botcore.llm import ChatModel
@@ -21,6 +22,25 @@ from botcore.messenger import Messenger
 from botcore.models import Job, Turn, Usage
 
 DAY_S = 86_400.0
+# Message fields that carry something a person sent (as opposed to service messages: joins,
+# pins, title changes…, which get no answer at all).
+_CONTENT = (
+    "animation",
+    "audio",
+    "contact",
+    "dice",
+    "document",
+    "game",
+    "location",
+    "photo",
+    "poll",
+    "sticker",
+    "story",
+    "venue",
+    "video",
+    "video_note",
+    "voice",
+)
 
 
 class ChatService:
@@ -52,82 +72,106 @@ class ChatService:
         message = job.payload.get("message")
         if not isinstance(message, dict):
             return  # edits and other update types are not answered
-        chat_id = int(message["chat"]["id"])
-        message_id = int(message["message_id"])
+        where = _Where(
+            int(message["chat"]["id"]), int(message["message_id"]), message.get("message_thread_id")
+        )
         text = message.get("text")
-        with logger.contextualize(update_id=job.payload.get("update_id"), chat_id=chat_id):
-            if not isinstance(text, str) or not text.strip():
-                await self._notice_once(job, chat_id, texts.NOT_TEXT, reply_to=message_id)
-            elif text.startswith("/"):
-                await self._command(job, chat_id, text, message_id)
-            else:
-                user_id = (message.get("from") or {}).get("id")
-                await self._answer(job, chat_id, user_id, text.strip(), message_id)
+        with logger.contextualize(update_id=job.payload.get("update_id"), chat_id=where.chat_id):
+            if isinstance(text, str) and text.strip():
+                if text.startswith("/"):
+                    await self._command(job, where, text)
+                else:
+                    user_id = (message.get("from") or {}).get("id")
+                    await self._answer(job, where, user_id, text.strip())
+            elif any(key in message for key in _CONTENT):
+                await self._notice_once(job, dict(job.checkpoint or {}), where, texts.NOT_TEXT)
 
     async def on_dead(self, job: Job) -> None:
         """The update could not be answered for good: say so, once, without the error's text."""
         message = job.payload.get("message")
-        if isinstance(message, dict):
+        if not isinstance(message, dict):
+            return
+        try:
             await self._messenger.send_text(
-                int(message["chat"]["id"]), texts.FAILED, reply_to=int(message["message_id"])
+                int(message["chat"]["id"]),
+                texts.FAILED,
+                reply_to=int(message["message_id"]),
+                thread_id=message.get("message_thread_id"),
             )
+        except (PermanentError, TransientError, UpstreamUnavailable) as exc:  # e.g. the bot was blocked
+            self._log.warning("could not tell chat {} its message failed: {}", message["chat"]["id"], exc)
 
-    async def _command(self, job: Job, chat_id: int, text: str, message_id: int) -> None:
+    async def _command(self, job: Job, where: _Where, text: str) -> None:
         command, _, target = text.split()[0][1:].partition("@")
         if target and self._bot_username and target.lower() != self._bot_username.lower():
             return  # a command for another bot in a group
         command = command.lower()
+        checkpoint = dict(job.checkpoint or {})
         if command == "start":
             reply = texts.START
         elif command == "help":
             reply = texts.HELP
         elif command == "reset":
-            checkpoint = dict(job.checkpoint or {})
             if "deleted" not in checkpoint:  # a retry must not report 0 after the first run deleted
-                checkpoint["deleted"] = await self._conversations.reset(chat_id)
+                checkpoint["deleted"] = await self._conversations.reset(where.chat_id)
                 await self._save(job, checkpoint)
             count = checkpoint["deleted"]
             reply = texts.RESET.format(count=count) if count else texts.RESET_EMPTY
         else:
             reply = texts.UNKNOWN_COMMAND
-        await self._notice_once(job, chat_id, reply, reply_to=message_id)
+        await self._notice_once(job, checkpoint, where, reply)
 
-    async def _notice_once(self, job: Job, chat_id: int, text: str, *, reply_to: int) -> None:
-        checkpoint = dict(job.checkpoint or {})
+    async def _notice_once(self, job: Job, checkpoint: dict[str, Any], where: _Where, text: str) -> None:
         if checkpoint.get("sent"):
             return
-        await self._messenger.send_text(chat_id, text, reply_to=reply_to)
+        await self._messenger.send_text(
+            where.chat_id, text, reply_to=where.message_id, thread_id=where.thread_id
+        )
         checkpoint["sent"] = 1
         await self._save(job, checkpoint)
 
-    async def _answer(self, job: Job, chat_id: int, user_id: int | None, text: str, message_id: int) -> None:
+    async def _answer(self, job: Job, where: _Where, user_id: int | None, text: str) -> None:
         checkpoint: dict[str, Any] = dict(job.checkpoint or {})
         if "answer" not in checkpoint:
             now = self._clock.now()
             history = await self._conversations.history(
-                chat_id, limit=self._history_messages, since=now - self._history_ttl_s
+                where.chat_id, limit=self._history_messages, since=now - self._history_ttl_s
             )
-            async with self._messenger.typing(chat_id):
+            async with self._messenger.typing(where.chat_id):
                 completion = await self._model.complete(self._system_prompt, [*history, Turn("user", text)])
-            checkpoint = {"answer": completion.text, "sent": 0}
+            checkpoint = {"answer": completion.text, "sent": 0, "usage": asdict(completion.usage)}
             await self._save(job, checkpoint)
-            await self._record_usage(job, completion.usage, chat_id, user_id)
+        # On every attempt: recording is idempotent per job, and a failure here must not lose it.
+        await self._conversations.record_usage(
+            Usage(**checkpoint["usage"]),
+            job_id=job.id,
+            chat_id=where.chat_id,
+            user_id=user_id,
+            now=self._clock.now(),
+        )
         chunks = render(checkpoint["answer"])
         for index in range(checkpoint["sent"], len(chunks)):
             await self._messenger.send_chunk(
-                chat_id, chunks[index], reply_to=message_id if index == 0 else None
+                where.chat_id,
+                chunks[index],
+                reply_to=where.message_id if index == 0 else None,
+                thread_id=where.thread_id,
             )
             checkpoint["sent"] = index + 1
             await self._save(job, checkpoint)
         await self._conversations.add_exchange(
-            chat_id, job_id=job.id, user_text=text, answer=checkpoint["answer"], now=self._clock.now()
-        )
-
-    async def _record_usage(self, job: Job, usage: Usage, chat_id: int, user_id: int | None) -> None:
-        await self._conversations.record_usage(
-            usage, job_id=job.id, chat_id=chat_id, user_id=user_id, now=self._clock.now()
+            where.chat_id, job_id=job.id, user_text=text, answer=checkpoint["answer"], now=self._clock.now()
         )
 
     async def _save(self, job: Job, checkpoint: dict[str, Any]) -> None:
         if not await self._queue.save_checkpoint(job, checkpoint):
             raise TransientError("lost the job's lease; a newer attempt carries on")
+
+
+@dataclass(frozen=True, slots=True)
+class _Where:
+    """Where a reply goes: the chat, the message it answers, and the forum topic if any."""
+
+    chat_id: int
+    message_id: int
+    thread_id: int | None

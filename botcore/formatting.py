@@ -3,6 +3,7 @@ parse_mode, so nothing to escape and nothing Telegram can fail to parse), split 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import telegramify_markdown
@@ -16,12 +17,23 @@ class Chunk:
     entities: tuple[dict[str, object], ...]  # Bot API MessageEntity objects
 
 
+# Code spans and fenced blocks, where a "<" is literal and must not be escaped.
+_CODE = re.compile(r"(```.*?(?:```|$)|`[^`\n]*`)", re.DOTALL)
+
+
+def _keep_angle_brackets(markdown: str) -> str:
+    """The Markdown parser treats "<div>" or "<T>" outside code as HTML and drops it, and with it
+    words of the answer; escaped, it stays text."""
+    parts = _CODE.split(markdown)
+    return "".join(part if i % 2 else part.replace("<", "\\<") for i, part in enumerate(parts))
+
+
 def render(markdown: str, limit: int = MAX_MESSAGE_UTF16) -> list[Chunk]:
     """Never truncates: every character of the answer is in exactly one chunk, in order.
     Splits on paragraph and line boundaries where it can (telegramify-markdown's splitter)."""
-    text, entities = telegramify_markdown.convert(markdown)
+    text, entities = telegramify_markdown.convert(_keep_angle_brackets(markdown))
     if not text.strip():
-        return [Chunk(markdown.strip() or "…", ())]
+        return plain_chunks(markdown.strip() or "…", limit)
     return [
         Chunk(part, tuple(e.to_dict() for e in part_entities))
         for part, part_entities in telegramify_markdown.split_entities(text, entities, limit)

@@ -18,7 +18,7 @@ from botcore.jobqueue import JobQueue
 from botcore.models import NewJob
 
 UPDATE_KIND = "tg-update"
-_HIGH_WATER = "intake.last_update_id"
+_OFFSET = "intake.offset"  # where polling resumes after a restart
 ALLOWED_UPDATES = ("message",)  # edits are not answered again
 
 
@@ -27,8 +27,10 @@ class UpdatePoller:
     which may come before the handlers of that batch ran, so a ``kill -9`` then loses updates.
     Here the next call is made only after the batch is committed to SQLite.
 
-    Telegram redelivers unconfirmed updates; the job's dedup key drops the repeats, and the
-    persisted highest ``update_id`` drops repeats whose jobs were already purged."""
+    Telegram redelivers unconfirmed updates; the job's dedup key drops the repeats. The offset
+    is stored, so after a restart polling resumes there and Telegram forgets what was already
+    stored, instead of sending it again. (No update is dropped for having a lower id than one
+    seen before: after a week without updates, Telegram may restart ids at random.)"""
 
     def __init__(
         self,
@@ -54,31 +56,26 @@ class UpdatePoller:
         self._stop.set()
 
     async def run(self) -> None:
-        stored = await self._kv.get(_HIGH_WATER)
-        high_water = int(stored) if stored is not None else 0
-        offset: int | None = high_water + 1 if high_water else None
+        stored = await self._kv.get(_OFFSET)
+        offset: int | None = int(stored) if stored is not None else None
         while not self._stop.is_set():
             try:
                 updates = await self._poll(offset)
-            except telegram.error.TelegramError as exc:
-                # Network trouble, a 5xx, flood control, or a second poller on the same token.
+                if updates is None:  # stopped while waiting
+                    return
+                self.last_poll_at = self._clock.now()
+                if updates:
+                    await self._persist(updates)
+                    offset = updates[-1].update_id + 1  # confirmed by the next getUpdates
+                    await self._kv.put(_OFFSET, str(offset))
+            except Exception as exc:
+                # Telegram trouble (network, 5xx, flood control, a second poller), or the database
+                # refusing the batch: nothing was confirmed, so nothing is lost. Pause, try again.
                 pause = self._pause_after(exc)
-                self._log.warning("getUpdates failed: {}; retrying in {:g} s", _describe(exc), pause)
+                self._log.warning("intake failed: {}; retrying in {:g} s", _describe(exc), pause)
                 await self._clock.wait(self._stop, pause)
-                continue
-            if updates is None:  # stopped while waiting
-                return
-            self.last_poll_at = self._clock.now()
-            if not updates:
-                continue
-            fresh = [u for u in updates if u.update_id > high_water]
-            if fresh:
-                await self._persist(fresh)
-            high_water = max(high_water, updates[-1].update_id)
-            await self._kv.put(_HIGH_WATER, str(high_water))
-            offset = high_water + 1  # confirmed by the next getUpdates, after the commit above
 
-    def _pause_after(self, exc: telegram.error.TelegramError) -> float:
+    def _pause_after(self, exc: Exception) -> float:
         if isinstance(exc, telegram.error.RetryAfter):
             wait = exc.retry_after
             seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
@@ -120,7 +117,7 @@ class UpdatePoller:
         self._log.debug("stored {} update(s), {} new", len(results), new)
 
 
-def _describe(exc: telegram.error.TelegramError) -> str:
+def _describe(exc: Exception) -> str:
     if isinstance(exc, telegram.error.Conflict):
         return "409 Conflict: another process is polling with this bot token"
     # The class name only: a network error's text can carry the request URL, and so the token.

@@ -12,11 +12,14 @@ import openai
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletion
 
-from botcore.errors import PermanentError, TransientError
+from botcore.errors import PermanentError, TransientError, UpstreamUnavailable
 from botcore.models import Turn, Usage
 
 if TYPE_CHECKING:
     import httpx
+
+
+_NOT_A_COMPLETION = "the LLM server's answer was not a chat completion (is OPENAI_BASE_URL right?)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +59,13 @@ class ChatModel:
             )
         except openai.APIError as exc:
             raise translate(exc) from exc
+        except (ValueError, TypeError) as exc:  # a 200 that is not a completion
+            raise PermanentError(_NOT_A_COMPLETION) from exc
+        if not isinstance(response, ChatCompletion):  # e.g. a web page: the SDK hands back its text
+            raise PermanentError(_NOT_A_COMPLETION)
         choice = response.choices[0] if response.choices else None
         text = (choice.message.content or "").strip() if choice else ""
-        if choice is not None and choice.finish_reason == "content_filter":
+        if choice is not None and getattr(choice, "finish_reason", None) == "content_filter":
             raise PermanentError("the model's content filter refused to answer")
         if not text:
             raise PermanentError("the model returned an empty answer")
@@ -68,8 +75,8 @@ class ChatModel:
             Usage(
                 kind="chat",
                 model=response.model or self.model,
-                prompt_tokens=usage.prompt_tokens if usage else 0,
-                completion_tokens=usage.completion_tokens if usage else 0,
+                prompt_tokens=(usage.prompt_tokens or 0) if usage else 0,
+                completion_tokens=(usage.completion_tokens or 0) if usage else 0,
             ),
         )
 
@@ -78,12 +85,16 @@ def translate(exc: openai.APIError) -> Exception:
     """Map an SDK error to our taxonomy: worth retrying, or not."""
     if isinstance(exc, openai.APITimeoutError | openai.APIConnectionError):
         return TransientError(f"LLM unreachable: {type(exc).__name__}")
+    if isinstance(exc, openai.APIResponseValidationError):
+        return PermanentError(_NOT_A_COMPLETION)
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         code = _error_code(exc)
         if status == 429 and code == "insufficient_quota":
             return PermanentError("LLM account is out of quota (billing)")
-        if status in (408, 409, 429) or status >= 500:
+        if status == 429:  # rate limited: waiting is the cure, so no attempt is spent
+            return UpstreamUnavailable("LLM rate limit", retry_after=_retry_after(exc.response))
+        if status in (408, 409) or status >= 500:
             return TransientError(f"LLM answered HTTP {status}", retry_after=_retry_after(exc.response))
         return PermanentError(f"LLM refused the request: HTTP {status}" + (f" ({code})" if code else ""))
     return TransientError(f"LLM error: {type(exc).__name__}")
@@ -99,6 +110,6 @@ def _error_code(exc: openai.APIStatusError) -> str | None:
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("retry-after")
     try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
+        return min(max(0.0, float(value)), 600.0) if value is not None else None
+    except ValueError:  # the HTTP-date form: the queue's own backoff will do
         return None

@@ -11,7 +11,7 @@ from datetime import timedelta
 import telegram
 from loguru import logger
 
-from botcore.errors import PermanentError, TransientError
+from botcore.errors import PermanentError, TransientError, UpstreamUnavailable
 from botcore.formatting import Chunk, plain_chunks
 
 TYPING_EVERY_S = 4.5  # Telegram shows "typing…" for about 5 s per action
@@ -22,20 +22,37 @@ class Messenger:
         self._bot = bot
         self._log = logger.bind(component="telegram")
 
-    async def send_chunk(self, chat_id: int, chunk: Chunk, *, reply_to: int | None = None) -> list[int]:
+    async def send_chunk(
+        self, chat_id: int, chunk: Chunk, *, reply_to: int | None = None, thread_id: int | None = None
+    ) -> list[int]:
         """Send one rendered chunk. If Telegram rejects its formatting, send the same text plain.
         Returns the ids of the messages sent."""
         entities = [telegram.MessageEntity.de_json(dict(e), self._bot) for e in chunk.entities]
         try:
-            return [await self._send(chat_id, chunk.text, entities=entities, reply_to=reply_to)]
+            return [
+                await self._send(
+                    chat_id, chunk.text, entities=entities, reply_to=reply_to, thread_id=thread_id
+                )
+            ]
         except telegram.error.BadRequest as exc:
             if not chunk.entities or "entit" not in str(exc).lower():
                 raise _translate(exc) from exc
             self._log.warning("Telegram refused a reply's formatting; sending it as plain text")
-        return [await self._send(chat_id, c.text, reply_to=reply_to) for c in plain_chunks(chunk.text)]
+        try:
+            return [
+                await self._send(chat_id, c.text, reply_to=reply_to, thread_id=thread_id)
+                for c in plain_chunks(chunk.text)
+            ]
+        except telegram.error.BadRequest as exc:
+            raise _translate(exc) from exc
 
-    async def send_text(self, chat_id: int, text: str, *, reply_to: int | None = None) -> int:
-        return await self._send(chat_id, text, reply_to=reply_to)
+    async def send_text(
+        self, chat_id: int, text: str, *, reply_to: int | None = None, thread_id: int | None = None
+    ) -> int:
+        try:
+            return await self._send(chat_id, text, reply_to=reply_to, thread_id=thread_id)
+        except telegram.error.BadRequest as exc:
+            raise _translate(exc) from exc
 
     async def _send(
         self,
@@ -44,6 +61,7 @@ class Messenger:
         *,
         entities: list[telegram.MessageEntity] | None = None,
         reply_to: int | None = None,
+        thread_id: int | None = None,
     ) -> int:
         reply = telegram.ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
         try:
@@ -52,6 +70,7 @@ class Messenger:
                 text,
                 entities=entities or None,
                 reply_parameters=reply,
+                message_thread_id=thread_id,
                 link_preview_options=telegram.LinkPreviewOptions(is_disabled=True),
             )
         except telegram.error.BadRequest:
@@ -84,7 +103,11 @@ def _translate(exc: telegram.error.TelegramError) -> Exception:
     if isinstance(exc, telegram.error.RetryAfter):
         wait = exc.retry_after
         seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
-        return TransientError("Telegram flood control", retry_after=seconds)
+        # Waiting is all flood control asks: it spends no attempt, so a long answer in a busy
+        # group is not given up halfway.
+        return UpstreamUnavailable("Telegram flood control", retry_after=seconds)
+    if isinstance(exc, telegram.error.ChatMigrated):
+        return PermanentError("Telegram: this group became a supergroup with a new chat id")
     if isinstance(exc, telegram.error.Forbidden):
         return PermanentError("Telegram: the bot may not write to this chat (blocked or removed)")
     if isinstance(exc, telegram.error.BadRequest):

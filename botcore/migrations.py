@@ -8,7 +8,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         """
         CREATE TABLE jobs (
-            id             INTEGER PRIMARY KEY,
+            -- AUTOINCREMENT: an id is never reused after the purge empties the table, so rows
+            -- keyed on a job id (memory, usage) and log lines always mean one job.
+            id             INTEGER PRIMARY KEY AUTOINCREMENT,
             kind           TEXT    NOT NULL,
             payload        TEXT    NOT NULL,
             dedup_key      TEXT    UNIQUE,

@@ -164,7 +164,10 @@ class Worker:
                     self._succeeded.append(job)
         finally:
             # Reached on cancellation too; the job then stays leased until shutdown releases it.
-            del self._tasks[job.id]
+            # A newer attempt of the same job may have started here after this one lost its
+            # lease: leave its entry alone.
+            if self._tasks.get(job.id) is asyncio.current_task():
+                del self._tasks[job.id]
             self._by_kind[job.kind] -= 1
             self._queue.wake.set()
 

@@ -23,6 +23,7 @@ class Scripted:
     body: dict[str, Any] | None = None
     delay_s: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    raw: str | None = None  # a body that is not JSON at all (e.g. a web page)
 
 
 class FakeOpenAI:
@@ -33,6 +34,7 @@ class FakeOpenAI:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.script: list[Scripted] = []
+        self.by_prompt: dict[str, Scripted] = {}  # answers chosen by the last user message instead
         self.reply: Callable[[dict[str, Any]], str] = lambda req: "echo: " + req["messages"][-1]["content"]
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
@@ -58,10 +60,16 @@ class FakeOpenAI:
         body = await request.json()
         self.requests.append(body)
         self.headers.append(dict(request.headers))
-        step = self.script.pop(0) if self.script else Scripted()
+        prompt = body["messages"][-1]["content"]
+        if prompt in self.by_prompt:
+            step = self.by_prompt[prompt]
+        else:
+            step = self.script.pop(0) if self.script else Scripted()
         if step.delay_s:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), step.delay_s)
+        if step.raw is not None:
+            return web.Response(text=step.raw, status=step.status, content_type="text/html")
         if step.status != 200 or step.body is not None:
             return web.json_response(
                 step.body or {"error": {"message": "scripted"}}, status=step.status, headers=step.headers

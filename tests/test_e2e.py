@@ -103,7 +103,7 @@ async def test_broken_markdown_still_arrives(tg: FakeTelegram, llm: FakeOpenAI, 
 async def test_quick_messages_in_one_chat_are_answered_in_order(
     tg: FakeTelegram, llm: FakeOpenAI, bot: BotProcess
 ) -> None:
-    llm.script.append(Scripted(text="first answer", delay_s=0.5))  # slower than the second
+    llm.by_prompt["one"] = Scripted(text="first answer", delay_s=0.5)  # slower than the second
     tg.add_message(10, "one")
     tg.add_message(10, "two")
     tg.add_message(20, "other chat")

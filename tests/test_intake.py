@@ -99,15 +99,37 @@ async def test_redelivered_updates_do_not_make_new_jobs(
     assert job_keys(db.path) == [f"tg-update:{first}", f"tg-update:{second}"]
 
 
-async def test_repeats_of_purged_updates_are_dropped(
+async def test_a_restart_resumes_from_the_stored_offset(
     fake: FakeTelegram, bot: telegram.Bot, db: Database
 ) -> None:
-    old = fake.add_message(10, "already handled long ago")
-    await KeyValueStore(db).put("intake.last_update_id", str(old))  # its job was purged since
+    old = fake.add_message(10, "stored and handled before the restart")
+    await KeyValueStore(db).put("intake.offset", str(old + 1))  # its job may be purged by now
     new = fake.add_message(10, "new")
     poller, _ = make_poller(bot, db)
     await run_poller(poller, lambda: fake.confirmed_below > new)
-    assert job_keys(db.path) == [f"tg-update:{new}"]
+    assert job_keys(db.path) == [f"tg-update:{new}"]  # the first call itself told Telegram
+
+
+async def test_a_database_error_confirms_nothing_and_is_retried(
+    fake: FakeTelegram, bot: telegram.Bot, tmp_path: Path
+) -> None:
+    db = await Database.open(tmp_path / "locked.db", busy_timeout_ms=20)
+    other = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    try:
+        update = fake.add_message(10, "hello")
+        other.execute("BEGIN IMMEDIATE")  # another program holds the write lock
+        poller, _ = make_poller(bot, db)
+        task = asyncio.create_task(poller.run())
+        await eventually(lambda: [m for m, _ in fake.calls].count("getUpdates") >= 2, what="a retry")
+        assert fake.confirmed_below == 0  # nothing confirmed while nothing could be stored
+        other.execute("ROLLBACK")
+        await eventually(lambda: fake.confirmed_below > update, what="the update stored and confirmed")
+        poller.stop()
+        await asyncio.wait_for(task, 10)
+        assert job_keys(tmp_path / "locked.db") == [f"tg-update:{update}"]
+    finally:
+        other.close()
+        await db.close()
 
 
 async def test_get_updates_errors_are_retried(fake: FakeTelegram, bot: telegram.Bot, db: Database) -> None:

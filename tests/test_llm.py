@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from botcore.errors import PermanentError, TransientError
+from botcore.errors import PermanentError, TransientError, UpstreamUnavailable
 from botcore.llm import ChatModel
 from botcore.models import Turn
 
@@ -54,12 +54,14 @@ async def test_no_system_message_when_the_prompt_is_empty(fake: FakeOpenAI, mode
     [
         (Scripted(status=500), TransientError, None),
         (Scripted(status=503, headers={"Retry-After": "7"}), TransientError, 7.0),
-        (Scripted(status=429, body={"error": {"code": "rate_limit_exceeded"}}), TransientError, None),
+        (Scripted(status=429, body={"error": {"code": "rate_limit_exceeded"}}), UpstreamUnavailable, None),
+        (Scripted(status=429, headers={"Retry-After": "12"}), UpstreamUnavailable, 12.0),
         (Scripted(status=429, body={"error": {"code": "insufficient_quota"}}), PermanentError, None),
         (Scripted(status=401), PermanentError, None),
         (Scripted(status=400, body={"error": {"code": "context_length_exceeded"}}), PermanentError, None),
         (Scripted(status=404), PermanentError, None),
         (Scripted(text=""), PermanentError, None),
+        (Scripted(raw="<html><body>Welcome to nginx!</body></html>"), PermanentError, None),
     ],
 )
 async def test_errors_become_our_taxonomy(
@@ -68,7 +70,7 @@ async def test_errors_become_our_taxonomy(
     fake.script.append(scripted)
     with pytest.raises(error) as caught:
         await model.complete("", [Turn("user", "hi")])
-    if isinstance(caught.value, TransientError):
+    if isinstance(caught.value, TransientError | UpstreamUnavailable):
         assert caught.value.retry_after == retry_after
     assert len(fake.requests) == 1  # the SDK's own retries are off: the queue owns retries
 
