@@ -75,7 +75,11 @@ async def run(settings: Settings) -> None:
             history_ttl_days=settings.history_ttl_days,
             bot_username=bot.username,
         )
-        kinds = {UPDATE_KIND: JobKind(chat.handle_update, on_dead=chat.on_dead)}
+        kinds = {
+            UPDATE_KIND: JobKind(
+                chat.handle_update, on_dead=chat.on_dead, concurrency=settings.llm_concurrency
+            )
+        }
         worker = Worker(
             queue, kinds, concurrency=settings.worker_concurrency, grace_s=settings.shutdown_grace_s
         )

@@ -43,6 +43,7 @@ class Settings:
     sqlite_synchronous: str  # NORMAL or FULL
     log_level: str
     worker_concurrency: int
+    llm_concurrency: int
     transcription_concurrency: int
     job_lease_s: float
     job_max_attempts: int
@@ -100,6 +101,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         sqlite_synchronous=reader.choice("SQLITE_SYNCHRONOUS", "NORMAL", ("NORMAL", "FULL")),
         log_level=reader.choice("LOG_LEVEL", "INFO", _LOG_LEVELS),
         worker_concurrency=reader.number("WORKER_CONCURRENCY", 32, int, minimum=1),
+        llm_concurrency=reader.number("LLM_CONCURRENCY", 8, int, minimum=1),
         transcription_concurrency=reader.number("TRANSCRIPTION_CONCURRENCY", 3, int, minimum=1),
         job_lease_s=reader.number("JOB_LEASE_S", 60.0, float, minimum=3),
         job_max_attempts=reader.number("JOB_MAX_ATTEMPTS", 4, int, minimum=1),

@@ -122,6 +122,9 @@ class FakeTelegram:
         self.pending: list[dict[str, Any]] = []  # updates not yet confirmed
         self.confirmed_below = 0  # the highest offset a getUpdates call has sent
         self.fail: dict[str, list[Failure]] = {}
+        # Seconds to hold the next calls of a method before doing them. A call whose client has
+        # gone away meanwhile (killed) is dropped, as a request that never reached Telegram.
+        self.delay: dict[str, list[float]] = {}
         # Called with the offset of a getUpdates call, before the updates below it are dropped.
         self.on_confirm: Callable[[int], None] | None = None
         # Called with each sent or edited message as it is recorded.
@@ -201,6 +204,14 @@ class FakeTelegram:
             if failure.retry_after is not None:
                 body["parameters"] = {"retry_after": failure.retry_after}
             return web.json_response(body, status=failure.code)
+        delays = self.delay.get(method)
+        if delays:
+            pause = delays.pop(0)
+            deadline = asyncio.get_running_loop().time() + pause
+            while asyncio.get_running_loop().time() < deadline and not self._closing:
+                if request.transport is None or request.transport.is_closing():
+                    return web.Response(status=499)
+                await asyncio.sleep(0.02)
         handler = getattr(self, f"_m_{method}", None)
         result = await handler(params) if handler else True
         return web.json_response({"ok": True, "result": result})

@@ -31,7 +31,7 @@ def test_defaults() -> None:
     assert s.sqlite_synchronous == "NORMAL"
     assert (s.job_lease_s, s.job_max_attempts, s.shutdown_grace_s) == (60.0, 4, 10.0)
     assert (s.job_retention_done_s, s.job_retention_dead_s) == (300.0, 3600.0)
-    assert (s.worker_concurrency, s.transcription_concurrency) == (32, 3)
+    assert (s.worker_concurrency, s.llm_concurrency, s.transcription_concurrency) == (32, 8, 3)
     assert s.secrets() == (TOKEN, "sk-test-key-0123456789")
     assert TOKEN not in repr(s) and "sk-test" not in repr(s)
 

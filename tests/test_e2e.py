@@ -184,3 +184,25 @@ async def test_an_llm_outage_ends_in_a_polite_apology(
     llm.script.extend([Scripted(status=401, body={"error": {"message": "invalid api key sk-..."}})])
     tg.add_message(10, "hello")
     assert await replies(tg, 10, 1) == [texts.FAILED]  # a permanent error: no retries, no raw text
+
+
+async def test_kill_9_between_the_parts_of_a_long_answer_resumes_where_it_stopped(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    answer = "\n\n".join(f"Part {i}: " + "lorem ipsum dolor sit amet " * 12 for i in range(30))
+    expected = [c.text for c in render(answer)]
+    assert len(expected) >= 3
+    llm.script.append(Scripted(text=answer))
+    tg.delay["sendMessage"] = [0.0, 60.0]  # the second part hangs; the bot is killed meanwhile
+    process = BotProcess(tmp_path / "data", tg, llm).start()
+    tg.add_message(10, "tell me a lot")
+    await eventually(lambda: [m for m, _ in tg.calls].count("sendMessage") >= 2, timeout=20, what="part two")
+    assert tg.texts_to(10) == expected[:1]
+    assert await process.kill() == -9
+    restarted = BotProcess(tmp_path / "data", tg, llm).start()
+    try:
+        got = await replies(tg, 10, len(expected))
+    finally:
+        assert await restarted.stop() == 0, restarted.log()
+    assert got == expected  # part one not sent again, nothing missing, nothing out of order
+    assert len(llm.requests) == 1  # the answer came from the checkpoint, not a second LLM call
