@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
-from datetime import timedelta
 
 import telegram
 from loguru import logger
@@ -16,6 +15,7 @@ from botcore.clock import Clock
 from botcore.conversations import KeyValueStore
 from botcore.jobqueue import JobQueue
 from botcore.models import NewJob
+from botcore.telegram_api import retry_after_seconds
 
 UPDATE_KIND = "tg-update"
 _OFFSET = "intake.offset"  # where polling resumes after a restart
@@ -77,9 +77,7 @@ class UpdatePoller:
 
     def _pause_after(self, exc: Exception) -> float:
         if isinstance(exc, telegram.error.RetryAfter):
-            wait = exc.retry_after
-            seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
-            return max(self._error_pause_s, seconds)
+            return max(self._error_pause_s, retry_after_seconds(exc))
         return self._error_pause_s
 
     async def _poll(self, offset: int | None) -> Sequence[telegram.Update] | None:

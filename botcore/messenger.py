@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import timedelta
 
 import telegram
 from loguru import logger
 
 from botcore.errors import PermanentError, TransientError, UpstreamUnavailable
 from botcore.formatting import Chunk, plain_chunks
+from botcore.telegram_api import retry_after_seconds
 
 TYPING_EVERY_S = 4.5  # Telegram shows "typing…" for about 5 s per action
 
@@ -101,8 +101,7 @@ class Messenger:
 def _translate(exc: telegram.error.TelegramError) -> Exception:
     """BadRequest and Forbidden come before NetworkError: in python-telegram-bot they subclass it."""
     if isinstance(exc, telegram.error.RetryAfter):
-        wait = exc.retry_after
-        seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
+        seconds = retry_after_seconds(exc)
         # Waiting is all flood control asks: it spends no attempt, so a long answer in a busy
         # group is not given up halfway.
         return UpstreamUnavailable("Telegram flood control", retry_after=seconds)

@@ -4,6 +4,7 @@ self-hosted one), and owns the library-wide settings that go with it."""
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import telegram
 
@@ -14,3 +15,9 @@ def make_bot(token: str, api_url: str) -> telegram.Bot:
     # timedeltas. Without this, every RetryAfter raises a deprecation warning.
     os.environ.setdefault("PTB_TIMEDELTA", "true")
     return telegram.Bot(token, base_url=f"{api_url}/bot", base_file_url=f"{api_url}/file/bot")
+
+
+def retry_after_seconds(exc: telegram.error.RetryAfter) -> float:
+    """Flood control's wait, whether the library hands it over as seconds or as a timedelta."""
+    wait = exc.retry_after
+    return wait.total_seconds() if isinstance(wait, timedelta) else float(wait)

@@ -9,11 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import ROOT
+from .conftest import KEY, ROOT, TOKEN
 from .fakes import FakeOpenAI, FakeTelegram
-
-TOKEN = "123456789:AAH4kq-EXAMPLE_token_value_abcdefghi"
-KEY = "sk-test-key-0123456789"
 
 
 class BotProcess:

@@ -16,7 +16,27 @@ from botcore.jobqueue import JobQueue
 from botcore.jobstore import JobStore
 from botcore.worker import Worker
 
+from .fakes import FakeOpenAI, FakeTelegram
+
 ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "123456789:AAH4kq-EXAMPLE_token_value_abcdefghi"  # shaped like a real one, never valid
+KEY = "sk-test-key-0123456789"
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    """A fake Telegram Bot API server on 127.0.0.1."""
+    server = await FakeTelegram(TOKEN).start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def llm() -> AsyncIterator[FakeOpenAI]:
+    """A fake OpenAI-compatible server on 127.0.0.1."""
+    server = await FakeOpenAI().start()
+    yield server
+    await server.stop()
 
 
 @pytest.fixture

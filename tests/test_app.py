@@ -2,28 +2,16 @@
 signal, refuses a second instance, and says in one line when Telegram is out of reach."""
 
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
-from .botproc import KEY, TOKEN, BotProcess
-from .conftest import eventually
+from .botproc import BotProcess
+from .conftest import KEY, TOKEN, eventually
 from .fakes import FakeOpenAI, FakeTelegram
 
 
-@pytest.fixture
-async def fakes() -> AsyncIterator[tuple[FakeTelegram, FakeOpenAI]]:
-    tg, llm = await FakeTelegram(TOKEN).start(), await FakeOpenAI().start()
-    yield tg, llm
-    await tg.stop()
-    await llm.stop()
-
-
 async def test_starts_then_stops_on_sigterm_and_refuses_a_second_instance(
-    tmp_path: Path, fakes: tuple[FakeTelegram, FakeOpenAI]
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
 ) -> None:
-    tg, llm = fakes
     first = BotProcess(tmp_path, tg, llm).start()
     try:
         await eventually(lambda: "started as @test_bot" in first.log(), timeout=30, what="startup")
@@ -42,9 +30,8 @@ async def test_starts_then_stops_on_sigterm_and_refuses_a_second_instance(
 
 
 async def test_unreachable_telegram_is_one_line_and_status_2(
-    tmp_path: Path, fakes: tuple[FakeTelegram, FakeOpenAI]
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
 ) -> None:
-    tg, llm = fakes
     bot = BotProcess(tmp_path, tg, llm, TELEGRAM_API_URL="http://127.0.0.1:9").start()
     assert await bot.stop(signal.SIGCONT) == 2
     assert bot.log().splitlines()[-1] == (
@@ -53,9 +40,8 @@ async def test_unreachable_telegram_is_one_line_and_status_2(
 
 
 async def test_a_rejected_token_is_one_line_and_status_2(
-    tmp_path: Path, fakes: tuple[FakeTelegram, FakeOpenAI]
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
 ) -> None:
-    tg, llm = fakes
     bot = BotProcess(tmp_path, tg, llm, TELEGRAM_BOT_TOKEN="999999:WrongTokenWrongTokenWrongToken").start()
     assert await bot.stop(signal.SIGCONT) == 2
     assert bot.log().splitlines()[-1] == (

@@ -8,10 +8,7 @@ import pytest
 from botcore.config import load_settings, parse_settings
 from botcore.errors import ConfigError
 
-from .conftest import ROOT
-
-TOKEN = "123456789:AAH4kq-EXAMPLE_token_value_abcdefghi"
-
+from .conftest import ROOT, TOKEN
 
 BASE = {"TELEGRAM_BOT_TOKEN": TOKEN, "OPENAI_API_KEY": "sk-test-key-0123456789"}
 

@@ -9,23 +9,9 @@ import pytest
 from botcore import texts
 from botcore.formatting import render
 
-from .botproc import KEY, TOKEN, BotProcess
-from .conftest import eventually
+from .botproc import BotProcess
+from .conftest import KEY, TOKEN, eventually
 from .fakes import Failure, FakeOpenAI, FakeTelegram, Scripted
-
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    server = await FakeTelegram(TOKEN).start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def llm() -> AsyncIterator[FakeOpenAI]:
-    server = await FakeOpenAI().start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The intake poller through the real python-telegram-bot against a fake Bot API server."""
+"""The intake poller through the real python-telegram-bot against a tg Bot API server."""
 
 import asyncio
 import sqlite3
@@ -16,21 +16,13 @@ from botcore.jobqueue import JobQueue
 from botcore.jobstore import JobStore
 from botcore.telegram_api import make_bot
 
-from .conftest import eventually
+from .conftest import TOKEN, eventually
 from .fakes import Failure, FakeTelegram
-from .test_config import TOKEN
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    server = await FakeTelegram(TOKEN).start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def bot(fake: FakeTelegram) -> AsyncIterator[telegram.Bot]:
-    async with make_bot(TOKEN, fake.base_url) as b:
+async def bot(tg: FakeTelegram) -> AsyncIterator[telegram.Bot]:
+    async with make_bot(TOKEN, tg.base_url) as b:
         yield b
 
 
@@ -59,18 +51,18 @@ def make_poller(bot: telegram.Bot, db: Database) -> tuple[UpdatePoller, JobQueue
 
 
 async def test_updates_are_on_disk_before_telegram_is_told(
-    fake: FakeTelegram, bot: telegram.Bot, db: Database
+    tg: FakeTelegram, bot: telegram.Bot, db: Database
 ) -> None:
     missing: list[int] = []
 
-    def check(offset: int) -> None:  # runs inside getUpdates, before the fake drops anything
+    def check(offset: int) -> None:  # runs inside getUpdates, before the tg drops anything
         stored = set(job_keys(db.path))
         missing.extend(u for u in range(1000, offset) if f"tg-update:{u}" not in stored)
 
-    fake.on_confirm = check
-    ids = [fake.add_message(10, "one"), fake.add_message(11, "two"), fake.add_message(10, "three")]
+    tg.on_confirm = check
+    ids = [tg.add_message(10, "one"), tg.add_message(11, "two"), tg.add_message(10, "three")]
     poller, queue = make_poller(bot, db)
-    await run_poller(poller, lambda: fake.confirmed_below > ids[-1])
+    await run_poller(poller, lambda: tg.confirmed_below > ids[-1])
     assert missing == []
     assert job_keys(db.path) == [f"tg-update:{i}" for i in ids]
     jobs = [await queue.get(i) for i in (1, 2, 3)]
@@ -79,51 +71,51 @@ async def test_updates_are_on_disk_before_telegram_is_told(
 
 
 async def test_redelivered_updates_do_not_make_new_jobs(
-    fake: FakeTelegram, bot: telegram.Bot, db: Database
+    tg: FakeTelegram, bot: telegram.Bot, db: Database
 ) -> None:
-    first = fake.add_message(10, "hello")
+    first = tg.add_message(10, "hello")
     poller, _ = make_poller(bot, db)
     await run_poller(poller, lambda: len(job_keys(db.path)) == 1)
     # As after a crash between storing and confirming: Telegram sends the same update again,
     # and this time the stored high-water mark is gone too, so only the dedup key stops it.
     await db.fetchall("DELETE FROM kv")
-    fake.pending = [
+    tg.pending = [
         {
             "update_id": first,
             "message": {"message_id": 1, "date": 0, "chat": {"id": 10, "type": "private"}, "text": "hello"},
         }
     ]
-    second = fake.add_message(10, "next")
+    second = tg.add_message(10, "next")
     poller, _ = make_poller(bot, db)
-    await run_poller(poller, lambda: fake.confirmed_below > second)
+    await run_poller(poller, lambda: tg.confirmed_below > second)
     assert job_keys(db.path) == [f"tg-update:{first}", f"tg-update:{second}"]
 
 
 async def test_a_restart_resumes_from_the_stored_offset(
-    fake: FakeTelegram, bot: telegram.Bot, db: Database
+    tg: FakeTelegram, bot: telegram.Bot, db: Database
 ) -> None:
-    old = fake.add_message(10, "stored and handled before the restart")
+    old = tg.add_message(10, "stored and handled before the restart")
     await KeyValueStore(db).put("intake.offset", str(old + 1))  # its job may be purged by now
-    new = fake.add_message(10, "new")
+    new = tg.add_message(10, "new")
     poller, _ = make_poller(bot, db)
-    await run_poller(poller, lambda: fake.confirmed_below > new)
+    await run_poller(poller, lambda: tg.confirmed_below > new)
     assert job_keys(db.path) == [f"tg-update:{new}"]  # the first call itself told Telegram
 
 
 async def test_a_database_error_confirms_nothing_and_is_retried(
-    fake: FakeTelegram, bot: telegram.Bot, tmp_path: Path
+    tg: FakeTelegram, bot: telegram.Bot, tmp_path: Path
 ) -> None:
     db = await Database.open(tmp_path / "locked.db", busy_timeout_ms=20)
     other = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
     try:
-        update = fake.add_message(10, "hello")
+        update = tg.add_message(10, "hello")
         other.execute("BEGIN IMMEDIATE")  # another program holds the write lock
         poller, _ = make_poller(bot, db)
         task = asyncio.create_task(poller.run())
-        await eventually(lambda: [m for m, _ in fake.calls].count("getUpdates") >= 2, what="a retry")
-        assert fake.confirmed_below == 0  # nothing confirmed while nothing could be stored
+        await eventually(lambda: [m for m, _ in tg.calls].count("getUpdates") >= 2, what="a retry")
+        assert tg.confirmed_below == 0  # nothing confirmed while nothing could be stored
         other.execute("ROLLBACK")
-        await eventually(lambda: fake.confirmed_below > update, what="the update stored and confirmed")
+        await eventually(lambda: tg.confirmed_below > update, what="the update stored and confirmed")
         poller.stop()
         await asyncio.wait_for(task, 10)
         assert job_keys(tmp_path / "locked.db") == [f"tg-update:{update}"]
@@ -132,9 +124,9 @@ async def test_a_database_error_confirms_nothing_and_is_retried(
         await db.close()
 
 
-async def test_get_updates_errors_are_retried(fake: FakeTelegram, bot: telegram.Bot, db: Database) -> None:
-    fake.fail["getUpdates"] = [Failure(502, "Bad Gateway"), Failure(429, "Too Many Requests", retry_after=1)]
-    update = fake.add_message(10, "hello")
+async def test_get_updates_errors_are_retried(tg: FakeTelegram, bot: telegram.Bot, db: Database) -> None:
+    tg.fail["getUpdates"] = [Failure(502, "Bad Gateway"), Failure(429, "Too Many Requests", retry_after=1)]
+    update = tg.add_message(10, "hello")
     poller, _ = make_poller(bot, db)
     await run_poller(poller, lambda: f"tg-update:{update}" in job_keys(db.path))
-    assert [m for m, _ in fake.calls].count("getUpdates") >= 3
+    assert [m for m, _ in tg.calls].count("getUpdates") >= 3

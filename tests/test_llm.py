@@ -1,4 +1,4 @@
-"""The LLM adapter through the real OpenAI SDK against a fake server on 127.0.0.1."""
+"""The LLM adapter through the real OpenAI SDK against a llm server on 127.0.0.1."""
 
 from collections.abc import AsyncIterator
 
@@ -12,26 +12,19 @@ from .fakes import FakeOpenAI, Scripted
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeOpenAI]:
-    server = await FakeOpenAI().start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def model(fake: FakeOpenAI) -> AsyncIterator[ChatModel]:
+async def model(llm: FakeOpenAI) -> AsyncIterator[ChatModel]:
     chat = ChatModel(
-        api_key="", base_url=fake.base_url, model="llama3.2:3b", timeout_s=2, max_reply_tokens=300
+        api_key="", base_url=llm.base_url, model="llama3.2:3b", timeout_s=2, max_reply_tokens=300
     )
     yield chat
     await chat.aclose()
 
 
-async def test_completion_with_history_and_usage(fake: FakeOpenAI, model: ChatModel) -> None:
+async def test_completion_with_history_and_usage(llm: FakeOpenAI, model: ChatModel) -> None:
     history = [Turn("user", "my name is Ada"), Turn("assistant", "hello Ada")]
     result = await model.complete("be brief", [*history, Turn("user", "what is my name?")])
     assert result.text == "echo: what is my name?"
-    [request] = fake.requests
+    [request] = llm.requests
     assert request["model"] == "llama3.2:3b"  # any model name goes through as it is
     assert request["max_tokens"] == 300
     assert request["messages"] == [
@@ -41,12 +34,12 @@ async def test_completion_with_history_and_usage(fake: FakeOpenAI, model: ChatMo
         {"role": "user", "content": "what is my name?"},
     ]
     assert result.usage.kind == "chat" and result.usage.model == "llama3.2:3b"
-    assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (12, 5)  # words, in the fake
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (12, 5)  # words, in the llm
 
 
-async def test_no_system_message_when_the_prompt_is_empty(fake: FakeOpenAI, model: ChatModel) -> None:
+async def test_no_system_message_when_the_prompt_is_empty(llm: FakeOpenAI, model: ChatModel) -> None:
     await model.complete("", [Turn("user", "hi")])
-    assert fake.requests[0]["messages"] == [{"role": "user", "content": "hi"}]
+    assert llm.requests[0]["messages"] == [{"role": "user", "content": "hi"}]
 
 
 @pytest.mark.parametrize(
@@ -65,19 +58,19 @@ async def test_no_system_message_when_the_prompt_is_empty(fake: FakeOpenAI, mode
     ],
 )
 async def test_errors_become_our_taxonomy(
-    fake: FakeOpenAI, model: ChatModel, scripted: Scripted, error: type[Exception], retry_after: float | None
+    llm: FakeOpenAI, model: ChatModel, scripted: Scripted, error: type[Exception], retry_after: float | None
 ) -> None:
-    fake.script.append(scripted)
+    llm.script.append(scripted)
     with pytest.raises(error) as caught:
         await model.complete("", [Turn("user", "hi")])
     if isinstance(caught.value, TransientError | UpstreamUnavailable):
         assert caught.value.retry_after == retry_after
-    assert len(fake.requests) == 1  # the SDK's own retries are off: the queue owns retries
+    assert len(llm.requests) == 1  # the SDK's own retries are off: the queue owns retries
 
 
-async def test_a_slow_server_is_a_transient_timeout(fake: FakeOpenAI) -> None:
-    chat = ChatModel(api_key="k", base_url=fake.base_url, model="m", timeout_s=0.2, max_reply_tokens=50)
-    fake.script.append(Scripted(delay_s=1.0))
+async def test_a_slow_server_is_a_transient_timeout(llm: FakeOpenAI) -> None:
+    chat = ChatModel(api_key="k", base_url=llm.base_url, model="m", timeout_s=0.2, max_reply_tokens=50)
+    llm.script.append(Scripted(delay_s=1.0))
     try:
         with pytest.raises(TransientError, match="unreachable"):
             await chat.complete("", [Turn("user", "hi")])

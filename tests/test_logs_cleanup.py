@@ -12,7 +12,7 @@ from botcore.errors import PermanentError
 from botcore.jobqueue import JobQueue
 from botcore.logs import setup_logging
 
-from .test_config import TOKEN
+from .conftest import TOKEN
 
 
 def test_secrets_are_redacted_everywhere_including_tracebacks() -> None:
