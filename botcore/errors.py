@@ -61,3 +61,13 @@ class UpstreamUnavailable(JobError):
 
 class PermanentError(JobError):
     """Retrying cannot help (bad input, 4xx). The job goes to dead at once."""
+
+
+def parse_retry_after(value: str | None, *, cap_s: float = 600.0) -> float | None:
+    """An HTTP ``Retry-After`` in seconds (the date form is ignored: the queue's backoff applies)."""
+    if value is None:
+        return None
+    try:
+        return min(max(0.0, float(value)), cap_s)
+    except ValueError:
+        return None

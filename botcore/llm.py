@@ -5,19 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import openai
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletion
 
-from botcore.errors import PermanentError, TransientError, UpstreamUnavailable
+from botcore.errors import PermanentError, TransientError, UpstreamUnavailable, parse_retry_after
 from botcore.models import Turn, Usage
-
-if TYPE_CHECKING:
-    import httpx
-
 
 _NOT_A_COMPLETION = "the LLM server's answer was not a chat completion (is OPENAI_BASE_URL right?)"
 
@@ -93,9 +88,14 @@ def translate(exc: openai.APIError) -> Exception:
         if status == 429 and code == "insufficient_quota":
             return PermanentError("LLM account is out of quota (billing)")
         if status == 429:  # rate limited: waiting is the cure, so no attempt is spent
-            return UpstreamUnavailable("LLM rate limit", retry_after=_retry_after(exc.response))
+            return UpstreamUnavailable(
+                "LLM rate limit", retry_after=parse_retry_after(exc.response.headers.get("retry-after"))
+            )
         if status in (408, 409) or status >= 500:
-            return TransientError(f"LLM answered HTTP {status}", retry_after=_retry_after(exc.response))
+            return TransientError(
+                f"LLM answered HTTP {status}",
+                retry_after=parse_retry_after(exc.response.headers.get("retry-after")),
+            )
         return PermanentError(f"LLM refused the request: HTTP {status}" + (f" ({code})" if code else ""))
     return TransientError(f"LLM error: {type(exc).__name__}")
 
@@ -105,11 +105,3 @@ def _error_code(exc: openai.APIStatusError) -> str | None:
     error = body.get("error", body)
     code = error.get("code") if isinstance(error, dict) else None
     return str(code) if code else None
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return min(max(0.0, float(value)), 600.0) if value is not None else None
-    except ValueError:  # the HTTP-date form: the queue's own backoff will do
-        return None

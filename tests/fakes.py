@@ -35,6 +35,9 @@ class FakeOpenAI:
         self.headers: list[dict[str, str]] = []
         self.script: list[Scripted] = []
         self.by_prompt: dict[str, Scripted] = {}  # answers chosen by the last user message instead
+        self.transcriptions: list[dict[str, Any]] = []  # form fields; "file" is (name, bytes)
+        self.stt_script: list[Scripted] = []
+        self.transcript: Callable[[bytes], str] = lambda audio: f"heard {len(audio)} bytes"
         self.reply: Callable[[dict[str, Any]], str] = lambda req: "echo: " + req["messages"][-1]["content"]
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
@@ -43,6 +46,7 @@ class FakeOpenAI:
     async def start(self) -> FakeOpenAI:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._completions)
+        app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -55,6 +59,20 @@ class FakeOpenAI:
         self._closing.set()  # ends scripted delays at once
         if self._runner is not None:
             await self._runner.cleanup()
+
+    async def _transcriptions(self, request: web.Request) -> web.Response:
+        fields = await _read_multipart(request)
+        self.transcriptions.append(fields)
+        step = self.stt_script.pop(0) if self.stt_script else Scripted()
+        if step.delay_s:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), step.delay_s)
+        if step.status != 200 or step.body is not None:
+            return web.json_response(
+                step.body or {"error": {"message": "scripted"}}, status=step.status, headers=step.headers
+            )
+        audio = fields["file"][1]
+        return web.json_response({"text": step.text if step.text is not None else self.transcript(audio)})
 
     async def _completions(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -280,3 +298,62 @@ def _decode_form(form: Any) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+class FakeSpeechServices:
+    """whisperapi.com (POST /, bearer auth) and speech-rest-api (POST /transcribe) in one server."""
+
+    def __init__(self, api_key: str = "wa-key") -> None:
+        self.api_key = api_key
+        self.requests: list[tuple[str, dict[str, str], dict[str, Any]]] = []  # (path, headers, fields)
+        self.script: list[Scripted] = []
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+
+    async def start(self) -> FakeSpeechServices:
+        app = web.Application()
+        app.router.add_post("/", self._whisper_api)
+        app.router.add_post("/transcribe", self._speech_api)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _answer(self, request: web.Request, field: str, extra: dict[str, Any]) -> web.Response:
+        fields = await _read_multipart(request)
+        self.requests.append((request.path, dict(request.headers), fields))
+        step = self.script.pop(0) if self.script else Scripted()
+        if step.raw is not None:
+            return web.Response(text=step.raw, status=step.status)
+        if step.status != 200:
+            return web.json_response(
+                step.body or {"error": "scripted"}, status=step.status, headers=step.headers
+            )
+        text = step.text if step.text is not None else f"heard {len(fields[field][1])} bytes"
+        return web.json_response({"text": text, **extra})
+
+    async def _whisper_api(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return web.json_response({"error": "unauthorized"}, status=401)
+        return await self._answer(request, "file", {})
+
+    async def _speech_api(self, request: web.Request) -> web.Response:
+        return await self._answer(request, "audio", {"language": "en"})
+
+
+async def _read_multipart(request: web.Request) -> dict[str, Any]:
+    """Form fields by name; a file field becomes (filename, bytes)."""
+    fields: dict[str, Any] = {}
+    reader = await request.multipart()
+    async for part in reader:
+        data = await part.read()  # type: ignore[union-attr]
+        name = part.name or ""  # type: ignore[union-attr]
+        filename = part.filename  # type: ignore[union-attr]
+        fields[name] = (filename, bytes(data)) if filename else bytes(data).decode()
+    return fields

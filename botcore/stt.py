@@ -1,0 +1,136 @@
+"""Speech-to-text providers behind one small interface: OpenAI-compatible
+(``/audio/transcriptions`` through the SDK), whisperapi.com and speech-rest-api over HTTP.
+Each turns its failures into our error taxonomy; none retries (the queue does)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+import openai
+from openai import AsyncOpenAI
+
+from botcore.errors import PermanentError, TransientError, UpstreamUnavailable, parse_retry_after
+from botcore.llm import translate
+
+OPENAI_UPLOAD_LIMIT = 25 * 1024 * 1024  # bytes: the transcription endpoint refuses more
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    text: str  # may be empty: nothing was heard
+    model: str
+    language: str | None = None
+
+
+class SpeechToText(Protocol):
+    name: str
+
+    async def transcribe(self, audio: bytes, *, filename: str, mime: str) -> Transcript: ...
+
+    async def aclose(self) -> None: ...
+
+
+class OpenAITranscriber:
+    name = "openai"
+
+    def __init__(
+        self, *, api_key: str, base_url: str, model: str, language: str | None, timeout_s: float
+    ) -> None:
+        self._client = AsyncOpenAI(
+            api_key=api_key or "not-needed", base_url=base_url, timeout=timeout_s, max_retries=0
+        )
+        self._model = model
+        self._language = language
+
+    async def transcribe(self, audio: bytes, *, filename: str, mime: str) -> Transcript:
+        if len(audio) > OPENAI_UPLOAD_LIMIT:
+            raise PermanentError("audio over the 25 MiB upload limit of the transcription API")
+        extra: dict[str, Any] = {"language": self._language} if self._language else {}
+        try:
+            result = await self._client.audio.transcriptions.create(
+                model=self._model, file=(filename, audio, mime), **extra
+            )
+        except openai.APIError as exc:
+            raise translate(exc) from exc
+        text = getattr(result, "text", result if isinstance(result, str) else "")
+        return Transcript(str(text).strip(), self._model, self._language)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+class _HttpTranscriber:
+    """Shared by the two multipart-over-HTTP services."""
+
+    name = "http"
+
+    def __init__(self, *, timeout_s: float, headers: dict[str, str] | None = None) -> None:
+        self._http = httpx.AsyncClient(timeout=timeout_s, headers=headers or {})
+
+    async def _post(self, url: str, *, files: dict[str, Any], data: dict[str, str]) -> dict[str, Any]:
+        try:
+            response = await self._http.post(url, files=files, data=data)
+        except httpx.TimeoutException as exc:
+            raise TransientError(f"{self.name}: timed out") from exc
+        except httpx.HTTPError as exc:
+            raise TransientError(f"{self.name}: unreachable ({type(exc).__name__})") from exc
+        status = response.status_code
+        if status == 429:
+            raise UpstreamUnavailable(
+                f"{self.name}: rate limited",
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+            )
+        if status in (408, 409) or status >= 500:
+            raise TransientError(
+                f"{self.name}: HTTP {status}",
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+            )
+        if status >= 400:
+            raise PermanentError(f"{self.name}: refused the audio (HTTP {status})")
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise PermanentError(f"{self.name}: the answer was not JSON") from exc
+        if not isinstance(body, dict) or not isinstance(body.get("text", ""), str):
+            raise PermanentError(f"{self.name}: the answer had no text")
+        return body
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+class WhisperApiTranscriber(_HttpTranscriber):
+    """whisperapi.com: multipart ``file``, ``fileType``, ``language``, ``task``; JSON ``{text}``."""
+
+    name = "whisper-api"
+
+    def __init__(self, *, url: str, api_key: str, language: str | None, timeout_s: float) -> None:
+        super().__init__(timeout_s=timeout_s, headers={"Authorization": f"Bearer {api_key}"})
+        self._url = url
+        self._language = language
+
+    async def transcribe(self, audio: bytes, *, filename: str, mime: str) -> Transcript:
+        data = {"fileType": filename.rsplit(".", 1)[-1], "task": "transcribe"}
+        if self._language:
+            data["language"] = self._language
+        body = await self._post(self._url, files={"file": (filename, audio, mime)}, data=data)
+        return Transcript(body.get("text", "").strip(), "whisperapi.com", self._language)
+
+
+class SpeechApiTranscriber(_HttpTranscriber):
+    """speech-rest-api: multipart ``audio`` to ``{url}/transcribe``; JSON ``{text, language}``."""
+
+    name = "speech-api"
+
+    def __init__(self, *, url: str, timeout_s: float) -> None:
+        super().__init__(timeout_s=timeout_s)
+        self._url = url.rstrip("/") + "/transcribe"
+
+    async def transcribe(self, audio: bytes, *, filename: str, mime: str) -> Transcript:
+        body = await self._post(self._url, files={"audio": (filename, audio, mime)}, data={})
+        language = body.get("language")
+        return Transcript(
+            body.get("text", "").strip(), "speech-rest-api", language if isinstance(language, str) else None
+        )
