@@ -29,8 +29,33 @@ from botcore.llm import ChatModel
 from botcore.lockfile import DataDirLock
 from botcore.logs import setup_logging
 from botcore.messenger import Messenger
+from botcore.stt import OpenAITranscriber, SpeechApiTranscriber, SpeechToText, WhisperApiTranscriber
 from botcore.telegram_api import make_bot
+from botcore.voice import ACK_KIND, VOICE_KIND, VoiceService, route_update
 from botcore.worker import JobKind, Worker
+
+
+def build_transcriber(settings: Settings) -> SpeechToText | None:
+    """The configured speech-to-text provider; None when voice is turned off."""
+    timeout = max(settings.openai_timeout_s, 60.0)  # a long voice note takes a while
+    if settings.transcription_mode == "openai":
+        return OpenAITranscriber(
+            api_key=settings.openai_api_key,
+            base_url=settings.transcription_base_url,
+            model=settings.transcription_model,
+            language=settings.transcription_language,
+            timeout_s=timeout,
+        )
+    if settings.transcription_mode == "whisper-api":
+        return WhisperApiTranscriber(
+            url=settings.whisper_api_url,
+            api_key=settings.whisper_api_key,
+            language=settings.transcription_language,
+            timeout_s=timeout,
+        )
+    if settings.transcription_mode == "speech-api":
+        return SpeechApiTranscriber(url=settings.speech_api_url, timeout_s=timeout)
+    return None
 
 
 def build_queue(db: Database, settings: Settings) -> JobQueue:
@@ -64,21 +89,43 @@ async def run(settings: Settings) -> None:
         )
         stack.push_async_callback(model.aclose)
         conversations = ConversationStore(db)
+        messenger = Messenger(bot)
         chat = ChatService(
             queue=queue,
             conversations=conversations,
             model=model,
-            messenger=Messenger(bot),
+            messenger=messenger,
             clock=clock,
             system_prompt=settings.system_prompt,
             history_messages=settings.history_messages,
             history_ttl_days=settings.history_ttl_days,
             bot_username=bot.username,
         )
+        stt = build_transcriber(settings)
+        if stt is not None:
+            stack.push_async_callback(stt.aclose)
+        kv = KeyValueStore(db)
+        voice = VoiceService(
+            chat=chat,
+            conversations=conversations,
+            kv=kv,
+            messenger=messenger,
+            stt=stt,
+            clock=clock,
+            max_download_mb=settings.telegram_max_download_mb,
+            max_seconds=settings.max_voice_seconds,
+            reply=settings.voice_reply,
+        )
         kinds = {
             UPDATE_KIND: JobKind(
                 chat.handle_update, on_dead=chat.on_dead, concurrency=settings.llm_concurrency
-            )
+            ),
+            ACK_KIND: JobKind(voice.acknowledge),
+            VOICE_KIND: JobKind(
+                voice.transcribe_and_answer,
+                on_dead=voice.on_dead,
+                concurrency=settings.transcription_concurrency,
+            ),
         }
         worker = Worker(
             queue, kinds, concurrency=settings.worker_concurrency, grace_s=settings.shutdown_grace_s
@@ -92,7 +139,7 @@ async def run(settings: Settings) -> None:
         )
         cleaning = asyncio.create_task(cleanup.run())
         stack.push_async_callback(_stop_task, cleanup.stop, cleaning)
-        poller = UpdatePoller(bot, queue, KeyValueStore(db), clock=clock)
+        poller = UpdatePoller(bot, queue, kv, clock=clock, route=route_update)
         polling = asyncio.create_task(poller.run())
         stack.push_async_callback(_stop_task, poller.stop, polling)
         _install_signal_handlers([poller.stop, worker.request_stop])

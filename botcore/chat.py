@@ -72,9 +72,7 @@ class ChatService:
         message = job.payload.get("message")
         if not isinstance(message, dict):
             return  # edits and other update types are not answered
-        where = _Where(
-            int(message["chat"]["id"]), int(message["message_id"]), message.get("message_thread_id")
-        )
+        where = ReplyTarget.of(message)
         text = message.get("text")
         with logger.contextualize(update_id=job.payload.get("update_id"), chat_id=where.chat_id):
             if isinstance(text, str) and text.strip():
@@ -82,7 +80,7 @@ class ChatService:
                     await self._command(job, where, text)
                 else:
                     user_id = (message.get("from") or {}).get("id")
-                    await self._answer(job, where, user_id, text.strip())
+                    await self.answer(job, where, user_id, text.strip(), dict(job.checkpoint or {}))
             elif any(key in message for key in _CONTENT):
                 await self._notice_once(job, dict(job.checkpoint or {}), where, texts.NOT_TEXT)
 
@@ -101,7 +99,7 @@ class ChatService:
         except (PermanentError, TransientError, UpstreamUnavailable) as exc:  # e.g. the bot was blocked
             self._log.warning("could not tell chat {} its message failed: {}", message["chat"]["id"], exc)
 
-    async def _command(self, job: Job, where: _Where, text: str) -> None:
+    async def _command(self, job: Job, where: ReplyTarget, text: str) -> None:
         command, _, target = text.split()[0][1:].partition("@")
         if target and self._bot_username and target.lower() != self._bot_username.lower():
             return  # a command for another bot in a group
@@ -114,24 +112,27 @@ class ChatService:
         elif command == "reset":
             if "deleted" not in checkpoint:  # a retry must not report 0 after the first run deleted
                 checkpoint["deleted"] = await self._conversations.reset(where.chat_id)
-                await self._save(job, checkpoint)
+                await self.save(job, checkpoint)
             count = checkpoint["deleted"]
             reply = texts.RESET.format(count=count) if count else texts.RESET_EMPTY
         else:
             reply = texts.UNKNOWN_COMMAND
         await self._notice_once(job, checkpoint, where, reply)
 
-    async def _notice_once(self, job: Job, checkpoint: dict[str, Any], where: _Where, text: str) -> None:
+    async def _notice_once(self, job: Job, checkpoint: dict[str, Any], where: ReplyTarget, text: str) -> None:
         if checkpoint.get("sent"):
             return
         await self._messenger.send_text(
             where.chat_id, text, reply_to=where.message_id, thread_id=where.thread_id
         )
         checkpoint["sent"] = 1
-        await self._save(job, checkpoint)
+        await self.save(job, checkpoint)
 
-    async def _answer(self, job: Job, where: _Where, user_id: int | None, text: str) -> None:
-        checkpoint: dict[str, Any] = dict(job.checkpoint or {})
+    async def answer(
+        self, job: Job, where: ReplyTarget, user_id: int | None, text: str, checkpoint: dict[str, Any]
+    ) -> None:
+        """Answer ``text`` with the LLM and this chat's memory. ``checkpoint`` is the job's progress
+        (it may hold a voice job's transcript too); this adds the answer and the parts sent."""
         if "answer" not in checkpoint:
             now = self._clock.now()
             history = await self._conversations.history(
@@ -139,8 +140,8 @@ class ChatService:
             )
             async with self._messenger.typing(where.chat_id):
                 completion = await self._model.complete(self._system_prompt, [*history, Turn("user", text)])
-            checkpoint = {"answer": completion.text, "sent": 0, "usage": asdict(completion.usage)}
-            await self._save(job, checkpoint)
+            checkpoint.update(answer=completion.text, sent=0, usage=asdict(completion.usage))
+            await self.save(job, checkpoint)
         # On every attempt: recording is idempotent per job, and a failure here must not lose it.
         await self._conversations.record_usage(
             Usage(**checkpoint["usage"]),
@@ -158,20 +159,24 @@ class ChatService:
                 thread_id=where.thread_id,
             )
             checkpoint["sent"] = index + 1
-            await self._save(job, checkpoint)
+            await self.save(job, checkpoint)
         await self._conversations.add_exchange(
             where.chat_id, job_id=job.id, user_text=text, answer=checkpoint["answer"], now=self._clock.now()
         )
 
-    async def _save(self, job: Job, checkpoint: dict[str, Any]) -> None:
+    async def save(self, job: Job, checkpoint: dict[str, Any]) -> None:
         if not await self._queue.save_checkpoint(job, checkpoint):
             raise TransientError("lost the job's lease; a newer attempt carries on")
 
 
 @dataclass(frozen=True, slots=True)
-class _Where:
+class ReplyTarget:
     """Where a reply goes: the chat, the message it answers, and the forum topic if any."""
 
     chat_id: int
     message_id: int
     thread_id: int | None
+
+    @classmethod
+    def of(cls, message: dict[str, Any]) -> ReplyTarget:
+        return cls(int(message["chat"]["id"]), int(message["message_id"]), message.get("message_thread_id"))

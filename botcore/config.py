@@ -24,6 +24,7 @@ DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful assistant in a Telegram chat. Answer clearly and concisely, "
     "in the language the user writes in."
 )
+_MODES = ("OPENAI", "WHISPER-API", "SPEECH-API", "LOCAL", "OFF")
 _LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -39,6 +40,16 @@ class Settings:
     system_prompt: str  # may be empty: then no system message is sent at all
     history_messages: int
     history_ttl_days: float
+    transcription_mode: str  # openai, whisper-api, speech-api or off
+    transcription_base_url: str
+    transcription_model: str
+    transcription_language: str | None
+    whisper_api_url: str
+    whisper_api_key: str = field(repr=False)
+    speech_api_url: str
+    telegram_max_download_mb: float
+    max_voice_seconds: float
+    voice_reply: str  # answer or transcript
     data_dir: Path
     sqlite_synchronous: str  # NORMAL or FULL
     log_level: str
@@ -58,7 +69,7 @@ class Settings:
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in a log line."""
-        return tuple(s for s in (self.telegram_bot_token, self.openai_api_key) if s)
+        return tuple(s for s in (self.telegram_bot_token, self.openai_api_key, self.whisper_api_key) if s)
 
 
 def load_settings(env_file: str | os.PathLike[str] | None = ".env") -> Settings:
@@ -86,6 +97,21 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
             "OPENAI_API_KEY",
             "to be set for OpenAI (or OPENAI_BASE_URL pointing at another server, such as Ollama)",
         )
+    mode = reader.choice("TRANSCRIPTION_MODE", "OPENAI" if openai_api_key else "OFF", _MODES).lower()
+    whisper_api_key = reader.get("WHISPER_API_KEY", "")
+    if mode == "whisper-api" and not whisper_api_key:
+        raise ConfigError(
+            "WHISPER_API_KEY", "to be set for TRANSCRIPTION_MODE=whisper-api (your whisperapi.com key)"
+        )
+    if mode == "speech-api" and not reader.get("SPEECH_API_URL", ""):
+        raise ConfigError(
+            "SPEECH_API_URL", "to be set for TRANSCRIPTION_MODE=speech-api (e.g. http://localhost:3000)"
+        )
+    if mode == "local":
+        raise ConfigError(
+            "TRANSCRIPTION_MODE",
+            "openai, whisper-api, speech-api or off: local transcription is not available yet",
+        )
     return Settings(
         telegram_bot_token=token,
         telegram_api_url=reader.url("TELEGRAM_API_URL", "https://api.telegram.org"),
@@ -97,6 +123,16 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         system_prompt=reader.text("SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT),
         history_messages=reader.number("HISTORY_MESSAGES", 10, int, minimum=0),
         history_ttl_days=reader.number("HISTORY_TTL_DAYS", 7.0, float, minimum=0),
+        transcription_mode=mode,
+        transcription_base_url=reader.url("TRANSCRIPTION_BASE_URL", openai_base_url),
+        transcription_model=reader.get("TRANSCRIPTION_MODEL", "whisper-1"),
+        transcription_language=reader.get("TRANSCRIPTION_LANGUAGE", "") or None,
+        whisper_api_url=reader.url("WHISPER_API_URL", "https://transcribe.whisperapi.com"),
+        whisper_api_key=whisper_api_key,
+        speech_api_url=reader.url("SPEECH_API_URL", "http://localhost:3000"),
+        telegram_max_download_mb=reader.number("TELEGRAM_MAX_DOWNLOAD_MB", 20.0, float, minimum=1),
+        max_voice_seconds=reader.number("MAX_VOICE_SECONDS", 600.0, float, minimum=1),
+        voice_reply=reader.choice("VOICE_REPLY", "ANSWER", ("ANSWER", "TRANSCRIPT")).lower(),
         data_dir=Path(reader.get("DATA_DIR", "./data")),
         sqlite_synchronous=reader.choice("SQLITE_SYNCHRONOUS", "NORMAL", ("NORMAL", "FULL")),
         log_level=reader.choice("LOG_LEVEL", "INFO", _LOG_LEVELS),

@@ -17,6 +17,9 @@ class KeyValueStore:
         row = await self._db.fetchone("SELECT value FROM kv WHERE key = ?", (key,))
         return None if row is None else str(row[0])
 
+    async def delete(self, key: str) -> None:
+        await self._db.fetchall("DELETE FROM kv WHERE key = ?", (key,))
+
     async def put(self, key: str, value: str) -> None:
         await self._db.fetchall(
             "INSERT INTO kv (key, value) VALUES (?, ?)"

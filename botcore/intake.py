@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import telegram
 from loguru import logger
@@ -20,6 +21,14 @@ from botcore.telegram_api import retry_after_seconds
 UPDATE_KIND = "tg-update"
 _OFFSET = "intake.offset"  # where polling resumes after a restart
 ALLOWED_UPDATES = ("message",)  # edits are not answered again
+
+
+def route_to_update_job(update: dict[str, Any]) -> list[NewJob]:
+    """One ``tg-update`` job per update, in its chat's order, de-duplicated on the update id."""
+    message = update.get("message")
+    chat = message.get("chat") if isinstance(message, dict) else None
+    group = f"chat:{chat['id']}" if isinstance(chat, dict) else None
+    return [NewJob(UPDATE_KIND, update, dedup_key=f"tg-update:{update['update_id']}", group_key=group)]
 
 
 class UpdatePoller:
@@ -41,6 +50,7 @@ class UpdatePoller:
         clock: Clock,
         poll_timeout_s: float = 30.0,
         error_pause_s: float = 2.0,
+        route: Callable[[dict[str, Any]], list[NewJob]] = route_to_update_job,
     ) -> None:
         self._bot = bot
         self._queue = queue
@@ -48,6 +58,7 @@ class UpdatePoller:
         self._clock = clock
         self._poll_timeout_s = poll_timeout_s
         self._error_pause_s = error_pause_s
+        self._route = route  # which jobs an update becomes: services decide, the intake stores
         self._stop = asyncio.Event()
         self._log = logger.bind(component="intake")
         self.last_poll_at: float | None = None  # for health checks
@@ -99,20 +110,14 @@ class UpdatePoller:
         return call.result()
 
     async def _persist(self, updates: Sequence[telegram.Update]) -> None:
-        jobs = []
-        for update in updates:
-            chat = update.effective_chat
-            jobs.append(
-                NewJob(
-                    UPDATE_KIND,
-                    json.loads(update.to_json()),
-                    dedup_key=f"tg-update:{update.update_id}",
-                    group_key=f"chat:{chat.id}" if chat else None,
-                )
-            )
+        jobs = [job for update in updates for job in self._route(json.loads(update.to_json()))]
         results = await self._queue.enqueue_many(jobs)
-        new = sum(r.created for r in results)
-        self._log.debug("stored {} update(s), {} new", len(results), new)
+        self._log.debug(
+            "stored {} update(s) as {} job(s), {} new",
+            len(updates),
+            len(results),
+            sum(r.created for r in results),
+        )
 
 
 def _describe(exc: Exception) -> str:

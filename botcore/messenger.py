@@ -79,6 +79,25 @@ class Messenger:
             raise _translate(exc) from exc
         return message.message_id
 
+    async def edit_text(self, chat_id: int, message_id: int, text: str) -> None:
+        """Replace a message's text; editing it to what it already says is not an error."""
+        try:
+            await self._bot.edit_message_text(text, chat_id=chat_id, message_id=message_id)
+        except telegram.error.BadRequest as exc:
+            if "not modified" in str(exc).lower():
+                return
+            raise _translate(exc) from exc
+        except telegram.error.TelegramError as exc:
+            raise _translate(exc) from exc
+
+    async def download(self, file_id: str) -> bytes:
+        """A file the user sent, by its file_id (getFile, then the file URL)."""
+        try:
+            file = await self._bot.get_file(file_id)
+            return bytes(await file.download_as_bytearray())
+        except telegram.error.TelegramError as exc:
+            raise _translate(exc) from exc
+
     @contextlib.asynccontextmanager
     async def typing(self, chat_id: int) -> AsyncIterator[None]:
         """Show "typing…" in the chat until the block ends, refreshed every ~4.5 s."""

@@ -13,7 +13,14 @@ HELP = (
 RESET = "🧹 Done: I forgot our conversation ({count} messages)."
 RESET_EMPTY = "🧹 Done: there was nothing to forget."
 UNKNOWN_COMMAND = "I don't know that command. /help lists what I can do."
-NOT_TEXT = "I understand text messages. Please write to me in words."
+NOT_TEXT = "I understand text and voice messages. Please write or speak to me."
+VOICE_ACK = "🎤 Processing your voice message…"
+VOICE_TRANSCRIPT = "🎤 {text}"
+VOICE_NO_SPEECH = "🎤 I couldn't hear any speech in that voice message."
+VOICE_FAILED = "🎤 I couldn't transcribe your voice message. Please try again, or type it."
+VOICE_OFF = "Voice messages are turned off here. Please type your message."
+VOICE_TOO_BIG = "🎤 That recording is too large for me ({size:.0f} MB; the limit is {limit:.0f} MB)."
+VOICE_TOO_LONG = "🎤 That recording is too long for me ({minutes:.0f} min; the limit is {limit:.0f} min)."
 FAILED = "😔 Sorry, I couldn't answer that message. Please try again in a little while."
 
 COMMANDS = (("start", "Start the bot"), ("help", "What I can do"), ("reset", "Forget our conversation"))

@@ -147,6 +147,8 @@ class FakeTelegram:
         self.on_confirm: Callable[[int], None] | None = None
         # Called with each sent or edited message as it is recorded.
         self.on_send: Callable[[dict[str, Any]], None] | None = None
+        self.files: dict[str, bytes] = {}  # file_id -> content, served by getFile and /file/
+        self.downloads: list[str] = []  # file paths fetched
         self._next_update_id = 1000
         self._next_message_id = 1
         self._new_update = asyncio.Event()
@@ -157,6 +159,7 @@ class FakeTelegram:
     async def start(self) -> FakeTelegram:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -200,6 +203,32 @@ class FakeTelegram:
         self._new_update.set()
         return update_id
 
+    def add_voice(
+        self,
+        chat_id: int,
+        audio: bytes,
+        *,
+        duration: int = 3,
+        kind: str = "voice",
+        file_size: int | None = None,
+    ) -> int:
+        """Queue an incoming voice note (or ``kind="audio"`` / ``"video_note"``) whose file is ``audio``."""
+        file_id = f"file-{self._next_update_id}"
+        self.files[file_id] = audio
+        media: dict[str, Any] = {
+            "file_id": file_id,
+            "file_unique_id": f"u{file_id}",
+            "duration": duration,
+            "file_size": len(audio) if file_size is None else file_size,
+        }
+        if kind == "voice":
+            media["mime_type"] = "audio/ogg"
+        elif kind == "audio":
+            media.update(mime_type="audio/mpeg", file_name="song.mp3")
+        else:
+            media["length"] = 240
+        return self.add_message(chat_id, None, extra={kind: media})
+
     def texts_to(self, chat_id: int) -> list[str]:
         return [m["text"] for m in self.sent if m["chat_id"] == chat_id]
 
@@ -234,6 +263,27 @@ class FakeTelegram:
         result = await handler(params) if handler else True
         return web.json_response({"ok": True, "result": result})
 
+    async def _m_getFile(self, params: dict[str, Any]) -> Any:
+        file_id = str(params["file_id"])
+        if file_id not in self.files:
+            return None
+        return {
+            "file_id": file_id,
+            "file_unique_id": f"u{file_id}",
+            "file_size": len(self.files[file_id]),
+            "file_path": f"voice/{file_id}.oga",
+        }
+
+    async def _download(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return web.Response(status=401)
+        path = request.match_info["path"]
+        self.downloads.append(path)
+        file_id = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        if file_id not in self.files:
+            return web.Response(status=404)
+        return web.Response(body=self.files[file_id], content_type="application/octet-stream")
+
     async def _m_getMe(self, params: dict[str, Any]) -> Any:
         return self.BOT_USER
 
@@ -258,6 +308,14 @@ class FakeTelegram:
 
     async def _m_editMessageText(self, params: dict[str, Any]) -> Any:
         return self._record(params, edited=True)
+
+    def current_texts(self, chat_id: int) -> list[str]:
+        """What the chat shows now: each message's latest text, in the order they were sent."""
+        latest: dict[int, str] = {}
+        for m in self.sent:
+            if m["chat_id"] == chat_id:
+                latest[m["message_id"]] = m["text"]
+        return list(latest.values())
 
     def _record(self, params: dict[str, Any], *, edited: bool) -> dict[str, Any]:
         chat_id = int(params["chat_id"])

@@ -33,6 +33,24 @@ def test_defaults() -> None:
     assert TOKEN not in repr(s) and "sk-test" not in repr(s)
 
 
+def test_voice_defaults() -> None:
+    s = parse_settings(BASE)
+    assert (s.transcription_mode, s.transcription_model, s.transcription_language) == (
+        "openai",
+        "whisper-1",
+        None,
+    )
+    assert s.transcription_base_url == s.openai_base_url
+    assert (s.telegram_max_download_mb, s.max_voice_seconds, s.voice_reply) == (20.0, 600.0, "answer")
+    # Without an OpenAI key (e.g. Ollama for chat) voice is off unless a provider is chosen.
+    assert (
+        parse_settings({"TELEGRAM_BOT_TOKEN": TOKEN, "OPENAI_BASE_URL": "http://x:1/v1"}).transcription_mode
+        == "off"
+    )
+    s = parse_settings({**BASE, "TRANSCRIPTION_MODE": "whisper-api", "WHISPER_API_KEY": "wk-123456"})
+    assert s.transcription_mode == "whisper-api" and "wk-123456" in s.secrets() and "wk-123456" not in repr(s)
+
+
 def test_any_openai_compatible_server_and_model() -> None:
     s = parse_settings(
         {
@@ -62,6 +80,12 @@ def test_any_openai_compatible_server_and_model() -> None:
         ({**BASE, "OPENAI_TIMEOUT": "0"}, "OPENAI_TIMEOUT"),
         ({**BASE, "HISTORY_MESSAGES": "-1"}, "HISTORY_MESSAGES"),
         ({**BASE, "MAX_REPLY_TOKENS": "lots"}, "MAX_REPLY_TOKENS"),
+        ({**BASE, "TRANSCRIPTION_MODE": "whisper-api"}, "WHISPER_API_KEY"),
+        ({**BASE, "TRANSCRIPTION_MODE": "speech-api"}, "SPEECH_API_URL"),
+        ({**BASE, "TRANSCRIPTION_MODE": "local"}, "TRANSCRIPTION_MODE"),
+        ({**BASE, "TRANSCRIPTION_MODE": "carrier-pigeon"}, "TRANSCRIPTION_MODE"),
+        ({**BASE, "VOICE_REPLY": "sing"}, "VOICE_REPLY"),
+        ({**BASE, "MAX_VOICE_SECONDS": "0"}, "MAX_VOICE_SECONDS"),
         ({**BASE, "SQLITE_SYNCHRONOUS": "OFF"}, "SQLITE_SYNCHRONOUS"),
         ({**BASE, "JOB_LEASE_S": "soon"}, "JOB_LEASE_S"),
         ({**BASE, "JOB_LEASE_S": "nan"}, "JOB_LEASE_S"),

@@ -1,0 +1,132 @@
+"""Voice notes end to end: ``bot.py`` against the fake Telegram server (which serves the audio
+file) and the fake OpenAI-compatible server (chat and /audio/transcriptions)."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from botcore import texts
+
+from .botproc import BotProcess
+from .conftest import eventually
+from .fakes import FakeOpenAI, FakeTelegram, Scripted
+
+AUDIO = b"OggS" + bytes(range(256)) * 4  # the fakes never decode it
+HEARD = f"heard {len(AUDIO)} bytes"
+
+
+@pytest.fixture
+async def bot(tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI) -> AsyncIterator[BotProcess]:
+    process = BotProcess(tmp_path / "data", tg, llm).start()
+    try:
+        yield process
+    finally:
+        code = await process.stop()
+        assert code == 0 and "Traceback" not in process.log(), process.log()
+
+
+async def shows(tg: FakeTelegram, chat_id: int, expected: list[str], timeout: float = 20) -> None:
+    await eventually(
+        lambda: tg.current_texts(chat_id) == expected, timeout=timeout, what=f"chat to show {expected}"
+    )
+
+
+async def test_voice_note_is_acknowledged_transcribed_and_answered(
+    tg: FakeTelegram, llm: FakeOpenAI, bot: BotProcess
+) -> None:
+    update = tg.add_voice(10, AUDIO, duration=4)
+    await shows(tg, 10, [texts.VOICE_TRANSCRIPT.format(text=HEARD), f"echo: {HEARD}"])
+    first = tg.sent[0]
+    assert first["text"] == texts.VOICE_ACK and not first["edited"]  # acknowledged before anything else
+    assert next(p for m, p in tg.calls if m == "getFile")["file_id"] == f"file-{update}"
+    assert llm.transcriptions[0]["file"] == ("voice.ogg", AUDIO)
+    assert llm.transcriptions[0]["model"] == "whisper-1"
+    assert llm.requests[0]["messages"][-1] == {"role": "user", "content": HEARD}
+    # The transcript is memory like a typed message: the next turn carries it.
+    tg.add_message(10, "and then?")
+    await eventually(lambda: len(llm.requests) == 2, what="the second turn")
+    assert [m["content"] for m in llm.requests[1]["messages"][1:3]] == [HEARD, f"echo: {HEARD}"]
+
+
+async def test_a_repeated_voice_update_makes_one_job(
+    tg: FakeTelegram, llm: FakeOpenAI, bot: BotProcess
+) -> None:
+    tg.add_voice(10, AUDIO)
+    again = dict(tg.pending[-1], update_id=tg.pending[-1]["update_id"] + 500)  # same message, redelivered
+    tg.pending.append(again)
+    await shows(tg, 10, [texts.VOICE_TRANSCRIPT.format(text=HEARD), f"echo: {HEARD}"])
+    await eventually(lambda: tg.confirmed_below > again["update_id"], what="both updates stored")
+    assert len(llm.transcriptions) == 1 and len(llm.requests) == 1
+    assert sum(1 for m in tg.sent if m["text"] == texts.VOICE_ACK) == 1
+
+
+async def test_a_transient_transcription_error_is_retried(
+    tg: FakeTelegram, llm: FakeOpenAI, bot: BotProcess
+) -> None:
+    llm.stt_script.append(Scripted(status=500))
+    tg.add_voice(10, AUDIO)
+    await shows(tg, 10, [texts.VOICE_TRANSCRIPT.format(text=HEARD), f"echo: {HEARD}"])  # after 2 s
+    assert len(llm.transcriptions) == 2
+
+
+async def test_undecodable_audio_and_silence_get_friendly_texts(
+    tg: FakeTelegram, llm: FakeOpenAI, bot: BotProcess
+) -> None:
+    llm.stt_script.extend([Scripted(status=400, body={"error": {"message": "Invalid file format."}})])
+    tg.add_voice(10, b"not audio at all")
+    await shows(tg, 10, [texts.VOICE_FAILED])
+    llm.stt_script.append(Scripted(text=""))
+    tg.add_voice(20, AUDIO)
+    await shows(tg, 20, [texts.VOICE_NO_SPEECH])
+    assert llm.requests == []  # an error or silence is never sent to the LLM as the user's words
+
+
+async def test_oversize_and_overlong_are_refused_before_download(
+    tg: FakeTelegram, llm: FakeOpenAI, bot: BotProcess
+) -> None:
+    tg.add_voice(10, AUDIO, file_size=25 * 1024 * 1024)
+    tg.add_voice(20, AUDIO, duration=700)
+    await shows(tg, 10, [texts.VOICE_TOO_BIG.format(size=25, limit=20)])
+    await shows(tg, 20, [texts.VOICE_TOO_LONG.format(minutes=700 / 60, limit=10)])
+    assert tg.downloads == [] and llm.transcriptions == []
+
+
+async def test_audio_files_and_video_notes_too(tg: FakeTelegram, llm: FakeOpenAI, bot: BotProcess) -> None:
+    tg.add_voice(10, AUDIO, kind="audio")
+    tg.add_voice(20, AUDIO, kind="video_note")
+    await shows(tg, 10, [texts.VOICE_TRANSCRIPT.format(text=HEARD), f"echo: {HEARD}"])
+    await shows(tg, 20, [texts.VOICE_TRANSCRIPT.format(text=HEARD), f"echo: {HEARD}"])
+    assert {t["file"][0] for t in llm.transcriptions} == {"song.mp3", "video_note.mp4"}
+
+
+async def test_transcript_only_mode_and_voice_off(tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI) -> None:
+    only = BotProcess(tmp_path / "a", tg, llm, VOICE_REPLY="transcript").start()
+    try:
+        tg.add_voice(10, AUDIO)
+        await shows(tg, 10, [texts.VOICE_TRANSCRIPT.format(text=HEARD)])
+    finally:
+        assert await only.stop() == 0
+    assert llm.requests == []
+    off = BotProcess(tmp_path / "b", tg, llm, TRANSCRIPTION_MODE="off").start()
+    try:
+        tg.add_voice(20, AUDIO)
+        await shows(tg, 20, [texts.VOICE_OFF])
+    finally:
+        assert await off.stop() == 0
+
+
+async def test_kill_9_mid_transcription_then_restart_answers_the_voice_note(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    llm.stt_script.append(Scripted(delay_s=60))  # the first transcription hangs
+    process = BotProcess(tmp_path / "data", tg, llm).start()
+    tg.add_voice(10, AUDIO)
+    await eventually(lambda: len(llm.transcriptions) == 1, timeout=20, what="the transcription to start")
+    assert await process.kill() == -9
+    restarted = BotProcess(tmp_path / "data", tg, llm).start()
+    try:
+        await shows(tg, 10, [texts.VOICE_TRANSCRIPT.format(text=HEARD), f"echo: {HEARD}"])
+    finally:
+        assert await restarted.stop() == 0, restarted.log()
+    assert sum(1 for m in tg.sent if m["text"] == texts.VOICE_ACK) == 1  # acknowledged once
