@@ -30,6 +30,7 @@ from botcore.lockfile import DataDirLock
 from botcore.logs import setup_logging
 from botcore.messenger import Messenger
 from botcore.stt import OpenAITranscriber, SpeechApiTranscriber, SpeechToText, WhisperApiTranscriber
+from botcore.stt_local import LocalWhisperTranscriber, resolve_model
 from botcore.telegram_api import make_bot
 from botcore.voice import ACK_KIND, VOICE_KIND, VoiceService, route_update
 from botcore.worker import JobKind, Worker
@@ -55,6 +56,12 @@ def build_transcriber(settings: Settings) -> SpeechToText | None:
         )
     if settings.transcription_mode == "speech-api":
         return SpeechApiTranscriber(url=settings.speech_api_url, timeout_s=timeout)
+    if settings.transcription_mode == "local":
+        return LocalWhisperTranscriber(
+            model=resolve_model(settings.local_whisper_model),
+            threads=settings.local_whisper_threads,
+            language=settings.transcription_language,
+        )
     return None
 
 

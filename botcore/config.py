@@ -40,10 +40,12 @@ class Settings:
     system_prompt: str  # may be empty: then no system message is sent at all
     history_messages: int
     history_ttl_days: float
-    transcription_mode: str  # openai, whisper-api, speech-api or off
+    transcription_mode: str  # openai, local, whisper-api, speech-api or off
     transcription_base_url: str
     transcription_model: str
     transcription_language: str | None
+    local_whisper_model: str | None
+    local_whisper_threads: int
     whisper_api_url: str
     whisper_api_key: str = field(repr=False)
     speech_api_url: str
@@ -107,11 +109,6 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         raise ConfigError(
             "SPEECH_API_URL", "to be set for TRANSCRIPTION_MODE=speech-api (e.g. http://localhost:3000)"
         )
-    if mode == "local":
-        raise ConfigError(
-            "TRANSCRIPTION_MODE",
-            "openai, whisper-api, speech-api or off: local transcription is not available yet",
-        )
     return Settings(
         telegram_bot_token=token,
         telegram_api_url=reader.url("TELEGRAM_API_URL", "https://api.telegram.org"),
@@ -127,6 +124,8 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         transcription_base_url=reader.url("TRANSCRIPTION_BASE_URL", openai_base_url),
         transcription_model=reader.get("TRANSCRIPTION_MODEL", "whisper-1"),
         transcription_language=reader.get("TRANSCRIPTION_LANGUAGE", "") or None,
+        local_whisper_model=reader.get("LOCAL_WHISPER_MODEL", "") or None,
+        local_whisper_threads=reader.number("LOCAL_WHISPER_THREADS", 1, int, minimum=1),
         whisper_api_url=reader.url("WHISPER_API_URL", "https://transcribe.whisperapi.com"),
         whisper_api_key=whisper_api_key,
         speech_api_url=reader.url("SPEECH_API_URL", "http://localhost:3000"),

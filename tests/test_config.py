@@ -82,7 +82,6 @@ def test_any_openai_compatible_server_and_model() -> None:
         ({**BASE, "MAX_REPLY_TOKENS": "lots"}, "MAX_REPLY_TOKENS"),
         ({**BASE, "TRANSCRIPTION_MODE": "whisper-api"}, "WHISPER_API_KEY"),
         ({**BASE, "TRANSCRIPTION_MODE": "speech-api"}, "SPEECH_API_URL"),
-        ({**BASE, "TRANSCRIPTION_MODE": "local"}, "TRANSCRIPTION_MODE"),
         ({**BASE, "TRANSCRIPTION_MODE": "carrier-pigeon"}, "TRANSCRIPTION_MODE"),
         ({**BASE, "VOICE_REPLY": "sing"}, "VOICE_REPLY"),
         ({**BASE, "MAX_VOICE_SECONDS": "0"}, "MAX_VOICE_SECONDS"),

@@ -1,6 +1,7 @@
 """Voice notes end to end: ``bot.py`` against the fake Telegram server (which serves the audio
 file) and the fake OpenAI-compatible server (chat and /audio/transcriptions)."""
 
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -130,3 +131,31 @@ async def test_kill_9_mid_transcription_then_restart_answers_the_voice_note(
     finally:
         assert await restarted.stop() == 0, restarted.log()
     assert sum(1 for m in tg.sent if m["text"] == texts.VOICE_ACK) == 1  # acknowledged once
+
+
+async def test_local_transcription_end_to_end(tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI) -> None:
+    """Real speech, transcribed offline in the bot process by the bundled tiny.en model."""
+    speech = (Path(__file__).with_name("fixtures") / "capital.ogg").read_bytes()
+    process = BotProcess(tmp_path / "data", tg, llm, TRANSCRIPTION_MODE="local").start()
+    try:
+        tg.add_voice(10, speech, duration=3)
+        await eventually(lambda: len(tg.current_texts(10)) == 2, timeout=60, what="transcript and answer")
+    finally:
+        assert await process.stop() == 0, process.log()
+    transcript, answer = tg.current_texts(10)
+    assert transcript.startswith("🎤 ") and "capital" in transcript.lower() and "france" in transcript.lower()
+    assert answer == "echo: " + transcript.removeprefix("🎤 ")
+    assert llm.transcriptions == []  # nothing left the process
+
+
+async def test_local_mode_without_faster_whisper_is_a_startup_error(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    # A model name that is not a directory: faster-whisper would have to download it, which the
+    # check does not do. Instead point at a model directory that does not exist.
+    process = BotProcess(
+        tmp_path / "data", tg, llm, TRANSCRIPTION_MODE="local", LOCAL_WHISPER_MODEL=str(tmp_path / "nowhere")
+    ).start()
+    code = await process.stop(signal.SIGCONT)
+    assert code == 2, process.log()
+    assert process.log().splitlines()[-1].startswith("bot.py: LOCAL_WHISPER_MODEL:")
