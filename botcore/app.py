@@ -114,6 +114,7 @@ async def run(settings: Settings) -> None:
         kv = KeyValueStore(db)
         voice = VoiceService(
             chat=chat,
+            queue=queue,
             conversations=conversations,
             kv=kv,
             messenger=messenger,

@@ -180,6 +180,9 @@ class JobQueue:
     async def get(self, job_id: int) -> Job | None:
         return await self._store.get(job_id)
 
+    async def by_dedup_key(self, key: str) -> Job | None:
+        return await self._store.by_dedup_key(key)
+
     async def stats(self) -> QueueStats:
         return await self._store.stats(now=self.clock.now())
 

@@ -281,6 +281,10 @@ class JobStore:
         )
         return bool(rows)
 
+    async def by_dedup_key(self, key: str) -> Job | None:
+        row = await self._db.fetchone(_BY_DEDUP, (key,))
+        return None if row is None else _job(row)
+
     async def get(self, job_id: int) -> Job | None:
         row = await self._db.fetchone(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
         return None if row is None else _job(row)

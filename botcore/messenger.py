@@ -79,16 +79,21 @@ class Messenger:
             raise _translate(exc) from exc
         return message.message_id
 
-    async def edit_text(self, chat_id: int, message_id: int, text: str) -> None:
-        """Replace a message's text; editing it to what it already says is not an error."""
+    async def edit_text(self, chat_id: int, message_id: int, text: str) -> bool:
+        """Replace a message's text; editing it to what it already says is not an error.
+        False when the message is gone (the user deleted it): the caller sends a new one."""
         try:
             await self._bot.edit_message_text(text, chat_id=chat_id, message_id=message_id)
         except telegram.error.BadRequest as exc:
-            if "not modified" in str(exc).lower():
-                return
+            reason = str(exc).lower()
+            if "not modified" in reason:
+                return True
+            if "not found" in reason or "can't be edited" in reason:
+                return False
             raise _translate(exc) from exc
         except telegram.error.TelegramError as exc:
             raise _translate(exc) from exc
+        return True
 
     async def download(self, file_id: str) -> bytes:
         """A file the user sent, by its file_id (getFile, then the file URL)."""

@@ -26,6 +26,7 @@ class Transcript:
 
 class SpeechToText(Protocol):
     name: str
+    max_bytes: int | None  # the largest upload the provider takes (None: no limit of its own)
 
     async def transcribe(self, audio: bytes, *, filename: str, mime: str) -> Transcript: ...
 
@@ -34,6 +35,7 @@ class SpeechToText(Protocol):
 
 class OpenAITranscriber:
     name = "openai"
+    max_bytes = OPENAI_UPLOAD_LIMIT
 
     def __init__(
         self, *, api_key: str, base_url: str, model: str, language: str | None, timeout_s: float
@@ -65,6 +67,7 @@ class _HttpTranscriber:
     """Shared by the two multipart-over-HTTP services."""
 
     name = "http"
+    max_bytes: int | None = None
 
     def __init__(self, *, timeout_s: float, headers: dict[str, str] | None = None) -> None:
         self._http = httpx.AsyncClient(timeout=timeout_s, headers=headers or {})

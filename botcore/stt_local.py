@@ -10,6 +10,10 @@ import asyncio
 import importlib.util
 import io
 import multiprocessing
+import os
+import signal
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -50,6 +54,7 @@ class UndecodableAudioError(Exception):
 
 class LocalWhisperTranscriber:
     name = "local"
+    max_bytes: int | None = None
 
     def __init__(self, *, model: str, threads: int = 1, language: str | None = None) -> None:
         self._model_ref = model
@@ -81,7 +86,8 @@ class LocalWhisperTranscriber:
     async def aclose(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+            # Not waiting: a transcription in progress ends with the child when the bot exits.
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 # -- in the child process ----------------------------------------------------------------------
@@ -91,9 +97,22 @@ _model: Any = None
 
 def _load_model(model_ref: str, threads: int) -> None:
     global _model
+    # The bot decides when to stop: Ctrl-C in the terminal reaches this process too, and must
+    # not kill a transcription or surface as a KeyboardInterrupt in the bot.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # If the bot dies (kill -9), this process must not live on holding the model.
+    parent = os.getppid()
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     from faster_whisper import WhisperModel
 
     _model = WhisperModel(model_ref, device="cpu", compute_type="int8", cpu_threads=threads)
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def _transcribe(audio: bytes, language: str | None) -> tuple[str, str | None]:

@@ -20,12 +20,14 @@ from botcore.conversations import ConversationStore, KeyValueStore
 from botcore.errors import PermanentError, TransientError, UpstreamUnavailable
 from botcore.formatting import plain_chunks
 from botcore.intake import route_to_update_job
+from botcore.jobqueue import JobQueue
 from botcore.messenger import Messenger
-from botcore.models import Job, NewJob, Usage
+from botcore.models import Job, JobState, NewJob, Usage
 from botcore.stt import SpeechToText
 
 VOICE_KIND = "voice"
 ACK_KIND = "voice-ack"
+_REFUSED = "refused"
 _MEDIA = {  # message field -> (file name to upload as, MIME type if the message gives none)
     "voice": ("voice.ogg", "audio/ogg"),
     "audio": ("audio.mp3", "audio/mpeg"),
@@ -79,6 +81,7 @@ class VoiceService:
         self,
         *,
         chat: ChatService,
+        queue: JobQueue,
         conversations: ConversationStore,
         kv: KeyValueStore,
         messenger: Messenger,
@@ -89,6 +92,7 @@ class VoiceService:
         reply: str,  # "answer" or "transcript"
     ) -> None:
         self._chat = chat
+        self._queue = queue
         self._conversations = conversations
         self._kv = kv
         self._messenger = messenger
@@ -104,14 +108,16 @@ class VoiceService:
         """Decided from the message alone, before anything is downloaded."""
         if self._stt is None:
             return texts.VOICE_OFF
-        if note.size is not None and note.size > self._max_bytes:
-            return texts.VOICE_TOO_BIG.format(size=note.size / 1024 / 1024, limit=self._max_download_mb)
+        limit = min(self._max_bytes, self._stt.max_bytes or self._max_bytes)
+        if note.size is not None and note.size > limit:
+            return texts.VOICE_TOO_BIG.format(size=note.size / 1024 / 1024, limit=limit / 1024 / 1024)
         if note.seconds > self._max_seconds:
             return texts.VOICE_TOO_LONG.format(minutes=note.seconds / 60, limit=self._max_seconds / 60)
         return None
 
     async def acknowledge(self, job: Job) -> None:
-        """The ``voice-ack`` job: the refusal, or "Processing…" (whose id the voice job edits)."""
+        """The ``voice-ack`` job: the refusal, or "Processing…". Its decision (refused, or the
+        id of the message to edit later) is left in the kv table for the voice job."""
         note = voice_note(job.payload["message"])
         checkpoint = dict(job.checkpoint or {})
         if note is None or checkpoint.get("sent"):
@@ -121,17 +127,26 @@ class VoiceService:
         message_id = await self._messenger.send_text(
             target.chat_id, refusal or texts.VOICE_ACK, reply_to=target.message_id, thread_id=target.thread_id
         )
-        if refusal is None:
-            await self._kv.put(_ack_key(note), str(message_id))
+        await self._kv.put(_ack_key(note), _REFUSED if refusal else str(message_id))
         checkpoint["sent"] = 1
         await self._chat.save(job, checkpoint)
 
     async def transcribe_and_answer(self, job: Job) -> None:
         """The ``voice`` job, in the chat's order."""
         note = voice_note(job.payload["message"])
-        if note is None or self._refusal(note) is not None or self._stt is None:
-            return  # the acknowledgement job has told the user why
+        if note is None:
+            return
         checkpoint: dict[str, Any] = dict(job.checkpoint or {})
+        if "ack" not in checkpoint:
+            checkpoint["ack"] = await self._ack_decision(note)
+            if checkpoint["ack"] == _REFUSED:  # the acknowledgement job has told the user why
+                await self._kv.delete(_ack_key(note))
+                return
+            await self._chat.save(job, checkpoint)
+        if self._stt is None:  # voice was turned off after the acknowledgement
+            await self._show(note, checkpoint["ack"], texts.VOICE_OFF)
+            await self._kv.delete(_ack_key(note))
+            return
         if "transcript" not in checkpoint:
             audio = await self._messenger.download(note.file_id)
             result = await self._stt.transcribe(audio, filename=note.filename, mime=note.mime)
@@ -145,24 +160,42 @@ class VoiceService:
             user_id=note.user_id,
             now=self._clock.now(),
         )
-        ack = await self._ack_id(note)
         transcript = checkpoint["transcript"]
         if not transcript:
-            await self._messenger.edit_text(note.target.chat_id, ack, texts.VOICE_NO_SPEECH)
+            await self._show(note, checkpoint["ack"], texts.VOICE_NO_SPEECH)
         else:
-            await self._show_transcript(job, note, ack, transcript, checkpoint)
+            await self._show_transcript(job, note, transcript, checkpoint)
             if self._reply == "answer":
                 await self._chat.answer(job, note.target, note.user_id, transcript, checkpoint)
         await self._kv.delete(_ack_key(note))
 
+    async def _ack_decision(self, note: VoiceNote) -> int | str | None:
+        """The acknowledgement's message id to edit, _REFUSED, or None: no acknowledgement will
+        come (its job failed for good), so results go out as new messages."""
+        stored = await self._kv.get(_ack_key(note))
+        if stored is not None:
+            return stored if stored == _REFUSED else int(stored)
+        ack_job = await self._queue.by_dedup_key(_ack_key(note))
+        if ack_job is not None and ack_job.state in (JobState.QUEUED, JobState.RUNNING):
+            raise UpstreamUnavailable("waiting for the voice acknowledgement to be sent", retry_after=1.0)
+        return _REFUSED if self._refusal(note) else None
+
+    async def _show(self, note: VoiceNote, ack: int | None, text: str) -> None:
+        """Edit the acknowledgement into ``text``; a new reply if there is none (or it was deleted)."""
+        if ack is not None and await self._messenger.edit_text(note.target.chat_id, ack, text):
+            return
+        await self._messenger.send_text(
+            note.target.chat_id, text, reply_to=note.target.message_id, thread_id=note.target.thread_id
+        )
+
     async def _show_transcript(
-        self, job: Job, note: VoiceNote, ack: int, transcript: str, checkpoint: dict[str, Any]
+        self, job: Job, note: VoiceNote, transcript: str, checkpoint: dict[str, Any]
     ) -> None:
         """The acknowledgement becomes the transcript; a long one continues in new messages."""
         parts = plain_chunks(texts.VOICE_TRANSCRIPT.format(text=transcript))
         for index in range(checkpoint.get("shown", 0), len(parts)):
             if index == 0:
-                await self._messenger.edit_text(note.target.chat_id, ack, parts[0].text)
+                await self._show(note, checkpoint["ack"], parts[0].text)
             else:
                 await self._messenger.send_text(
                     note.target.chat_id, parts[index].text, thread_id=note.target.thread_id
@@ -170,28 +203,30 @@ class VoiceService:
             checkpoint["shown"] = index + 1
             await self._chat.save(job, checkpoint)
 
-    async def _ack_id(self, note: VoiceNote) -> int:
-        stored = await self._kv.get(_ack_key(note))
-        if stored is None:  # the acknowledgement job has not finished yet: it will in a moment
-            raise UpstreamUnavailable("waiting for the voice acknowledgement to be sent", retry_after=1.0)
-        return int(stored)
-
     async def on_dead(self, job: Job) -> None:
-        """Transcription failed for good: the acknowledgement says so; never the error's text."""
+        """Failed for good: say so politely, never with the error's text. A transcript already
+        shown stays; then only the answer failed."""
         note = voice_note(job.payload["message"])
         if note is None:
             return
+        checkpoint = job.checkpoint or {}
         try:
-            stored = await self._kv.get(_ack_key(note))
-            if stored is not None:
-                await self._messenger.edit_text(note.target.chat_id, int(stored), texts.VOICE_FAILED)
-                await self._kv.delete(_ack_key(note))
-            else:
+            if checkpoint.get("shown"):
                 await self._messenger.send_text(
-                    note.target.chat_id, texts.VOICE_FAILED, reply_to=note.target.message_id
+                    note.target.chat_id,
+                    texts.FAILED,
+                    reply_to=note.target.message_id,
+                    thread_id=note.target.thread_id,
                 )
+            else:
+                ack = checkpoint.get("ack")
+                if ack is None:
+                    stored = await self._kv.get(_ack_key(note))
+                    ack = int(stored) if stored not in (None, _REFUSED) else None
+                await self._show(note, ack if isinstance(ack, int) else None, texts.VOICE_FAILED)
         except (PermanentError, TransientError, UpstreamUnavailable) as exc:
             self._log.warning("could not tell chat {} its voice note failed: {}", note.target.chat_id, exc)
+        await self._kv.delete(_ack_key(note))
 
 
 def _ack_key(note: VoiceNote) -> str:

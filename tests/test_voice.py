@@ -11,7 +11,7 @@ from botcore import texts
 
 from .botproc import BotProcess
 from .conftest import eventually
-from .fakes import FakeOpenAI, FakeTelegram, Scripted
+from .fakes import Failure, FakeOpenAI, FakeTelegram, Scripted
 
 AUDIO = b"OggS" + bytes(range(256)) * 4  # the fakes never decode it
 HEARD = f"heard {len(AUDIO)} bytes"
@@ -80,7 +80,10 @@ async def test_undecodable_audio_and_silence_get_friendly_texts(
     llm.stt_script.append(Scripted(text=""))
     tg.add_voice(20, AUDIO)
     await shows(tg, 20, [texts.VOICE_NO_SPEECH])
-    assert llm.requests == []  # an error or silence is never sent to the LLM as the user's words
+    tg.add_message(20, "still there?")  # answered only after anything the voice note could cause
+    await shows(tg, 20, [texts.VOICE_NO_SPEECH, "echo: still there?"])
+    # An error or silence is never sent to the LLM as the user's words.
+    assert [r["messages"][-1]["content"] for r in llm.requests] == ["still there?"]
 
 
 async def test_oversize_and_overlong_are_refused_before_download(
@@ -90,6 +93,8 @@ async def test_oversize_and_overlong_are_refused_before_download(
     tg.add_voice(20, AUDIO, duration=700)
     await shows(tg, 10, [texts.VOICE_TOO_BIG.format(size=25, limit=20)])
     await shows(tg, 20, [texts.VOICE_TOO_LONG.format(minutes=700 / 60, limit=10)])
+    tg.add_message(20, "ok")  # in the chat's order: answered after the voice job had its turn
+    await shows(tg, 20, [texts.VOICE_TOO_LONG.format(minutes=700 / 60, limit=10), "echo: ok"])
     assert tg.downloads == [] and llm.transcriptions == []
 
 
@@ -159,3 +164,33 @@ async def test_local_mode_without_faster_whisper_is_a_startup_error(
     code = await process.stop(signal.SIGCONT)
     assert code == 2, process.log()
     assert process.log().splitlines()[-1].startswith("bot.py: LOCAL_WHISPER_MODEL:")
+
+
+async def test_when_the_answer_fails_the_transcript_stays(
+    tg: FakeTelegram, llm: FakeOpenAI, bot: BotProcess
+) -> None:
+    llm.script.append(Scripted(status=400, body={"error": {"code": "context_length_exceeded"}}))
+    tg.add_voice(10, AUDIO)
+    await shows(tg, 10, [texts.VOICE_TRANSCRIPT.format(text=HEARD), texts.FAILED])
+
+
+async def test_a_deleted_acknowledgement_gets_a_new_message(
+    tg: FakeTelegram, llm: FakeOpenAI, bot: BotProcess
+) -> None:
+    tg.fail["editMessageText"] = [Failure(400, "Bad Request: message to edit not found")]
+    tg.add_voice(10, AUDIO)
+    await eventually(lambda: f"echo: {HEARD}" in tg.current_texts(10), what="the answer")
+    # (The fake still lists the acknowledgement the user deleted in Telegram.)
+    assert tg.current_texts(10) == [
+        texts.VOICE_ACK,
+        texts.VOICE_TRANSCRIPT.format(text=HEARD),
+        f"echo: {HEARD}",
+    ]
+
+
+async def test_a_failed_acknowledgement_does_not_hold_up_the_voice_note(
+    tg: FakeTelegram, llm: FakeOpenAI, bot: BotProcess
+) -> None:
+    tg.fail["sendMessage"] = [Failure(400, "Bad Request: message thread not found")]  # the acknowledgement
+    tg.add_voice(10, AUDIO)
+    await shows(tg, 10, [texts.VOICE_TRANSCRIPT.format(text=HEARD), f"echo: {HEARD}"])
