@@ -99,7 +99,6 @@ class VoiceService:
         self._stt = stt
         self._clock = clock
         self._max_bytes = max_download_mb * 1024 * 1024
-        self._max_download_mb = max_download_mb
         self._max_seconds = max_seconds
         self._reply = reply
         self._log = logger.bind(component="voice")

@@ -7,6 +7,7 @@ import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -17,6 +18,9 @@ from botcore.jobstore import JobStore
 from botcore.worker import Worker
 
 from .fakes import FakeOpenAI, FakeTelegram
+
+if TYPE_CHECKING:
+    from .botproc import BotProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "123456789:AAH4kq-EXAMPLE_token_value_abcdefghi"  # shaped like a real one, never valid
@@ -76,3 +80,20 @@ async def running(worker: Worker, *, stop_timeout: float = 15.0) -> AsyncIterato
     finally:
         worker.request_stop()
         await asyncio.wait_for(task, stop_timeout)
+
+
+@pytest.fixture
+async def bot(tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI) -> AsyncIterator[BotProcess]:
+    """``bot.py`` running against the test's fakes; on teardown it must stop cleanly (status 0),
+    with no traceback and no secret in its log."""
+    from .botproc import BotProcess  # it imports this module
+
+    process = BotProcess(tmp_path / "data", tg, llm).start()
+    try:
+        yield process
+    finally:
+        code = await process.stop()
+        log = process.log()
+        assert TOKEN not in log and KEY not in log
+        assert "Traceback" not in log, log
+        assert code == 0, log

@@ -1,30 +1,14 @@
 """The real application (``python bot.py`` in a subprocess) against a fake Telegram Bot API
 server and a fake OpenAI-compatible server, both on 127.0.0.1 and owned by the test."""
 
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from botcore import texts
 from botcore.formatting import render
 
 from .botproc import BotProcess
-from .conftest import KEY, TOKEN, eventually
+from .conftest import eventually
 from .fakes import Failure, FakeOpenAI, FakeTelegram, Scripted
-
-
-@pytest.fixture
-async def bot(tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI) -> AsyncIterator[BotProcess]:
-    process = BotProcess(tmp_path / "data", tg, llm).start()
-    try:
-        yield process
-    finally:
-        code = await process.stop()
-        log = process.log()
-        assert TOKEN not in log and KEY not in log
-        assert "Traceback" not in log, log
-        assert code == 0, log
 
 
 async def replies(tg: FakeTelegram, chat_id: int, count: int, timeout: float = 20) -> list[str]:

@@ -2,10 +2,7 @@
 file) and the fake OpenAI-compatible server (chat and /audio/transcriptions)."""
 
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from botcore import texts
 
@@ -15,16 +12,6 @@ from .fakes import Failure, FakeOpenAI, FakeTelegram, Scripted
 
 AUDIO = b"OggS" + bytes(range(256)) * 4  # the fakes never decode it
 HEARD = f"heard {len(AUDIO)} bytes"
-
-
-@pytest.fixture
-async def bot(tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI) -> AsyncIterator[BotProcess]:
-    process = BotProcess(tmp_path / "data", tg, llm).start()
-    try:
-        yield process
-    finally:
-        code = await process.stop()
-        assert code == 0 and "Traceback" not in process.log(), process.log()
 
 
 async def shows(tg: FakeTelegram, chat_id: int, expected: list[str], timeout: float = 20) -> None:
