@@ -1,0 +1,120 @@
+"""A circuit breaker per upstream (chat LLM, transcription). Not wired in yet (issue 5).
+
+Our own small module rather than aiobreaker 1.2: that one closes on the first half-open success,
+lets every concurrent call through while half-open, counts excluded errors as successes and
+mixes naive UTC and local datetimes (FIELD_NOTES). The rules here:
+
+- CLOSED: calls go through; ``fail_max`` consecutive counted failures open it.
+- OPEN: no call reaches the upstream (``UpstreamUnavailable`` with the time left) for ``reset_s``.
+- HALF_OPEN: one trial call at a time; ``success_threshold`` consecutive successes close it,
+  a failed trial opens it again.
+
+Counted as failures: our ``TransientError`` (timeouts, connection errors, 5xx, 408) and
+``UpstreamUnavailable`` (429 rate limiting). ``PermanentError`` (400, 401, 403, 404, 413, 422,
+content filter) counts as neither success nor failure, and neither does cancellation or a bug
+of ours. Time is a monotonic clock, injected."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from enum import StrEnum
+
+from loguru import logger
+
+from botcore.errors import TransientError, UpstreamUnavailable
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half-open"
+
+
+class CircuitBreaker:
+    def __init__(
+        self,
+        name: str,
+        *,
+        fail_max: int = 5,
+        reset_s: float = 60.0,
+        success_threshold: int = 2,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self._fail_max = fail_max
+        self._reset_s = reset_s
+        self._success_threshold = success_threshold
+        self._clock = clock
+        self._state = BreakerState.CLOSED
+        self._failures = 0
+        self._successes = 0
+        self._opened_at = 0.0
+        self._trial_in_flight = False
+        self._log = logger.bind(component="breaker")
+
+    @property
+    def state(self) -> BreakerState:
+        if self._state is BreakerState.OPEN and self._clock() - self._opened_at >= self._reset_s:
+            self._move(BreakerState.HALF_OPEN)
+        return self._state
+
+    def retry_after(self) -> float:
+        """Seconds until a call may be tried again (0 when one may go now)."""
+        state = self.state
+        if state is BreakerState.OPEN:
+            return max(0.0, self._opened_at + self._reset_s - self._clock())
+        if state is BreakerState.HALF_OPEN and self._trial_in_flight:
+            return 1.0  # the trial's outcome decides; look again shortly
+        return 0.0
+
+    @asynccontextmanager
+    async def call(self) -> AsyncIterator[None]:
+        """Wrap one upstream call. Raises ``UpstreamUnavailable`` without calling when open."""
+        state = self.state
+        if state is BreakerState.OPEN or (state is BreakerState.HALF_OPEN and self._trial_in_flight):
+            raise UpstreamUnavailable(
+                f"{self.name} is unavailable (circuit open)", retry_after=self.retry_after()
+            )
+        trial = state is BreakerState.HALF_OPEN
+        if trial:
+            self._trial_in_flight = True
+        try:
+            yield
+        except (TransientError, UpstreamUnavailable):
+            self._failure(trial)
+            raise
+        except BaseException:  # permanent errors, cancellation, our bugs: the upstream is not to blame
+            raise
+        else:
+            self._success(trial)
+        finally:
+            if trial:
+                self._trial_in_flight = False
+
+    def _success(self, trial: bool) -> None:
+        self._failures = 0
+        if trial:
+            self._successes += 1
+            if self._successes >= self._success_threshold:
+                self._move(BreakerState.CLOSED)
+
+    def _failure(self, trial: bool) -> None:
+        if trial:
+            self._move(BreakerState.OPEN)
+            return
+        if self._state is BreakerState.CLOSED:
+            self._failures += 1
+            if self._failures >= self._fail_max:
+                self._move(BreakerState.OPEN)
+
+    def _move(self, state: BreakerState) -> None:
+        if state is self._state:
+            return
+        self._log.warning("{}: circuit {} -> {}", self.name, self._state, state)
+        self._state = state
+        self._failures = 0
+        self._successes = 0
+        if state is BreakerState.OPEN:
+            self._opened_at = self._clock()

@@ -1,0 +1,113 @@
+"""The circuit breaker, with a hand-moved monotonic clock."""
+
+import asyncio
+
+import pytest
+
+from botcore.breaker import BreakerState, CircuitBreaker
+from botcore.errors import PermanentError, TransientError, UpstreamUnavailable
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+async def attempt(breaker: CircuitBreaker, outcome: BaseException | None = None) -> None:
+    async with breaker.call():
+        if outcome is not None:
+            raise outcome
+
+
+async def fail(breaker: CircuitBreaker, n: int, exc: Exception | None = None) -> None:
+    for _ in range(n):
+        with pytest.raises((TransientError, UpstreamUnavailable)):
+            await attempt(breaker, exc or TransientError("timeout"))
+
+
+async def test_opens_after_five_counted_failures_and_refuses_without_calling() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker("llm", clock=clock)
+    await fail(breaker, 4)
+    assert breaker.state is BreakerState.CLOSED
+    await fail(breaker, 1, UpstreamUnavailable("429"))  # rate limiting counts
+    assert breaker.state is BreakerState.OPEN
+    called = False
+    with pytest.raises(UpstreamUnavailable) as refused:
+        async with breaker.call():
+            called = True
+    assert not called and refused.value.retry_after == pytest.approx(60)
+    clock.t += 59
+    assert breaker.state is BreakerState.OPEN and breaker.retry_after() == pytest.approx(1)
+
+
+async def test_a_success_resets_the_count_and_permanent_errors_do_not_count() -> None:
+    breaker = CircuitBreaker("llm", clock=Clock())
+    await fail(breaker, 4)
+    await attempt(breaker)  # success
+    await fail(breaker, 4)
+    for _ in range(10):
+        with pytest.raises(PermanentError):
+            await attempt(breaker, PermanentError("400"))
+    assert breaker.state is BreakerState.CLOSED
+
+
+async def test_half_open_admits_one_trial_and_closes_after_two_successes() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker("stt", clock=clock)
+    await fail(breaker, 5)
+    clock.t += 60
+    assert breaker.state is BreakerState.HALF_OPEN
+    gate = asyncio.Event()
+
+    async def slow_trial() -> None:
+        async with breaker.call():
+            await gate.wait()
+
+    trial = asyncio.create_task(slow_trial())
+    await asyncio.sleep(0)
+    with pytest.raises(UpstreamUnavailable):  # a second caller waits while the trial runs
+        await attempt(breaker)
+    gate.set()
+    await trial
+    assert breaker.state is BreakerState.HALF_OPEN  # one success is not enough
+    await attempt(breaker)
+    assert breaker.state is BreakerState.CLOSED
+
+
+async def test_a_failed_trial_reopens_for_a_full_period() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker("llm", clock=clock)
+    await fail(breaker, 5)
+    clock.t += 61
+    await fail(breaker, 1)
+    assert breaker.state is BreakerState.OPEN and breaker.retry_after() == pytest.approx(60)
+
+
+async def test_cancellation_is_never_counted() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker("llm", fail_max=1, clock=clock)
+
+    async def hang() -> None:
+        async with breaker.call():
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(hang())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert breaker.state is BreakerState.CLOSED
+    # Nor in half-open: the trial slot is freed and the breaker stays half-open.
+    await fail(breaker, 1)
+    clock.t += 60
+    task = asyncio.create_task(hang())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert breaker.state is BreakerState.HALF_OPEN
+    await attempt(breaker)  # the next trial may go
