@@ -15,6 +15,7 @@ import telegram
 from loguru import logger
 
 from botcore import __version__, texts
+from botcore.breaker import CircuitBreaker
 from botcore.chat import ChatService
 from botcore.cleanup import Cleanup
 from botcore.clock import SystemClock
@@ -97,11 +98,21 @@ async def run(settings: Settings) -> None:
         stack.push_async_callback(model.aclose)
         conversations = ConversationStore(db)
         messenger = Messenger(bot)
+        breakers = {
+            name: CircuitBreaker(
+                name,
+                fail_max=settings.breaker_fail_max,
+                reset_s=settings.breaker_reset_s,
+                success_threshold=settings.breaker_success_threshold,
+            )
+            for name in ("LLM", "transcription")
+        }
         chat = ChatService(
             queue=queue,
             conversations=conversations,
             model=model,
             messenger=messenger,
+            breaker=breakers["LLM"],
             clock=clock,
             system_prompt=settings.system_prompt,
             history_messages=settings.history_messages,
@@ -119,6 +130,7 @@ async def run(settings: Settings) -> None:
             kv=kv,
             messenger=messenger,
             stt=stt,
+            breaker=breakers["transcription"],
             clock=clock,
             max_download_mb=settings.telegram_max_download_mb,
             max_seconds=settings.max_voice_seconds,

@@ -1,4 +1,4 @@
-"""A circuit breaker per upstream (chat LLM, transcription). Not wired in yet (issue 5).
+"""A circuit breaker per upstream (chat LLM, transcription).
 
 Our own small module rather than aiobreaker 1.2: that one closes on the first half-open success,
 lets every concurrent call through while half-open, counts excluded errors as successes and

@@ -12,6 +12,7 @@ from typing import Any
 from loguru import logger
 
 from botcore import texts
+from botcore.breaker import BreakerState, CircuitBreaker
 from botcore.clock import Clock
 from botcore.conversations import ConversationStore
 from botcore.errors import PermanentError, TransientError, UpstreamUnavailable
@@ -51,6 +52,7 @@ class ChatService:
         conversations: ConversationStore,
         model: ChatModel,
         messenger: Messenger,
+        breaker: CircuitBreaker,
         clock: Clock,
         system_prompt: str,
         history_messages: int,
@@ -61,6 +63,7 @@ class ChatService:
         self._conversations = conversations
         self._model = model
         self._messenger = messenger
+        self._breaker = breaker
         self._clock = clock
         self._system_prompt = system_prompt
         self._history_messages = history_messages
@@ -138,8 +141,14 @@ class ChatService:
             history = await self._conversations.history(
                 where.chat_id, limit=self._history_messages, since=now - self._history_ttl_s
             )
-            async with self._messenger.typing(where.chat_id):
-                completion = await self._model.complete(self._system_prompt, [*history, Turn("user", text)])
+            try:
+                async with self._breaker.call(), self._messenger.typing(where.chat_id):
+                    completion = await self._model.complete(
+                        self._system_prompt, [*history, Turn("user", text)]
+                    )
+            except UpstreamUnavailable:
+                await self._tell_outage_once(job, where, checkpoint)
+                raise  # the queue waits for the service without spending an attempt
             checkpoint.update(answer=completion.text, sent=0, usage=asdict(completion.usage))
             await self.save(job, checkpoint)
         # On every attempt: recording is idempotent per job, and a failure here must not lose it.
@@ -163,6 +172,15 @@ class ChatService:
         await self._conversations.add_exchange(
             where.chat_id, job_id=job.id, user_text=text, answer=checkpoint["answer"], now=self._clock.now()
         )
+
+    async def _tell_outage_once(self, job: Job, where: ReplyTarget, checkpoint: dict[str, Any]) -> None:
+        if checkpoint.get("told_outage") or self._breaker.state is BreakerState.CLOSED:
+            return  # told already, or only a brief rate limit
+        await self._messenger.send_text(
+            where.chat_id, texts.OUTAGE, reply_to=where.message_id, thread_id=where.thread_id
+        )
+        checkpoint["told_outage"] = 1
+        await self.save(job, checkpoint)
 
     async def save(self, job: Job, checkpoint: dict[str, Any]) -> None:
         if not await self._queue.save_checkpoint(job, checkpoint):

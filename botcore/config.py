@@ -61,6 +61,9 @@ class Settings:
     job_lease_s: float
     job_max_attempts: int
     outage_max_wait_s: float
+    breaker_fail_max: int
+    breaker_reset_s: float
+    breaker_success_threshold: int
     shutdown_grace_s: float
     job_retention_done_s: float
     job_retention_dead_s: float
@@ -141,6 +144,9 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         job_lease_s=reader.number("JOB_LEASE_S", 60.0, float, minimum=3),
         job_max_attempts=reader.number("JOB_MAX_ATTEMPTS", 4, int, minimum=1),
         outage_max_wait_s=reader.number("OUTAGE_MAX_WAIT_S", 600.0, float, minimum=0),
+        breaker_fail_max=reader.number("BREAKER_FAIL_MAX", 5, int, minimum=1),
+        breaker_reset_s=reader.number("BREAKER_RESET_S", 60.0, float, minimum=0.1),
+        breaker_success_threshold=reader.number("BREAKER_SUCCESS_THRESHOLD", 2, int, minimum=1),
         shutdown_grace_s=reader.number("SHUTDOWN_GRACE_S", 10.0, float, minimum=0),
         job_retention_done_s=reader.number("JOB_RETENTION_DONE_S", 300.0, float, minimum=0),
         job_retention_dead_s=reader.number("JOB_RETENTION_DEAD_S", 3600.0, float, minimum=0),

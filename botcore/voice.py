@@ -14,6 +14,7 @@ from typing import Any
 from loguru import logger
 
 from botcore import texts
+from botcore.breaker import CircuitBreaker
 from botcore.chat import ChatService, ReplyTarget
 from botcore.clock import Clock
 from botcore.conversations import ConversationStore, KeyValueStore
@@ -86,6 +87,7 @@ class VoiceService:
         kv: KeyValueStore,
         messenger: Messenger,
         stt: SpeechToText | None,  # None: voice is turned off
+        breaker: CircuitBreaker,
         clock: Clock,
         max_download_mb: float,
         max_seconds: float,
@@ -97,6 +99,7 @@ class VoiceService:
         self._kv = kv
         self._messenger = messenger
         self._stt = stt
+        self._breaker = breaker
         self._clock = clock
         self._max_bytes = max_download_mb * 1024 * 1024
         self._max_seconds = max_seconds
@@ -148,7 +151,8 @@ class VoiceService:
             return
         if "transcript" not in checkpoint:
             audio = await self._messenger.download(note.file_id)
-            result = await self._stt.transcribe(audio, filename=note.filename, mime=note.mime)
+            async with self._breaker.call():
+                result = await self._stt.transcribe(audio, filename=note.filename, mime=note.mime)
             usage = Usage("transcription", result.model, audio_seconds=note.seconds)
             checkpoint.update(transcript=result.text, stt_usage=asdict(usage))
             await self._chat.save(job, checkpoint)

@@ -176,3 +176,21 @@ async def test_kill_9_between_the_parts_of_a_long_answer_resumes_where_it_stoppe
         assert await restarted.stop() == 0, restarted.log()
     assert got == expected  # part one not sent again, nothing missing, nothing out of order
     assert len(llm.requests) == 1  # the answer came from the checkpoint, not a second LLM call
+
+
+async def test_an_llm_outage_opens_the_breaker_tells_the_user_once_and_recovers(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    llm.script.append(Scripted(status=500))  # one failure opens the breaker (BREAKER_FAIL_MAX=1)
+    process = BotProcess(tmp_path / "data", tg, llm, BREAKER_FAIL_MAX="1", BREAKER_RESET_S="4").start()
+    try:
+        tg.add_message(10, "hello")
+        # The retry 2 s later finds the breaker open: no request, the user is told, the job waits.
+        await eventually(lambda: tg.texts_to(10) == [texts.OUTAGE], timeout=20, what="the outage notice")
+        assert len(llm.requests) == 1
+        await eventually(
+            lambda: tg.texts_to(10) == [texts.OUTAGE, "echo: hello"], timeout=30, what="the answer"
+        )
+    finally:
+        assert await process.stop() == 0, process.log()
+    assert len(llm.requests) == 2  # the failure, then the half-open trial that succeeded
