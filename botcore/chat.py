@@ -15,10 +15,10 @@ from botcore import texts
 from botcore.breaker import BreakerState, CircuitBreaker
 from botcore.clock import Clock
 from botcore.conversations import ConversationStore
-from botcore.errors import PermanentError, TransientError, UpstreamUnavailable
+from botcore.errors import ContextTooLongError, PermanentError, TransientError, UpstreamUnavailable
 from botcore.formatting import render
 from botcore.jobqueue import JobQueue
-from botcore.llm import ChatModel
+from botcore.llm import ChatModel, Completion
 from botcore.messenger import Messenger
 from botcore.models import Job, Turn, Usage
 
@@ -143,12 +143,13 @@ class ChatService:
             )
             try:
                 async with self._breaker.call(), self._messenger.typing(where.chat_id):
-                    completion = await self._model.complete(
-                        self._system_prompt, [*history, Turn("user", text)]
-                    )
+                    completion = await self._complete(history, text)
             except UpstreamUnavailable:
                 await self._tell_outage_once(job, where, checkpoint)
                 raise  # the queue waits for the service without spending an attempt
+            except ContextTooLongError:
+                await self._notice_once(job, checkpoint, where, texts.CONTEXT_TOO_LONG)
+                return
             checkpoint.update(answer=completion.text, sent=0, usage=asdict(completion.usage))
             await self.save(job, checkpoint)
         # On every attempt: recording is idempotent per job, and a failure here must not lose it.
@@ -172,6 +173,19 @@ class ChatService:
         await self._conversations.add_exchange(
             where.chat_id, job_id=job.id, user_text=text, answer=checkpoint["answer"], now=self._clock.now()
         )
+
+    async def _complete(self, history: list[Turn], text: str) -> Completion:
+        """One completion; if the conversation no longer fits the model, once more with only the
+        newer half of the history (the oldest messages dropped)."""
+        try:
+            return await self._model.complete(self._system_prompt, [*history, Turn("user", text)])
+        except ContextTooLongError:
+            if not history:
+                raise
+            newer = history[len(history) // 2 :]
+            if newer and newer[0].role == "assistant":
+                newer = newer[1:]  # start with a question, as a conversation does
+            return await self._model.complete(self._system_prompt, [*newer, Turn("user", text)])
 
     async def _tell_outage_once(self, job: Job, where: ReplyTarget, checkpoint: dict[str, Any]) -> None:
         if checkpoint.get("told_outage") or self._breaker.state is BreakerState.CLOSED:

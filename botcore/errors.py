@@ -10,6 +10,7 @@ enter our code; workers and handlers see only these. Text for chat users lives e
         ├── TransientError      may succeed later: retried with backoff or after retry_after
         ├── UpstreamUnavailable a dependency is down (breaker open): deferred, no attempt spent
         └── PermanentError      retrying cannot help: the job goes straight to dead
+            └── ContextTooLongError  the conversation no longer fits the model's context
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ class UpstreamUnavailable(JobError):
 
 class PermanentError(JobError):
     """Retrying cannot help (bad input, 4xx). The job goes to dead at once."""
+
+
+class ContextTooLongError(PermanentError):
+    """The LLM refused the request as longer than its context window."""
 
 
 def parse_retry_after(value: str | None, *, cap_s: float = 600.0) -> float | None:

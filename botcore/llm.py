@@ -11,7 +11,13 @@ import openai
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletion
 
-from botcore.errors import PermanentError, TransientError, UpstreamUnavailable, parse_retry_after
+from botcore.errors import (
+    ContextTooLongError,
+    PermanentError,
+    TransientError,
+    UpstreamUnavailable,
+    parse_retry_after,
+)
 from botcore.models import Turn, Usage
 
 _NOT_A_COMPLETION = "the LLM server's answer was not a chat completion (is OPENAI_BASE_URL right?)"
@@ -96,6 +102,8 @@ def translate(exc: openai.APIError) -> Exception:
                 f"LLM answered HTTP {status}",
                 retry_after=parse_retry_after(exc.response.headers.get("retry-after")),
             )
+        if status == 400 and (code == "context_length_exceeded" or "context length" in str(exc).lower()):
+            return ContextTooLongError("the conversation is longer than the model's context")
         return PermanentError(f"LLM refused the request: HTTP {status}" + (f" ({code})" if code else ""))
     return TransientError(f"LLM error: {type(exc).__name__}")
 

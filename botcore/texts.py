@@ -21,6 +21,9 @@ VOICE_FAILED = "🎤 I couldn't transcribe your voice message. Please try again,
 VOICE_OFF = "Voice messages are turned off here. Please type your message."
 VOICE_TOO_BIG = "🎤 That recording is too large for me ({size:.0f} MB; the limit is {limit:.0f} MB)."
 VOICE_TOO_LONG = "🎤 That recording is too long for me ({minutes:.0f} min; the limit is {limit:.0f} min)."
+CONTEXT_TOO_LONG = (
+    "Our conversation has grown too long for me to follow. Send /reset and ask me again, please."
+)
 OUTAGE = (
     "⏳ The AI service is having trouble right now. Your message is saved and I'll answer it "
     "as soon as it recovers."

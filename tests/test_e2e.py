@@ -194,3 +194,22 @@ async def test_an_llm_outage_opens_the_breaker_tells_the_user_once_and_recovers(
     finally:
         assert await process.stop() == 0, process.log()
     assert len(llm.requests) == 2  # the failure, then the half-open trial that succeeded
+
+
+async def test_a_too_long_conversation_drops_its_oldest_half_then_asks_for_reset(
+    tg: FakeTelegram, llm: FakeOpenAI, bot: BotProcess
+) -> None:
+    for i in range(3):  # six messages of memory
+        tg.add_message(10, f"fact {i}")
+    await eventually(lambda: len(tg.texts_to(10)) == 3, what="three answers")
+    too_long = Scripted(status=400, body={"error": {"code": "context_length_exceeded"}})
+    llm.script.append(too_long)
+    tg.add_message(10, "summarise")
+    await eventually(lambda: len(tg.texts_to(10)) == 4, what="the fourth answer")
+    assert tg.texts_to(10)[3] == "echo: summarise"
+    retried = [m["content"] for m in llm.requests[-1]["messages"][1:]]
+    assert retried == ["fact 2", "echo: fact 2", "summarise"]  # the oldest half dropped, once
+    llm.script.extend([too_long, too_long])
+    tg.add_message(10, "and again")
+    await eventually(lambda: len(tg.texts_to(10)) == 5, what="the fifth reply")
+    assert tg.texts_to(10)[4] == texts.CONTEXT_TOO_LONG
