@@ -156,7 +156,7 @@ async def test_local_mode_without_faster_whisper_is_a_startup_error(
 async def test_when_the_answer_fails_the_transcript_stays(
     tg: FakeTelegram, llm: FakeOpenAI, bot: BotProcess
 ) -> None:
-    llm.script.append(Scripted(status=400, body={"error": {"code": "context_length_exceeded"}}))
+    llm.script.append(Scripted(status=401, body={"error": {"code": "invalid_api_key"}}))
     tg.add_voice(10, AUDIO)
     await shows(tg, 10, [texts.VOICE_TRANSCRIPT.format(text=HEARD), texts.FAILED])
 
