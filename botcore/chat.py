@@ -13,7 +13,7 @@ from loguru import logger
 
 from botcore import texts
 from botcore.breaker import BreakerState, CircuitBreaker
-from botcore.clock import Clock
+from botcore.clock import DAY_S, Clock
 from botcore.conversations import ConversationStore
 from botcore.errors import ContextTooLongError, PermanentError, TransientError, UpstreamUnavailable
 from botcore.formatting import render
@@ -22,7 +22,6 @@ from botcore.llm import ChatModel, Completion
 from botcore.messenger import Messenger
 from botcore.models import Job, Turn, Usage
 
-DAY_S = 86_400.0
 # Message fields that carry something a person sent (as opposed to service messages: joins,
 # pins, title changes…, which get no answer at all).
 _CONTENT = (

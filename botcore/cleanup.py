@@ -9,10 +9,9 @@ from dataclasses import dataclass
 
 from loguru import logger
 
+from botcore.clock import DAY_S
 from botcore.conversations import ConversationStore
 from botcore.jobqueue import JobQueue
-
-DAY_S = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,8 @@ import contextlib
 import time
 from typing import Protocol
 
+DAY_S = 86_400.0
+
 
 class Clock(Protocol):
     def now(self) -> float: ...
