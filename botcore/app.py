@@ -15,6 +15,7 @@ import telegram
 from loguru import logger
 
 from botcore import __version__, texts
+from botcore.alerts import Alerts
 from botcore.breaker import CircuitBreaker
 from botcore.chat import ChatService
 from botcore.cleanup import Cleanup
@@ -85,7 +86,12 @@ async def run(settings: Settings) -> None:
         stack.push_async_callback(db.close)
         queue = build_queue(db, settings)
 
-        bot = make_bot(settings.telegram_bot_token, settings.telegram_api_url)
+        bot = make_bot(
+            settings.telegram_bot_token,
+            settings.telegram_api_url,
+            rate_per_s=settings.telegram_rate_per_s,
+            group_rate_per_min=settings.telegram_group_rate_per_min,
+        )
         stack.push_async_callback(bot.shutdown)
         await _connect(bot, settings.telegram_api_url)
         model = ChatModel(
@@ -113,6 +119,7 @@ async def run(settings: Settings) -> None:
             model=model,
             messenger=messenger,
             breaker=breakers["LLM"],
+            alerts=Alerts(messenger, settings.admin_user_ids, clock=clock),
             clock=clock,
             system_prompt=settings.system_prompt,
             history_messages=settings.history_messages,

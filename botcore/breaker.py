@@ -23,7 +23,7 @@ from enum import StrEnum
 
 from loguru import logger
 
-from botcore.errors import TransientError, UpstreamUnavailable
+from botcore.errors import Cause, TransientError, UpstreamUnavailable
 
 
 class BreakerState(StrEnum):
@@ -75,7 +75,9 @@ class CircuitBreaker:
         state = self.state
         if state is BreakerState.OPEN or (state is BreakerState.HALF_OPEN and self._trial_in_flight):
             raise UpstreamUnavailable(
-                f"{self.name} is unavailable (circuit open)", retry_after=self.retry_after()
+                f"{self.name} is unavailable (circuit open)",
+                retry_after=self.retry_after(),
+                cause=Cause.CIRCUIT_OPEN,
             )
         trial = state is BreakerState.HALF_OPEN
         if trial:

@@ -12,10 +12,11 @@ from typing import Any
 from loguru import logger
 
 from botcore import texts
+from botcore.alerts import Alerts
 from botcore.breaker import BreakerState, CircuitBreaker
 from botcore.clock import DAY_S, Clock
 from botcore.conversations import ConversationStore
-from botcore.errors import ContextTooLongError, PermanentError, TransientError, UpstreamUnavailable
+from botcore.errors import Cause, ContextTooLongError, JobError, TransientError, UpstreamUnavailable
 from botcore.formatting import render
 from botcore.jobqueue import JobQueue
 from botcore.llm import ChatModel, Completion
@@ -52,6 +53,7 @@ class ChatService:
         model: ChatModel,
         messenger: Messenger,
         breaker: CircuitBreaker,
+        alerts: Alerts,
         clock: Clock,
         system_prompt: str,
         history_messages: int,
@@ -63,6 +65,7 @@ class ChatService:
         self._model = model
         self._messenger = messenger
         self._breaker = breaker
+        self._alerts = alerts
         self._clock = clock
         self._system_prompt = system_prompt
         self._history_messages = history_messages
@@ -86,20 +89,33 @@ class ChatService:
             elif any(key in message for key in _CONTENT):
                 await self._notice_once(job, dict(job.checkpoint or {}), where, texts.NOT_TEXT)
 
-    async def on_dead(self, job: Job) -> None:
-        """The update could not be answered for good: say so, once, without the error's text."""
+    async def on_dead(self, job: Job, exc: BaseException | None) -> None:
+        """The update could not be answered for good: say why, once, in our words."""
         message = job.payload.get("message")
         if not isinstance(message, dict):
             return
+        cause = await self.report_failure(exc)
+        if cause is Cause.BLOCKED:
+            return  # nobody to tell
         try:
             await self._messenger.send_text(
                 int(message["chat"]["id"]),
-                texts.FAILED,
+                texts.failed(cause),
                 reply_to=int(message["message_id"]),
                 thread_id=message.get("message_thread_id"),
             )
-        except (PermanentError, TransientError, UpstreamUnavailable) as exc:  # e.g. the bot was blocked
-            self._log.warning("could not tell chat {} its message failed: {}", message["chat"]["id"], exc)
+        except JobError as send_exc:  # e.g. Telegram is still down
+            self._log.warning(
+                "could not tell chat {} its message failed: {}", message["chat"]["id"], send_exc
+            )
+
+    async def report_failure(self, exc: BaseException | None) -> Cause | None:
+        """The cause of a job's final failure; a problem only the owner can fix alerts the admins."""
+        if not isinstance(exc, JobError):
+            return None
+        if exc.cause in (Cause.QUOTA, Cause.AUTH):
+            await self._alerts.send(str(exc))
+        return exc.cause
 
     async def _command(self, job: Job, where: ReplyTarget, text: str) -> None:
         command, _, target = text.split()[0][1:].partition("@")
@@ -143,8 +159,8 @@ class ChatService:
             try:
                 async with self._breaker.call(), self._messenger.typing(where.chat_id):
                     completion = await self._complete(history, text)
-            except UpstreamUnavailable:
-                await self._tell_outage_once(job, where, checkpoint)
+            except UpstreamUnavailable as exc:
+                await self._tell_wait_once(job, where, checkpoint, exc)
                 raise  # the queue waits for the service without spending an attempt
             except ContextTooLongError:
                 await self._notice_once(job, checkpoint, where, texts.CONTEXT_TOO_LONG)
@@ -186,13 +202,22 @@ class ChatService:
                 newer = newer[1:]  # start with a question, as a conversation does
             return await self._model.complete(self._system_prompt, [*newer, Turn("user", text)])
 
-    async def _tell_outage_once(self, job: Job, where: ReplyTarget, checkpoint: dict[str, Any]) -> None:
-        if checkpoint.get("told_outage") or self._breaker.state is BreakerState.CLOSED:
-            return  # told already, or only a brief rate limit
+    async def _tell_wait_once(
+        self, job: Job, where: ReplyTarget, checkpoint: dict[str, Any], exc: UpstreamUnavailable
+    ) -> None:
+        """Say once per message why the answer is late: an outage, or the provider's rate limit."""
+        if self._breaker.state is not BreakerState.CLOSED:
+            flag, text = "told_outage", texts.OUTAGE
+        elif exc.cause is Cause.RATE_LIMITED:
+            flag, text = "told_rate_limit", texts.RATE_LIMITED
+        else:
+            return
+        if checkpoint.get(flag):
+            return
         await self._messenger.send_text(
-            where.chat_id, texts.OUTAGE, reply_to=where.message_id, thread_id=where.thread_id
+            where.chat_id, text, reply_to=where.message_id, thread_id=where.thread_id
         )
-        checkpoint["told_outage"] = 1
+        checkpoint[flag] = 1
         await self.save(job, checkpoint)
 
     async def save(self, job: Job, checkpoint: dict[str, Any]) -> None:

@@ -67,6 +67,9 @@ class Settings:
     shutdown_grace_s: float
     job_retention_done_s: float
     job_retention_dead_s: float
+    admin_user_ids: frozenset[int]
+    telegram_rate_per_s: float  # outgoing messages per second overall; 0 turns the limiter off
+    telegram_group_rate_per_min: float
 
     @property
     def db_path(self) -> Path:
@@ -150,6 +153,9 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         shutdown_grace_s=reader.number("SHUTDOWN_GRACE_S", 10.0, float, minimum=0),
         job_retention_done_s=reader.number("JOB_RETENTION_DONE_S", 300.0, float, minimum=0),
         job_retention_dead_s=reader.number("JOB_RETENTION_DEAD_S", 3600.0, float, minimum=0),
+        admin_user_ids=reader.ids("ADMIN_USER_IDS"),
+        telegram_rate_per_s=reader.number("TELEGRAM_RATE_PER_S", 30.0, float, minimum=0),
+        telegram_group_rate_per_min=reader.number("TELEGRAM_GROUP_RATE_PER_MIN", 20.0, float, minimum=1),
     )
 
 
@@ -183,6 +189,16 @@ class _Reader:
         if value not in allowed:
             raise ConfigError(name, "one of " + ", ".join(allowed), self._env.get(name))
         return value
+
+    def ids(self, name: str) -> frozenset[int]:
+        """Telegram ids separated by commas or spaces (group chat ids are negative)."""
+        raw = self._env.get(name, "").replace(",", " ").split()
+        try:
+            return frozenset(int(item) for item in raw)
+        except ValueError:
+            raise ConfigError(
+                name, "Telegram ids separated by commas, like 12345,67890", self._env.get(name)
+            ) from None
 
     def number(self, name: str, default: T, kind: Callable[[str], T], *, minimum: float) -> T:
         raw = self._env.get(name, "").strip()

@@ -11,9 +11,28 @@ enter our code; workers and handlers see only these. Text for chat users lives e
         ├── UpstreamUnavailable a dependency is down (breaker open): deferred, no attempt spent
         └── PermanentError      retrying cannot help: the job goes straight to dead
             └── ContextTooLongError  the conversation no longer fits the model's context
+
+Every ``JobError`` carries a ``Cause``: what the user and the admins are told depends on it,
+never on the error's own text.
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Cause(StrEnum):
+    """Why a job's attempt failed, in the words the user-facing side needs."""
+
+    TIMEOUT = "timeout"  # the upstream took too long
+    UNAVAILABLE = "unavailable"  # unreachable, or HTTP 5xx
+    RATE_LIMITED = "rate-limited"  # HTTP 429 rate_limit_exceeded: wait a moment
+    CIRCUIT_OPEN = "circuit-open"  # our breaker keeps calls away from a failing upstream
+    QUOTA = "quota"  # HTTP 429 insufficient_quota: a billing problem; admins are alerted
+    AUTH = "auth"  # HTTP 401/403 from an API: a bad key; admins are alerted
+    CONTEXT_TOO_LONG = "context-too-long"
+    BLOCKED = "blocked"  # Telegram: the bot may not write to this chat any more
+    OTHER = "other"
 
 
 class BotError(Exception):
@@ -43,20 +62,28 @@ class AlreadyRunningError(StartupError):
 class JobError(BotError):
     """Raised by a job handler to tell the queue how the attempt ended."""
 
+    default_cause = Cause.OTHER
+
+    def __init__(self, message: str, *, cause: Cause | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause or self.default_cause
+
 
 class TransientError(JobError):
     """Worth retrying. ``retry_after`` (seconds) overrides the backoff when the upstream said so."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, retry_after: float | None = None, cause: Cause | None = None) -> None:
+        super().__init__(message, cause=cause)
         self.retry_after = retry_after
 
 
 class UpstreamUnavailable(JobError):
     """A dependency refuses work for now (circuit open). The job waits without spending an attempt."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    default_cause = Cause.UNAVAILABLE
+
+    def __init__(self, message: str, *, retry_after: float | None = None, cause: Cause | None = None) -> None:
+        super().__init__(message, cause=cause)
         self.retry_after = retry_after
 
 
@@ -67,6 +94,8 @@ class PermanentError(JobError):
 class ContextTooLongError(PermanentError):
     """The LLM refused the request as longer than its context window."""
 
+    default_cause = Cause.CONTEXT_TOO_LONG
+
 
 def parse_retry_after(value: str | None, *, cap_s: float = 600.0) -> float | None:
     """An HTTP ``Retry-After`` in seconds (the date form is ignored: the queue's backoff applies)."""
@@ -76,3 +105,28 @@ def parse_retry_after(value: str | None, *, cap_s: float = 600.0) -> float | Non
         return min(max(0.0, float(value)), cap_s)
     except ValueError:
         return None
+
+
+def http_error(
+    service: str, status: int, *, key_variable: str, code: str | None = None, retry_after: float | None = None
+) -> JobError:
+    """The one mapping from an upstream API's HTTP error status to our taxonomy (``code`` is the
+    JSON error code some APIs add). Our own words only: the server's text is never passed on."""
+    if status == 429 and code == "insufficient_quota":
+        return PermanentError(
+            f"{service}: the account is out of quota (insufficient_quota); check its billing",
+            cause=Cause.QUOTA,
+        )
+    if status == 429:  # rate limited: waiting is the cure, so no attempt is spent
+        return UpstreamUnavailable(
+            f"{service}: rate limited", retry_after=retry_after, cause=Cause.RATE_LIMITED
+        )
+    if status == 408:
+        return TransientError(f"{service}: timed out (HTTP 408)", cause=Cause.TIMEOUT)
+    if status == 409 or status >= 500:
+        return TransientError(f"{service}: HTTP {status}", retry_after=retry_after, cause=Cause.UNAVAILABLE)
+    if status in (401, 403):
+        return PermanentError(
+            f"{service}: the API key was refused (HTTP {status}); check {key_variable}", cause=Cause.AUTH
+        )
+    return PermanentError(f"{service}: refused the request (HTTP {status}" + (f", {code})" if code else ")"))

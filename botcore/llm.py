@@ -12,10 +12,11 @@ from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletion
 
 from botcore.errors import (
+    Cause,
     ContextTooLongError,
     PermanentError,
     TransientError,
-    UpstreamUnavailable,
+    http_error,
     parse_retry_after,
 )
 from botcore.models import Turn, Usage
@@ -82,30 +83,31 @@ class ChatModel:
         )
 
 
-def translate(exc: openai.APIError) -> Exception:
-    """Map an SDK error to our taxonomy: worth retrying, or not."""
-    if isinstance(exc, openai.APITimeoutError | openai.APIConnectionError):
-        return TransientError(f"LLM unreachable: {type(exc).__name__}")
+def translate(
+    exc: openai.APIError, *, service: str = "LLM", key_variable: str = "OPENAI_API_KEY"
+) -> Exception:
+    """Map an SDK error to our taxonomy: worth retrying, worth waiting for, or not. The messages
+    are ours (admins may read them); the server's own text is never passed on."""
+    if isinstance(exc, openai.APITimeoutError):
+        return TransientError(f"{service}: timed out", cause=Cause.TIMEOUT)
+    if isinstance(exc, openai.APIConnectionError):
+        return TransientError(f"{service}: unreachable", cause=Cause.UNAVAILABLE)
     if isinstance(exc, openai.APIResponseValidationError):
         return PermanentError(_NOT_A_COMPLETION)
     if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
         code = _error_code(exc)
-        if status == 429 and code == "insufficient_quota":
-            return PermanentError("LLM account is out of quota (billing)")
-        if status == 429:  # rate limited: waiting is the cure, so no attempt is spent
-            return UpstreamUnavailable(
-                "LLM rate limit", retry_after=parse_retry_after(exc.response.headers.get("retry-after"))
-            )
-        if status in (408, 409) or status >= 500:
-            return TransientError(
-                f"LLM answered HTTP {status}",
-                retry_after=parse_retry_after(exc.response.headers.get("retry-after")),
-            )
-        if status == 400 and (code == "context_length_exceeded" or "context length" in str(exc).lower()):
+        if exc.status_code == 400 and (
+            code == "context_length_exceeded" or "context length" in str(exc).lower()
+        ):
             return ContextTooLongError("the conversation is longer than the model's context")
-        return PermanentError(f"LLM refused the request: HTTP {status}" + (f" ({code})" if code else ""))
-    return TransientError(f"LLM error: {type(exc).__name__}")
+        return http_error(
+            service,
+            exc.status_code,
+            key_variable=key_variable,
+            code=code,
+            retry_after=parse_retry_after(exc.response.headers.get("retry-after")),
+        )
+    return TransientError(f"{service}: {type(exc).__name__}")
 
 
 def _error_code(exc: openai.APIStatusError) -> str | None:

@@ -62,3 +62,6 @@ def setup_logging(level: str, secrets: Iterable[str], stream: TextIO | None = No
     logging.basicConfig(handlers=[_ToLoguru()], level=logging.INFO, force=True)
     # httpx logs every request line, and a Bot API URL carries the token: keep only its warnings.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # With max_retries=0 the rate limiter logs every flood-control answer with a traceback; the
+    # queue owns that retry and logs it in one line.
+    logging.getLogger("telegram.ext.AIORateLimiter").setLevel(logging.CRITICAL)

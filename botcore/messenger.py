@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import telegram
 from loguru import logger
 
-from botcore.errors import PermanentError, TransientError, UpstreamUnavailable
+from botcore.errors import Cause, PermanentError, TransientError, UpstreamUnavailable
 from botcore.formatting import Chunk, plain_chunks
 from botcore.telegram_api import retry_after_seconds
 
@@ -128,13 +128,21 @@ def _translate(exc: telegram.error.TelegramError) -> Exception:
         seconds = retry_after_seconds(exc)
         # Waiting is all flood control asks: it spends no attempt, so a long answer in a busy
         # group is not given up halfway.
-        return UpstreamUnavailable("Telegram flood control", retry_after=seconds)
+        return UpstreamUnavailable("Telegram flood control", retry_after=seconds, cause=Cause.RATE_LIMITED)
     if isinstance(exc, telegram.error.ChatMigrated):
-        return PermanentError("Telegram: this group became a supergroup with a new chat id")
+        return PermanentError(
+            "Telegram: this group became a supergroup with a new chat id", cause=Cause.BLOCKED
+        )
     if isinstance(exc, telegram.error.Forbidden):
-        return PermanentError("Telegram: the bot may not write to this chat (blocked or removed)")
+        return PermanentError(
+            "Telegram: the bot may not write to this chat (blocked or removed)", cause=Cause.BLOCKED
+        )
     if isinstance(exc, telegram.error.BadRequest):
         return PermanentError(f"Telegram rejected the message: {exc.message[:200]}")
     if isinstance(exc, telegram.error.InvalidToken):
         return PermanentError("Telegram rejected the bot token")
-    return TransientError(f"Telegram unreachable: {type(exc).__name__}")
+    if isinstance(exc, telegram.error.NetworkError):
+        # Telegram down or unreachable (timeouts, 5xx): the reply is kept and the job waits for
+        # Telegram without spending attempts, so an outage of minutes loses nothing.
+        return UpstreamUnavailable(f"Telegram unreachable: {type(exc).__name__}", cause=Cause.UNAVAILABLE)
+    return TransientError(f"Telegram error: {type(exc).__name__}")

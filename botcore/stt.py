@@ -11,7 +11,7 @@ import httpx
 import openai
 from openai import AsyncOpenAI
 
-from botcore.errors import PermanentError, TransientError, UpstreamUnavailable, parse_retry_after
+from botcore.errors import Cause, PermanentError, TransientError, http_error, parse_retry_after
 from botcore.llm import translate
 
 OPENAI_UPLOAD_LIMIT = 25 * 1024 * 1024  # bytes: the transcription endpoint refuses more
@@ -55,7 +55,7 @@ class OpenAITranscriber:
                 model=self._model, file=(filename, audio, mime), **extra
             )
         except openai.APIError as exc:
-            raise translate(exc) from exc
+            raise translate(exc, service="transcription") from exc
         text = getattr(result, "text", result if isinstance(result, str) else "")
         return Transcript(str(text).strip(), self._model, self._language)
 
@@ -69,6 +69,8 @@ class _HttpTranscriber:
     name = "http"
     max_bytes: int | None = None
 
+    key_variable = "the service's settings"
+
     def __init__(self, *, timeout_s: float, headers: dict[str, str] | None = None) -> None:
         self._http = httpx.AsyncClient(timeout=timeout_s, headers=headers or {})
 
@@ -76,22 +78,19 @@ class _HttpTranscriber:
         try:
             response = await self._http.post(url, files=files, data=data)
         except httpx.TimeoutException as exc:
-            raise TransientError(f"{self.name}: timed out") from exc
+            raise TransientError(f"{self.name}: timed out", cause=Cause.TIMEOUT) from exc
         except httpx.HTTPError as exc:
-            raise TransientError(f"{self.name}: unreachable ({type(exc).__name__})") from exc
-        status = response.status_code
-        if status == 429:
-            raise UpstreamUnavailable(
-                f"{self.name}: rate limited",
-                retry_after=parse_retry_after(response.headers.get("retry-after")),
-            )
-        if status in (408, 409) or status >= 500:
             raise TransientError(
-                f"{self.name}: HTTP {status}",
+                f"{self.name}: unreachable ({type(exc).__name__})", cause=Cause.UNAVAILABLE
+            ) from exc
+        status = response.status_code
+        if status >= 400:
+            raise http_error(
+                self.name,
+                status,
+                key_variable=self.key_variable,
                 retry_after=parse_retry_after(response.headers.get("retry-after")),
             )
-        if status >= 400:
-            raise PermanentError(f"{self.name}: refused the audio (HTTP {status})")
         try:
             body = response.json()
         except ValueError as exc:
@@ -108,6 +107,7 @@ class WhisperApiTranscriber(_HttpTranscriber):
     """whisperapi.com: multipart ``file``, ``fileType``, ``language``, ``task``; JSON ``{text}``."""
 
     name = "whisper-api"
+    key_variable = "WHISPER_API_KEY"
 
     def __init__(self, *, url: str, api_key: str, language: str | None, timeout_s: float) -> None:
         super().__init__(timeout_s=timeout_s, headers={"Authorization": f"Bearer {api_key}"})
@@ -126,6 +126,7 @@ class SpeechApiTranscriber(_HttpTranscriber):
     """speech-rest-api: multipart ``audio`` to ``{url}/transcribe``; JSON ``{text, language}``."""
 
     name = "speech-api"
+    key_variable = "the speech-rest-api server's access settings"
 
     def __init__(self, *, url: str, timeout_s: float) -> None:
         super().__init__(timeout_s=timeout_s)

@@ -7,14 +7,33 @@ import os
 from datetime import timedelta
 
 import telegram
+from telegram.ext import AIORateLimiter, ExtBot
 
 
-def make_bot(token: str, api_url: str) -> telegram.Bot:
-    """Requests go to ``{api_url}/bot<token>/…`` and files come from ``{api_url}/file/bot<token>/…``."""
+def make_bot(
+    token: str, api_url: str, *, rate_per_s: float = 30.0, group_rate_per_min: float = 20.0
+) -> telegram.Bot:
+    """Requests go to ``{api_url}/bot<token>/…`` and files come from ``{api_url}/file/bot<token>/…``.
+
+    Outgoing requests pass python-telegram-bot's ``AIORateLimiter``, which paces them to
+    Telegram's flood limits (``rate_per_s`` overall, ``group_rate_per_min`` per group;
+    ``rate_per_s=0`` turns it off). Its own retries are off: a ``RetryAfter`` that still comes
+    goes to the job queue, which waits as told without holding a worker, and survives a restart."""
     # Opt in to the library's announced behaviour: durations such as RetryAfter.retry_after are
     # timedeltas. Without this, every RetryAfter raises a deprecation warning.
     os.environ.setdefault("PTB_TIMEDELTA", "true")
-    return telegram.Bot(token, base_url=f"{api_url}/bot", base_file_url=f"{api_url}/file/bot")
+    limiter = (
+        AIORateLimiter(
+            overall_max_rate=rate_per_s,
+            overall_time_period=1,
+            group_max_rate=group_rate_per_min,
+            group_time_period=60,
+            max_retries=0,
+        )
+        if rate_per_s > 0
+        else None
+    )
+    return ExtBot(token, base_url=f"{api_url}/bot", base_file_url=f"{api_url}/file/bot", rate_limiter=limiter)
 
 
 def retry_after_seconds(exc: telegram.error.RetryAfter) -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from botcore.errors import Cause
+
 START = (
     "👋 Hi! I'm an AI assistant. Send me a message and I'll answer; I remember our recent "
     "conversation (/reset makes me forget it).\n\n/help lists what I can do."
@@ -17,7 +19,6 @@ NOT_TEXT = "I understand text and voice messages. Please write or speak to me."
 VOICE_ACK = "🎤 Processing your voice message…"
 VOICE_TRANSCRIPT = "🎤 {text}"
 VOICE_NO_SPEECH = "🎤 I couldn't hear any speech in that voice message."
-VOICE_FAILED = "🎤 I couldn't transcribe your voice message. Please try again, or type it."
 VOICE_OFF = "Voice messages are turned off here. Please type your message."
 VOICE_TOO_BIG = "🎤 That recording is too large for me ({size:.0f} MB; the limit is {limit:.0f} MB)."
 VOICE_TOO_LONG = "🎤 That recording is too long for me ({minutes:.0f} min; the limit is {limit:.0f} min)."
@@ -28,6 +29,51 @@ OUTAGE = (
     "⏳ The AI service is having trouble right now. Your message is saved and I'll answer it "
     "as soon as it recovers."
 )
+RATE_LIMITED = "⏳ Too many requests right now, please wait a moment. I'll answer as soon as I can."
+VOICE_OUTAGE = (
+    "🎤 The transcription service is having trouble right now. Your voice message is saved and "
+    "I'll transcribe it as soon as it recovers."
+)
+
+# A message that could not be answered for good, by cause (FAILED for everything else).
 FAILED = "😔 Sorry, I couldn't answer that message. Please try again in a little while."
+_FAILED_BY_CAUSE = {
+    Cause.TIMEOUT: "⌛ The AI service took too long to answer. Please try again.",
+    Cause.UNAVAILABLE: "😔 The AI service is temporarily unavailable. Please try again in a few minutes.",
+    Cause.RATE_LIMITED: "⏳ Too many requests right now. Please wait a moment and send that again.",
+    Cause.CIRCUIT_OPEN: (
+        "😔 The AI service is still having trouble, so I couldn't answer that message. "
+        "Please try again later."
+    ),
+    Cause.QUOTA: "😔 The AI service is unavailable right now. The bot's owner has been told.",
+    Cause.AUTH: "😔 The AI service is unavailable right now. The bot's owner has been told.",
+    Cause.CONTEXT_TOO_LONG: CONTEXT_TOO_LONG,
+}
+VOICE_FAILED = "🎤 I couldn't transcribe your voice message. Please try again, or type it."
+_VOICE_FAILED_BY_CAUSE = {
+    Cause.TIMEOUT: "🎤 Transcribing your voice message took too long. Please try again, or type it.",
+    Cause.UNAVAILABLE: (
+        "🎤 The transcription service is temporarily unavailable. Please type your message, "
+        "or try again in a few minutes."
+    ),
+    Cause.CIRCUIT_OPEN: (
+        "🎤 The transcription service is still having trouble. Please type your message, or try again later."
+    ),
+    Cause.QUOTA: "🎤 Voice messages can't be transcribed right now. The bot's owner has been told.",
+    Cause.AUTH: "🎤 Voice messages can't be transcribed right now. The bot's owner has been told.",
+}
+
+
+def failed(cause: Cause | None) -> str:
+    """What the user hears when their message could not be answered, never the error's text."""
+    return _FAILED_BY_CAUSE.get(cause, FAILED) if cause else FAILED
+
+
+def voice_failed(cause: Cause | None) -> str:
+    return _VOICE_FAILED_BY_CAUSE.get(cause, VOICE_FAILED) if cause else VOICE_FAILED
+
+
+# To admins (ADMIN_USER_IDS): the real cause, which only the bot's owner can fix.
+ADMIN_ALERT = "⚠️ Bot alert: {detail}.\nUsers are told the service is unavailable until this is fixed."
 
 COMMANDS = (("start", "Start the bot"), ("help", "What I can do"), ("reset", "Forget our conversation"))

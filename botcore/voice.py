@@ -14,11 +14,11 @@ from typing import Any
 from loguru import logger
 
 from botcore import texts
-from botcore.breaker import CircuitBreaker
+from botcore.breaker import BreakerState, CircuitBreaker
 from botcore.chat import ChatService, ReplyTarget
 from botcore.clock import Clock
 from botcore.conversations import ConversationStore, KeyValueStore
-from botcore.errors import PermanentError, TransientError, UpstreamUnavailable
+from botcore.errors import Cause, JobError, UpstreamUnavailable
 from botcore.formatting import plain_chunks
 from botcore.intake import route_to_update_job
 from botcore.jobqueue import JobQueue
@@ -151,8 +151,12 @@ class VoiceService:
             return
         if "transcript" not in checkpoint:
             audio = await self._messenger.download(note.file_id)
-            async with self._breaker.call():
-                result = await self._stt.transcribe(audio, filename=note.filename, mime=note.mime)
+            try:
+                async with self._breaker.call():
+                    result = await self._stt.transcribe(audio, filename=note.filename, mime=note.mime)
+            except UpstreamUnavailable:
+                await self._tell_outage_once(job, note, checkpoint)
+                raise  # the queue waits for the service without spending an attempt
             usage = Usage("transcription", result.model, audio_seconds=note.seconds)
             checkpoint.update(transcript=result.text, stt_usage=asdict(usage))
             await self._chat.save(job, checkpoint)
@@ -171,6 +175,13 @@ class VoiceService:
             if self._reply == "answer":
                 await self._chat.answer(job, note.target, note.user_id, transcript, checkpoint)
         await self._kv.delete(_ack_key(note))
+
+    async def _tell_outage_once(self, job: Job, note: VoiceNote, checkpoint: dict[str, Any]) -> None:
+        if checkpoint.get("told_outage") or self._breaker.state is BreakerState.CLOSED:
+            return  # told already, or only a brief rate limit
+        await self._show(note, await self._ack_id(note, checkpoint), texts.VOICE_OUTAGE)
+        checkpoint["told_outage"] = 1
+        await self._chat.save(job, checkpoint)
 
     async def _ack_decision(self, note: VoiceNote) -> int | str | None:
         """The acknowledgement's message id to edit, _REFUSED, or None: no acknowledgement will
@@ -206,30 +217,38 @@ class VoiceService:
             checkpoint["shown"] = index + 1
             await self._chat.save(job, checkpoint)
 
-    async def on_dead(self, job: Job) -> None:
+    async def on_dead(self, job: Job, exc: BaseException | None) -> None:
         """Failed for good: say so politely, never with the error's text. A transcript already
         shown stays; then only the answer failed."""
         note = voice_note(job.payload["message"])
         if note is None:
             return
+        cause = await self._chat.report_failure(exc)
         checkpoint = job.checkpoint or {}
         try:
-            if checkpoint.get("shown"):
+            if cause is Cause.BLOCKED:
+                pass  # nobody to tell
+            elif checkpoint.get("shown"):
                 await self._messenger.send_text(
                     note.target.chat_id,
-                    texts.FAILED,
+                    texts.failed(cause),
                     reply_to=note.target.message_id,
                     thread_id=note.target.thread_id,
                 )
             else:
-                ack = checkpoint.get("ack")
-                if ack is None:
-                    stored = await self._kv.get(_ack_key(note))
-                    ack = int(stored) if stored not in (None, _REFUSED) else None
-                await self._show(note, ack if isinstance(ack, int) else None, texts.VOICE_FAILED)
-        except (PermanentError, TransientError, UpstreamUnavailable) as exc:
-            self._log.warning("could not tell chat {} its voice note failed: {}", note.target.chat_id, exc)
+                await self._show(note, await self._ack_id(note, checkpoint), texts.voice_failed(cause))
+        except JobError as send_exc:
+            self._log.warning(
+                "could not tell chat {} its voice note failed: {}", note.target.chat_id, send_exc
+            )
         await self._kv.delete(_ack_key(note))
+
+    async def _ack_id(self, note: VoiceNote, checkpoint: dict[str, Any]) -> int | None:
+        ack = checkpoint.get("ack")
+        if ack is None:
+            stored = await self._kv.get(_ack_key(note))
+            ack = int(stored) if stored not in (None, _REFUSED) else None
+        return ack if isinstance(ack, int) else None
 
 
 def _ack_key(note: VoiceNote) -> str:

@@ -16,12 +16,15 @@ from botcore.jobqueue import JobQueue, describe_error
 from botcore.models import Job, JobState
 
 Handler = Callable[[Job], Awaitable[None]]
+# Told once when a job fails for good, with the error that ended it (None: it never finished,
+# e.g. it crashed the process on every attempt).
+DeadHandler = Callable[[Job, BaseException | None], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
 class JobKind:
     run: Handler  # must be safe to run twice: a crash between its work and our record re-runs it
-    on_dead: Handler | None = None  # told once when the job fails for good (e.g. to tell the user)
+    on_dead: DeadHandler | None = None  # e.g. to tell the user why, politely
     concurrency: int | None = None  # at most this many of this kind at once (None: the worker's)
 
 
@@ -187,22 +190,22 @@ class Worker:
                 after.attempts,
                 after.last_error,
             )
-            await self._notify_dead([after])
+            await self._notify_dead([after], exc)
         else:
             wait = after.run_at - self._queue.clock.now()
             self._log.warning(
                 "job {} ({}) will run again in {:.1f} s: {}", job.id, job.kind, wait, after.last_error
             )
 
-    async def _notify_dead(self, jobs: Iterable[Job]) -> None:
+    async def _notify_dead(self, jobs: Iterable[Job], exc: BaseException | None = None) -> None:
         for job in jobs:
             kind = self._kinds.get(job.kind)
             if job.state is not JobState.DEAD or kind is None or kind.on_dead is None:
                 continue
             try:
-                await kind.on_dead(job)
-            except Exception as exc:
-                self._log.opt(exception=exc).error("on_dead hook of job {} failed", job.id)
+                await kind.on_dead(job, exc)
+            except Exception as hook_exc:
+                self._log.opt(exception=hook_exc).error("on_dead hook of job {} failed", job.id)
 
     async def _heartbeat(self) -> None:
         clock, interval = self._queue.clock, self._queue.lease_s / 3

@@ -49,5 +49,13 @@ class BotProcess:
             self.proc.send_signal(sig)
         return await asyncio.to_thread(self.proc.wait, timeout)
 
+    async def stop_clean(self) -> None:
+        """Stop; it must exit 0, with no traceback and no secret in its log."""
+        code = await self.stop()
+        log = self.log()
+        assert TOKEN not in log and KEY not in log
+        assert "Traceback" not in log, log
+        assert code == 0, log
+
     async def kill(self) -> int:
         return await self.stop(signal.SIGKILL)

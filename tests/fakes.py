@@ -132,6 +132,8 @@ class FakeTelegram:
     def __init__(self, token: str) -> None:
         self.token = token
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.call_times: list[float] = []  # time.monotonic() of each entry of ``calls``
+        self.down = False  # while True, every call gets 502 Bad Gateway (Telegram is down)
         self.sent: list[dict[str, Any]] = []
         self.pending: list[dict[str, Any]] = []  # updates not yet confirmed
         self.confirmed_below = 0  # the highest offset a getUpdates call has sent
@@ -232,6 +234,11 @@ class FakeTelegram:
         method = request.match_info["method"]
         params = _decode_form(await request.post()) if request.can_read_body else {}
         self.calls.append((method, params))
+        self.call_times.append(time.monotonic())
+        if self.down:
+            return web.json_response(
+                {"ok": False, "error_code": 502, "description": "Bad Gateway"}, status=502
+            )
         failures = self.fail.get(method)
         if failures:
             failure = failures.pop(0)

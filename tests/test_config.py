@@ -29,6 +29,9 @@ def test_defaults() -> None:
     assert (s.job_lease_s, s.job_max_attempts, s.shutdown_grace_s) == (60.0, 4, 10.0)
     assert (s.job_retention_done_s, s.job_retention_dead_s) == (300.0, 3600.0)
     assert (s.worker_concurrency, s.llm_concurrency, s.transcription_concurrency) == (32, 8, 3)
+    assert s.admin_user_ids == frozenset()
+    assert (s.telegram_rate_per_s, s.telegram_group_rate_per_min) == (30.0, 20.0)
+    assert parse_settings({**BASE, "ADMIN_USER_IDS": " 12345, 67890 "}).admin_user_ids == {12345, 67890}
     assert s.secrets() == (TOKEN, "sk-test-key-0123456789")
     assert TOKEN not in repr(s) and "sk-test" not in repr(s)
 
@@ -92,6 +95,8 @@ def test_any_openai_compatible_server_and_model() -> None:
         ({**BASE, "WORKER_CONCURRENCY": "2.5"}, "WORKER_CONCURRENCY"),
         ({**BASE, "JOB_MAX_ATTEMPTS": "0"}, "JOB_MAX_ATTEMPTS"),
         ({**BASE, "LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({**BASE, "ADMIN_USER_IDS": "me"}, "ADMIN_USER_IDS"),
+        ({**BASE, "TELEGRAM_RATE_PER_S": "-1"}, "TELEGRAM_RATE_PER_S"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:

@@ -148,12 +148,13 @@ async def test_a_failed_send_is_retried_without_asking_the_llm_again(
     assert len(llm.requests) == 1
 
 
-async def test_an_llm_outage_ends_in_a_polite_apology(
+async def test_an_unexpected_refusal_ends_in_a_polite_apology(
     tg: FakeTelegram, llm: FakeOpenAI, bot: BotProcess
 ) -> None:
-    llm.script.extend([Scripted(status=401, body={"error": {"message": "invalid api key sk-..."}})])
+    llm.script.extend([Scripted(status=404, body={"error": {"message": "no such route /v1/chat"}})])
     tg.add_message(10, "hello")
     assert await replies(tg, 10, 1) == [texts.FAILED]  # a permanent error: no retries, no raw text
+    assert len(llm.requests) == 1
 
 
 async def test_kill_9_between_the_parts_of_a_long_answer_resumes_where_it_stopped(

@@ -4,7 +4,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from botcore.errors import PermanentError, TransientError, UpstreamUnavailable
+from botcore.errors import (
+    Cause,
+    ContextTooLongError,
+    JobError,
+    PermanentError,
+    TransientError,
+    UpstreamUnavailable,
+    http_error,
+)
 from botcore.llm import ChatModel
 from botcore.models import Turn
 
@@ -43,37 +51,69 @@ async def test_no_system_message_when_the_prompt_is_empty(llm: FakeOpenAI, model
 
 
 @pytest.mark.parametrize(
-    ("scripted", "error", "retry_after"),
+    ("scripted", "error", "cause", "retry_after"),
     [
-        (Scripted(status=500), TransientError, None),
-        (Scripted(status=503, headers={"Retry-After": "7"}), TransientError, 7.0),
-        (Scripted(status=429, body={"error": {"code": "rate_limit_exceeded"}}), UpstreamUnavailable, None),
-        (Scripted(status=429, headers={"Retry-After": "12"}), UpstreamUnavailable, 12.0),
-        (Scripted(status=429, body={"error": {"code": "insufficient_quota"}}), PermanentError, None),
-        (Scripted(status=401), PermanentError, None),
-        (Scripted(status=400, body={"error": {"code": "context_length_exceeded"}}), PermanentError, None),
-        (Scripted(status=404), PermanentError, None),
-        (Scripted(text=""), PermanentError, None),
-        (Scripted(raw="<html><body>Welcome to nginx!</body></html>"), PermanentError, None),
+        (Scripted(status=500), TransientError, Cause.UNAVAILABLE, None),
+        (Scripted(status=503, headers={"Retry-After": "7"}), TransientError, Cause.UNAVAILABLE, 7.0),
+        (Scripted(status=408), TransientError, Cause.TIMEOUT, None),
+        (
+            Scripted(status=429, body={"error": {"code": "rate_limit_exceeded"}}),
+            UpstreamUnavailable,
+            Cause.RATE_LIMITED,
+            None,
+        ),
+        (Scripted(status=429, headers={"Retry-After": "12"}), UpstreamUnavailable, Cause.RATE_LIMITED, 12.0),
+        (
+            Scripted(status=429, body={"error": {"code": "insufficient_quota"}}),
+            PermanentError,
+            Cause.QUOTA,
+            None,
+        ),
+        (Scripted(status=401), PermanentError, Cause.AUTH, None),
+        (Scripted(status=403), PermanentError, Cause.AUTH, None),
+        (
+            Scripted(status=400, body={"error": {"code": "context_length_exceeded"}}),
+            ContextTooLongError,
+            Cause.CONTEXT_TOO_LONG,
+            None,
+        ),
+        (Scripted(status=404), PermanentError, Cause.OTHER, None),
+        (Scripted(status=422), PermanentError, Cause.OTHER, None),
+        (Scripted(text=""), PermanentError, Cause.OTHER, None),
+        (Scripted(raw="<html><body>Welcome to nginx!</body></html>"), PermanentError, Cause.OTHER, None),
     ],
 )
 async def test_errors_become_our_taxonomy(
-    llm: FakeOpenAI, model: ChatModel, scripted: Scripted, error: type[Exception], retry_after: float | None
+    llm: FakeOpenAI,
+    model: ChatModel,
+    scripted: Scripted,
+    error: type[Exception],
+    cause: Cause,
+    retry_after: float | None,
 ) -> None:
     llm.script.append(scripted)
     with pytest.raises(error) as caught:
         await model.complete("", [Turn("user", "hi")])
+    assert isinstance(caught.value, JobError) and caught.value.cause is cause
     if isinstance(caught.value, TransientError | UpstreamUnavailable):
         assert caught.value.retry_after == retry_after
+    assert "scripted" not in str(caught.value)  # the server's own words are not passed on
     assert len(llm.requests) == 1  # the SDK's own retries are off: the queue owns retries
+
+
+def test_auth_and_quota_errors_name_the_fix() -> None:
+    assert "check OPENAI_API_KEY" in str(http_error("LLM", 401, key_variable="OPENAI_API_KEY"))
+    quota = http_error("LLM", 429, key_variable="OPENAI_API_KEY", code="insufficient_quota")
+    assert "insufficient_quota" in str(quota) and "billing" in str(quota)
 
 
 async def test_a_slow_server_is_a_transient_timeout(llm: FakeOpenAI) -> None:
     chat = ChatModel(api_key="k", base_url=llm.base_url, model="m", timeout_s=0.2, max_reply_tokens=50)
     llm.script.append(Scripted(delay_s=1.0))
     try:
-        with pytest.raises(TransientError, match="unreachable"):
+        with pytest.raises(TransientError, match="timed out") as caught:
             await chat.complete("", [Turn("user", "hi")])
+        assert caught.value.cause is Cause.TIMEOUT
     finally:
         await chat.aclose()
 

@@ -5,6 +5,7 @@ import signal
 from pathlib import Path
 
 from botcore import texts
+from botcore.errors import Cause
 
 from .botproc import BotProcess
 from .conftest import eventually
@@ -158,7 +159,19 @@ async def test_when_the_answer_fails_the_transcript_stays(
 ) -> None:
     llm.script.append(Scripted(status=401, body={"error": {"code": "invalid_api_key"}}))
     tg.add_voice(10, AUDIO)
-    await shows(tg, 10, [texts.VOICE_TRANSCRIPT.format(text=HEARD), texts.FAILED])
+    await shows(tg, 10, [texts.VOICE_TRANSCRIPT.format(text=HEARD), texts.failed(Cause.AUTH)])
+
+
+async def test_a_refused_transcription_key_says_voice_is_unavailable(
+    tg: FakeTelegram, llm: FakeOpenAI, bot: BotProcess
+) -> None:
+    llm.stt_script.append(Scripted(status=401, body={"error": {"code": "invalid_api_key"}}))
+    tg.add_voice(10, AUDIO)
+    await shows(tg, 10, [texts.voice_failed(Cause.AUTH)])
+    assert len(llm.transcriptions) == 1 and not llm.requests
+    await eventually(
+        lambda: "transcription: the API key was refused (HTTP 401)" in bot.log(), what="the alert"
+    )
 
 
 async def test_a_deleted_acknowledgement_gets_a_new_message(

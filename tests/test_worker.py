@@ -64,18 +64,21 @@ async def test_retries_follow_the_backoff_schedule(queue: JobQueue, clock: Manua
 
 async def test_dead_jobs_reach_the_on_dead_hook(queue: JobQueue) -> None:
     told: list[Job] = []
+    errors: list[BaseException | None] = []
 
     async def bad(job: Job) -> None:
         raise PermanentError("undecodable audio")
 
-    async def on_dead(job: Job) -> None:
+    async def on_dead(job: Job, exc: BaseException | None) -> None:
         told.append(job)
+        errors.append(exc)
 
     worker = Worker(queue, {"voice": JobKind(bad, on_dead=on_dead)})
     async with running(worker):
         await queue.enqueue("voice", {"file_id": "x"})
         await eventually(lambda: told, what="on_dead")
     assert told[0].state is JobState.DEAD and told[0].last_error == "PermanentError: undecodable audio"
+    assert isinstance(errors[0], PermanentError)  # the hook sees the error that ended the job
 
 
 async def test_per_group_order_under_concurrency(queue: JobQueue) -> None:

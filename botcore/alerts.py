@@ -1,0 +1,41 @@
+"""Alerts for the bot's owner: problems only they can fix (a refused API key, an exhausted
+quota). Always logged; also sent in Telegram to ADMIN_USER_IDS. The same alert at most once
+an hour, so an outage does not flood anyone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from loguru import logger
+
+from botcore import texts
+from botcore.clock import Clock
+from botcore.errors import JobError
+from botcore.messenger import Messenger
+
+
+class Alerts:
+    def __init__(
+        self, messenger: Messenger, admin_ids: Iterable[int], *, clock: Clock, repeat_s: float = 3600.0
+    ) -> None:
+        self._messenger = messenger
+        self._admin_ids = tuple(sorted(admin_ids))
+        self._clock = clock
+        self._repeat_s = repeat_s
+        self._last: dict[str, float] = {}
+        self._log = logger.bind(component="alerts")
+
+    async def send(self, detail: str) -> bool:
+        """Alert about ``detail`` (our own words, never a secret). False if it was sent lately."""
+        now = self._clock.now()
+        last = self._last.get(detail)
+        if last is not None and now - last < self._repeat_s:
+            return False
+        self._last[detail] = now
+        self._log.error("ALERT for the bot's owner: {}", detail)
+        for admin in self._admin_ids:
+            try:
+                await self._messenger.send_text(admin, texts.ADMIN_ALERT.format(detail=detail))
+            except JobError as exc:  # e.g. the admin never opened a chat with the bot
+                self._log.warning("could not alert admin {}: {}", admin, exc)
+        return True

@@ -1,0 +1,227 @@
+"""Fault injection through the fake servers: the circuit breaker around the real OpenAI SDK,
+what users and admins are told for each kind of failure, and Telegram's own failures
+(flood control, a blocked bot, an outage) with the real bot process."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from loguru import logger
+
+from botcore import texts
+from botcore.breaker import BreakerState, CircuitBreaker
+from botcore.errors import Cause, PermanentError, TransientError, UpstreamUnavailable
+from botcore.llm import ChatModel, Completion
+from botcore.models import Turn
+
+from .botproc import BotProcess
+from .conftest import eventually
+from .fakes import Failure, FakeOpenAI, FakeTelegram, Scripted
+
+
+class Monotonic:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+async def test_the_breaker_around_the_real_sdk(llm: FakeOpenAI) -> None:
+    clock = Monotonic()
+    breaker = CircuitBreaker("LLM", clock=clock)  # the defaults: 5 failures, 60 s, 2 successes
+    model = ChatModel(api_key="k", base_url=llm.base_url, model="m", timeout_s=5, max_reply_tokens=50)
+    changes: list[str] = []
+    sink = logger.add(
+        lambda m: changes.append(m.record["message"]), filter=lambda r: "circuit" in r["message"]
+    )
+
+    async def ask() -> Completion:
+        async with breaker.call():
+            return await model.complete("", [Turn("user", "hi")])
+
+    try:
+        # Refusals of the request itself say nothing about the server's health.
+        for status in (400, 401, 403, 404, 413, 422) * 2:
+            llm.script.append(Scripted(status=status))
+            with pytest.raises(PermanentError):
+                await ask()
+        assert breaker.state is BreakerState.CLOSED and len(llm.requests) == 12
+
+        # Five counted failures, of every counted kind, open it: exactly five calls.
+        llm.script += [Scripted(status=s) for s in (500, 502, 429, 408, 503)]
+        for _ in range(5):
+            with pytest.raises((TransientError, UpstreamUnavailable)):
+                await ask()
+        assert breaker.state is BreakerState.OPEN and len(llm.requests) == 17
+
+        # While open: zero calls, and the refusal says how long to wait.
+        for _ in range(20):
+            with pytest.raises(UpstreamUnavailable) as refused:
+                await ask()
+            assert refused.value.cause is Cause.CIRCUIT_OPEN and refused.value.retry_after == 60
+        assert len(llm.requests) == 17
+
+        # Half-open: one trial at a time (here a slow one); everyone else is refused meanwhile.
+        clock.t += 60
+        llm.script.append(Scripted(delay_s=0.3))
+        outcomes = await asyncio.gather(*(ask() for _ in range(5)), return_exceptions=True)
+        assert sum(isinstance(o, Completion) for o in outcomes) == 1
+        assert sum(isinstance(o, UpstreamUnavailable) for o in outcomes) == 4
+        assert len(llm.requests) == 18 and breaker.state is BreakerState.HALF_OPEN
+
+        # The second success closes it.
+        await ask()
+        assert breaker.state is BreakerState.CLOSED and len(llm.requests) == 19
+
+        # A failed trial opens it again for a full period.
+        llm.script += [Scripted(status=500)] * 6
+        for _ in range(5):
+            with pytest.raises(TransientError):
+                await ask()
+        clock.t += 60
+        with pytest.raises(TransientError):
+            await ask()  # the trial
+        assert breaker.state is BreakerState.OPEN and len(llm.requests) == 25
+    finally:
+        logger.remove(sink)
+        await model.aclose()
+    assert changes == [
+        "LLM: circuit closed -> open",
+        "LLM: circuit open -> half-open",
+        "LLM: circuit half-open -> closed",
+        "LLM: circuit closed -> open",
+        "LLM: circuit open -> half-open",
+        "LLM: circuit half-open -> open",
+    ]
+
+
+async def test_each_kind_of_llm_failure_gets_its_own_message_and_admins_hear_the_cause(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    llm.by_prompt.update(
+        {
+            "slow": Scripted(delay_s=5.0),
+            "busy": Scripted(status=503),
+            "limited": Scripted(
+                status=429, body={"error": {"code": "rate_limit_exceeded"}}, headers={"Retry-After": "1"}
+            ),
+            "quota": Scripted(status=429, body={"error": {"code": "insufficient_quota"}}),
+            "key": Scripted(status=401, body={"error": {"message": "Incorrect API key provided: sk-abc"}}),
+            "odd": Scripted(status=422, body={"error": {"message": "unprocessable"}}),
+        }
+    )
+    expected = {
+        1: ("slow", [texts.failed(Cause.TIMEOUT)]),
+        2: ("busy", [texts.failed(Cause.UNAVAILABLE)]),
+        3: ("limited", [texts.RATE_LIMITED, texts.failed(Cause.RATE_LIMITED)]),
+        4: ("quota", [texts.failed(Cause.QUOTA)]),
+        5: ("key", [texts.failed(Cause.AUTH)]),
+        6: ("odd", [texts.FAILED]),
+    }
+    # All different, but for quota and key: to users both just mean "unavailable".
+    assert len({tuple(replies) for _, replies in expected.values()}) == 5
+    process = BotProcess(
+        tmp_path / "data",
+        tg,
+        llm,
+        OPENAI_TIMEOUT="1",
+        JOB_MAX_ATTEMPTS="1",  # no retries: each failure is final at once
+        BREAKER_FAIL_MAX="100",  # keep the breaker out of this test
+        OUTAGE_MAX_WAIT_S="3",  # how long a rate limit is waited out
+        ADMIN_USER_IDS="99",
+    ).start()
+    try:
+        for chat, (prompt, _) in expected.items():
+            tg.add_message(chat, prompt)
+        await eventually(
+            lambda: all(tg.texts_to(chat) == replies for chat, (_, replies) in expected.items()),
+            timeout=30,
+            what="every chat's failure message",
+        )
+        await eventually(lambda: len(tg.texts_to(99)) == 2, what="two admin alerts")
+    finally:
+        await process.stop_clean()
+    alerts = sorted(tg.texts_to(99))
+    assert "check OPENAI_API_KEY" in alerts[0] and "HTTP 401" in alerts[0]
+    assert "insufficient_quota" in alerts[1] and "billing" in alerts[1]
+    log = process.log()
+    assert log.count("ALERT for the bot's owner") == 2
+    assert "sk-abc" not in log and "unprocessable" not in log  # the server's words go nowhere
+
+
+async def test_an_outage_opens_the_breaker_after_five_calls_and_every_message_is_answered(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    llm.script += [Scripted(status=500)] * 5
+    process = BotProcess(
+        tmp_path / "data", tg, llm, LLM_CONCURRENCY="1", BREAKER_RESET_S="3"
+    ).start()  # one call at a time, so the count is exact
+    chats = range(1, 9)
+    try:
+        for chat in chats:
+            tg.add_message(chat, f"m{chat}")
+        await eventually(
+            lambda: all(tg.texts_to(chat)[:1] == [texts.OUTAGE] for chat in chats),
+            timeout=20,
+            what="everyone told of the outage",
+        )
+        assert len(llm.requests) == 5  # no call while open: not even the retries of the first five
+        await eventually(
+            lambda: all(tg.texts_to(chat) == [texts.OUTAGE, f"echo: m{chat}"] for chat in chats),
+            timeout=30,
+            what="every message answered after the recovery",
+        )
+    finally:
+        await process.stop_clean()
+    assert len(llm.requests) == 5 + 8  # the failures, then one answer each: nothing wasted
+    assert "circuit closed -> open" in process.log() and "circuit half-open -> closed" in process.log()
+
+
+async def test_telegram_flood_control_delays_the_reply_and_then_delivers_it(
+    tg: FakeTelegram, llm: FakeOpenAI, bot: BotProcess
+) -> None:
+    tg.fail["sendMessage"] = [Failure(429, "Too Many Requests: retry after 3", retry_after=3)]
+    tg.add_message(10, "hello")
+    await eventually(lambda: tg.texts_to(10) == ["echo: hello"], timeout=20, what="the reply")
+    sends = [t for (method, _), t in zip(tg.calls, tg.call_times, strict=True) if method == "sendMessage"]
+    assert len(sends) == 2 and sends[1] - sends[0] >= 3.0  # as Telegram said (the backoff is 2 s)
+    assert len(llm.requests) == 1  # the answer was kept, not generated again
+
+
+async def test_a_user_who_blocked_the_bot_ends_the_job_without_retries(
+    tg: FakeTelegram, llm: FakeOpenAI, bot: BotProcess
+) -> None:
+    tg.fail["sendMessage"] = [Failure(403, "Forbidden: bot was blocked by the user")]
+    tg.add_message(10, "hello")
+    await eventually(lambda: "is dead after 1 attempt(s)" in bot.log(), timeout=20, what="the job ended")
+    tg.add_message(11, "still there?")  # the bot carries on for everyone else
+    await eventually(lambda: tg.texts_to(11) == ["echo: still there?"], what="the next reply")
+    sends_to_10 = [p for m, p in tg.calls if m == "sendMessage" and str(p["chat_id"]) == "10"]
+    assert len(sends_to_10) == 1  # no retry, and no apology sent into the void
+    assert len(llm.requests) == 2
+
+
+async def test_telegram_down_for_ten_seconds_then_every_reply_is_delivered_once(
+    tg: FakeTelegram, llm: FakeOpenAI, bot: BotProcess
+) -> None:
+    tg.add_message(10, "one")
+    await eventually(lambda: tg.texts_to(10) == ["echo: one"], timeout=20, what="the first reply")
+    llm.script += [Scripted(delay_s=1.0)] * 2  # answers come while Telegram is down
+    last = tg.add_message(11, "two")
+    tg.add_message(12, "three")
+    await eventually(lambda: tg.confirmed_below > last, what="the updates taken")
+    tg.down = True
+    tg.add_message(13, "four")  # arrives at Telegram during its outage
+    await asyncio.sleep(10)
+    assert len(tg.sent) == 1  # nothing could be delivered meanwhile
+    tg.down = False
+    want = {10: ["echo: one"], 11: ["echo: two"], 12: ["echo: three"], 13: ["echo: four"]}
+    await eventually(
+        lambda: all(tg.texts_to(chat) == replies for chat, replies in want.items()),
+        timeout=30,
+        what="every reply after the outage",
+    )
+    await asyncio.sleep(1.0)  # and nothing more comes: no duplicates
+    assert len(tg.sent) == 4
+    assert len(llm.requests) == 4  # replies were kept through the outage, not generated again
