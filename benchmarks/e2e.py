@@ -92,6 +92,13 @@ async def measure(kind: str, users: int, per_user: int, latency_messages: int, w
         OPENAI_MODEL="fake-model",
         DATA_DIR=str(workdir / "data"),
         LOG_LEVEL="WARNING",
+        # The fake Telegram has no flood limits, and the baselines do not pace their sends:
+        # with pacing on, ours would be held to Telegram's 30 messages/s and the load phase
+        # would measure that limit instead of the bot.
+        TELEGRAM_RATE_PER_S="0",
+        ALLOWED_USER_IDS="*",
+        RATE_LIMIT_USER_PER_MIN="0",  # 500 messages in seconds: the limits would refuse most
+        RATE_LIMIT_GLOBAL_PER_MIN="0",
     )
     log = (workdir / f"{kind}.log").open("ab")
     argv = command(kind, tg, llm)

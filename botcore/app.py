@@ -15,6 +15,7 @@ import telegram
 from loguru import logger
 
 from botcore import __version__, texts
+from botcore.admin import AdminCommands
 from botcore.alerts import Alerts
 from botcore.breaker import CircuitBreaker
 from botcore.chat import ChatService
@@ -24,6 +25,7 @@ from botcore.config import Settings, load_settings
 from botcore.conversations import ConversationStore, KeyValueStore
 from botcore.db import Database
 from botcore.errors import StartupError
+from botcore.gate import Gate, RateLimits
 from botcore.intake import UPDATE_KIND, UpdatePoller
 from botcore.jobqueue import JobQueue
 from botcore.jobstore import JobStore
@@ -31,9 +33,12 @@ from botcore.llm import ChatModel
 from botcore.lockfile import DataDirLock
 from botcore.logs import setup_logging
 from botcore.messenger import Messenger
+from botcore.models import Prices
+from botcore.spending import Spending
 from botcore.stt import OpenAITranscriber, SpeechApiTranscriber, SpeechToText, WhisperApiTranscriber
 from botcore.stt_local import LocalWhisperTranscriber, resolve_model
 from botcore.telegram_api import make_bot
+from botcore.usage import UsageStore
 from botcore.voice import ACK_KIND, VOICE_KIND, VoiceService, route_update
 from botcore.worker import JobKind, Worker
 
@@ -103,7 +108,33 @@ async def run(settings: Settings) -> None:
         )
         stack.push_async_callback(model.aclose)
         conversations = ConversationStore(db)
+        usage = UsageStore(db)
+        cleanup = Cleanup(
+            queue,
+            conversations,
+            done_after_s=settings.job_retention_done_s,
+            dead_after_s=settings.job_retention_dead_s,
+            history_ttl_days=settings.history_ttl_days,
+        )
+        kv = KeyValueStore(db)
         messenger = Messenger(bot)
+        alerts = Alerts(messenger, settings.admin_user_ids, clock=clock)
+        spending = Spending(
+            usage,
+            kv,
+            alerts,
+            prices=Prices(
+                settings.price_input_per_1m,
+                settings.price_output_per_1m,
+                settings.price_transcription_per_min,
+            ),
+            clock=clock,
+            admin_ids=settings.admin_user_ids,
+            user_daily_usd=settings.user_daily_budget_usd,
+            user_monthly_usd=settings.user_monthly_budget_usd,
+            global_daily_usd=settings.global_daily_budget_usd,
+            daily_alert_usd=settings.daily_cost_alert_usd,
+        )
         breakers = {
             name: CircuitBreaker(
                 name,
@@ -119,21 +150,30 @@ async def run(settings: Settings) -> None:
             model=model,
             messenger=messenger,
             breaker=breakers["LLM"],
-            alerts=Alerts(messenger, settings.admin_user_ids, clock=clock),
+            alerts=alerts,
+            spending=spending,
             clock=clock,
             system_prompt=settings.system_prompt,
             history_messages=settings.history_messages,
             history_ttl_days=settings.history_ttl_days,
             bot_username=bot.username,
+            admin_ids=settings.admin_user_ids,
+            admin=AdminCommands(
+                queue=queue,
+                usage=usage,
+                breakers=breakers,
+                clock=clock,
+                version=__version__,
+                cleanup=cleanup.run_once,
+            ),
         )
         stt = build_transcriber(settings)
         if stt is not None:
             stack.push_async_callback(stt.aclose)
-        kv = KeyValueStore(db)
         voice = VoiceService(
             chat=chat,
             queue=queue,
-            conversations=conversations,
+            spending=spending,
             kv=kv,
             messenger=messenger,
             stt=stt,
@@ -157,16 +197,21 @@ async def run(settings: Settings) -> None:
         worker = Worker(
             queue, kinds, concurrency=settings.worker_concurrency, grace_s=settings.shutdown_grace_s
         )
-        cleanup = Cleanup(
-            queue,
-            conversations,
-            done_after_s=settings.job_retention_done_s,
-            dead_after_s=settings.job_retention_dead_s,
-            history_ttl_days=settings.history_ttl_days,
-        )
         cleaning = asyncio.create_task(cleanup.run())
         stack.push_async_callback(_stop_task, cleanup.stop, cleaning)
-        poller = UpdatePoller(bot, queue, kv, clock=clock, route=route_update)
+        gate = Gate(
+            route_update,
+            messenger,
+            bot_id=bot.id,
+            bot_username=bot.username,
+            admin_ids=settings.admin_user_ids,
+            allowed_user_ids=settings.allowed_user_ids,
+            allowed_chat_ids=settings.allowed_chat_ids,
+            rate_limits=RateLimits(settings.rate_limit_user_per_min, settings.rate_limit_global_per_min),
+            exempt_admins=settings.rate_limit_exempt_admins,
+        )
+        stack.push_async_callback(gate.aclose)
+        poller = UpdatePoller(bot, queue, kv, clock=clock, route=gate.route)
         polling = asyncio.create_task(poller.run())
         stack.push_async_callback(_stop_task, poller.stop, polling)
         _install_signal_handlers([poller.stop, worker.request_stop])

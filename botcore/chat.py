@@ -6,12 +6,15 @@ in the job's checkpoint, so a retry neither asks the LLM again nor re-sends what
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from loguru import logger
 
 from botcore import texts
+from botcore.admin import AdminCommands
 from botcore.alerts import Alerts
 from botcore.breaker import BreakerState, CircuitBreaker
 from botcore.clock import DAY_S, Clock
@@ -22,6 +25,7 @@ from botcore.jobqueue import JobQueue
 from botcore.llm import ChatModel, Completion
 from botcore.messenger import Messenger
 from botcore.models import Job, Turn, Usage
+from botcore.spending import Spending
 
 # Message fields that carry something a person sent (as opposed to service messages: joins,
 # pins, title changes…, which get no answer at all).
@@ -54,11 +58,14 @@ class ChatService:
         messenger: Messenger,
         breaker: CircuitBreaker,
         alerts: Alerts,
+        spending: Spending,
         clock: Clock,
         system_prompt: str,
         history_messages: int,
         history_ttl_days: float,
         bot_username: str | None = None,
+        admin_ids: Collection[int] = (),
+        admin: AdminCommands | None = None,
     ) -> None:
         self._queue = queue
         self._conversations = conversations
@@ -66,11 +73,14 @@ class ChatService:
         self._messenger = messenger
         self._breaker = breaker
         self._alerts = alerts
+        self._spending = spending
         self._clock = clock
         self._system_prompt = system_prompt
         self._history_messages = history_messages
         self._history_ttl_s = history_ttl_days * DAY_S
         self._bot_username = bot_username
+        self._admin_ids = frozenset(admin_ids)
+        self._admin = admin
         self._log = logger.bind(component="chat")
 
     async def handle_update(self, job: Job) -> None:
@@ -79,13 +89,15 @@ class ChatService:
             return  # edits and other update types are not answered
         where = ReplyTarget.of(message)
         text = message.get("text")
+        user_id = (message.get("from") or {}).get("id")
         with logger.contextualize(update_id=job.payload.get("update_id"), chat_id=where.chat_id):
             if isinstance(text, str) and text.strip():
                 if text.startswith("/"):
-                    await self._command(job, where, text)
+                    await self._command(job, where, user_id, text)
                 else:
-                    user_id = (message.get("from") or {}).get("id")
-                    await self.answer(job, where, user_id, text.strip(), dict(job.checkpoint or {}))
+                    said = self.speaker_text(message, text)
+                    if said:
+                        await self.answer(job, where, user_id, said, dict(job.checkpoint or {}))
             elif any(key in message for key in _CONTENT):
                 await self._notice_once(job, dict(job.checkpoint or {}), where, texts.NOT_TEXT)
 
@@ -114,19 +126,51 @@ class ChatService:
         if not isinstance(exc, JobError):
             return None
         if exc.cause in (Cause.QUOTA, Cause.AUTH):
-            await self._alerts.send(str(exc))
+            await self._alerts.send(texts.ALERT_UPSTREAM.format(detail=exc))
         return exc.cause
 
-    async def _command(self, job: Job, where: ReplyTarget, text: str) -> None:
-        command, _, target = text.split()[0][1:].partition("@")
+    def speaker_text(self, message: dict[str, Any], text: str) -> str:
+        """What goes to the model as the user's turn. In a group: without the mention of the bot,
+        and with the speaker's name in front, so the model can tell people apart."""
+        text = text.strip()
+        if (message.get("chat") or {}).get("type") not in ("group", "supergroup"):
+            return text
+        if self._bot_username:
+            text = re.sub(rf"@{re.escape(self._bot_username)}\b", "", text, flags=re.IGNORECASE).strip()
+        sender = message.get("from") or {}
+        name = " ".join(filter(None, (sender.get("first_name"), sender.get("last_name")))) or sender.get(
+            "username", "someone"
+        )
+        return f"{name}: {text}" if text else ""
+
+    async def _command(self, job: Job, where: ReplyTarget, user_id: int | None, text: str) -> None:
+        word, *rest = text.split(maxsplit=1)
+        argument = rest[0] if rest else ""
+        command, _, target = word[1:].partition("@")
         if target and self._bot_username and target.lower() != self._bot_username.lower():
             return  # a command for another bot in a group
         command = command.lower()
         checkpoint = dict(job.checkpoint or {})
+        is_admin = user_id in self._admin_ids
         if command == "start":
             reply = texts.START
         elif command == "help":
-            reply = texts.HELP
+            reply = texts.HELP + (texts.ADMIN_HELP if is_admin else "")
+        elif command == "usage" and user_id is not None:
+            day, month = await self._spending.of_user(user_id)
+            reply = texts.USAGE.format(
+                day=day,
+                month=month,
+                day_minutes=day.audio_seconds / 60,
+                month_minutes=month.audio_seconds / 60,
+            )
+        elif command in ("status", "dead", "retry", "cleanup") and (not is_admin or self._admin is None):
+            reply = texts.ADMIN_ONLY
+        elif command in ("status", "dead", "retry", "cleanup") and self._admin is not None:
+            if "reply" not in checkpoint:  # /retry and /cleanup act once, even if the job runs twice
+                checkpoint["reply"] = await self._admin_command(command, argument)
+                await self.save(job, checkpoint)
+            reply = checkpoint["reply"]
         elif command == "reset":
             if "deleted" not in checkpoint:  # a retry must not report 0 after the first run deleted
                 checkpoint["deleted"] = await self._conversations.reset(where.chat_id)
@@ -136,6 +180,16 @@ class ChatService:
         else:
             reply = texts.UNKNOWN_COMMAND
         await self._notice_once(job, checkpoint, where, reply)
+
+    async def _admin_command(self, command: str, argument: str) -> str:
+        assert self._admin is not None
+        if command == "status":
+            return await self._admin.status()
+        if command == "dead":
+            return await self._admin.dead()
+        if command == "retry":
+            return await self._admin.retry(argument)
+        return await self._admin.cleanup()
 
     async def _notice_once(self, job: Job, checkpoint: dict[str, Any], where: ReplyTarget, text: str) -> None:
         if checkpoint.get("sent"):
@@ -152,6 +206,10 @@ class ChatService:
         """Answer ``text`` with the LLM and this chat's memory. ``checkpoint`` is the job's progress
         (it may hold a voice job's transcript too); this adds the answer and the parts sent."""
         if "answer" not in checkpoint:
+            refusal = await self._spending.refusal(user_id)
+            if refusal is not None:
+                await self._notice_once(job, checkpoint, where, refusal)
+                return
             now = self._clock.now()
             history = await self._conversations.history(
                 where.chat_id, limit=self._history_messages, since=now - self._history_ttl_s
@@ -168,12 +226,8 @@ class ChatService:
             checkpoint.update(answer=completion.text, sent=0, usage=asdict(completion.usage))
             await self.save(job, checkpoint)
         # On every attempt: recording is idempotent per job, and a failure here must not lose it.
-        await self._conversations.record_usage(
-            Usage(**checkpoint["usage"]),
-            job_id=job.id,
-            chat_id=where.chat_id,
-            user_id=user_id,
-            now=self._clock.now(),
+        await self._spending.record(
+            Usage(**checkpoint["usage"]), job_id=job.id, chat_id=where.chat_id, user_id=user_id
         )
         chunks = render(checkpoint["answer"])
         for index in range(checkpoint["sent"], len(chunks)):

@@ -5,20 +5,13 @@ minute. Never blocks message handling: each step is a few short, batched stateme
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
 from loguru import logger
 
 from botcore.clock import DAY_S
 from botcore.conversations import ConversationStore
 from botcore.jobqueue import JobQueue
-
-
-@dataclass(frozen=True, slots=True)
-class CleanupResult:
-    done_jobs: int
-    dead_jobs: int
-    messages: int
+from botcore.models import CleanupResult
 
 
 class Cleanup:

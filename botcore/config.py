@@ -68,6 +68,18 @@ class Settings:
     job_retention_done_s: float
     job_retention_dead_s: float
     admin_user_ids: frozenset[int]
+    allowed_user_ids: frozenset[int] | None  # None: everyone ("*"); empty: admins only
+    allowed_chat_ids: frozenset[int] | None  # group chats served; None: every group
+    rate_limit_user_per_min: int  # 0: no limit
+    rate_limit_global_per_min: int
+    rate_limit_exempt_admins: bool
+    price_input_per_1m: float
+    price_output_per_1m: float
+    price_transcription_per_min: float
+    user_daily_budget_usd: float | None
+    user_monthly_budget_usd: float | None
+    global_daily_budget_usd: float | None
+    daily_cost_alert_usd: float | None
     telegram_rate_per_s: float  # outgoing messages per second overall; 0 turns the limiter off
     telegram_group_rate_per_min: float
 
@@ -154,6 +166,19 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         job_retention_done_s=reader.number("JOB_RETENTION_DONE_S", 300.0, float, minimum=0),
         job_retention_dead_s=reader.number("JOB_RETENTION_DEAD_S", 3600.0, float, minimum=0),
         admin_user_ids=reader.ids("ADMIN_USER_IDS"),
+        allowed_user_ids=reader.ids_or_all("ALLOWED_USER_IDS"),
+        allowed_chat_ids=reader.ids_or_all("ALLOWED_CHAT_IDS"),
+        rate_limit_user_per_min=reader.number("RATE_LIMIT_USER_PER_MIN", 10, int, minimum=0),
+        rate_limit_global_per_min=reader.number("RATE_LIMIT_GLOBAL_PER_MIN", 100, int, minimum=0),
+        rate_limit_exempt_admins=reader.flag("RATE_LIMIT_EXEMPT_ADMINS", True),
+        # gpt-4o-mini and whisper-1 list prices (USD) as of 2024-2026; set your model's.
+        price_input_per_1m=reader.number("PRICE_INPUT_PER_1M", 0.15, float, minimum=0),
+        price_output_per_1m=reader.number("PRICE_OUTPUT_PER_1M", 0.60, float, minimum=0),
+        price_transcription_per_min=reader.number("PRICE_TRANSCRIPTION_PER_MIN", 0.006, float, minimum=0),
+        user_daily_budget_usd=reader.optional_number("USER_DAILY_BUDGET_USD"),
+        user_monthly_budget_usd=reader.optional_number("USER_MONTHLY_BUDGET_USD"),
+        global_daily_budget_usd=reader.optional_number("GLOBAL_DAILY_BUDGET_USD"),
+        daily_cost_alert_usd=reader.optional_number("DAILY_COST_ALERT_USD", 50.0),
         telegram_rate_per_s=reader.number("TELEGRAM_RATE_PER_S", 30.0, float, minimum=0),
         telegram_group_rate_per_min=reader.number("TELEGRAM_GROUP_RATE_PER_MIN", 20.0, float, minimum=1),
     )
@@ -199,6 +224,25 @@ class _Reader:
             raise ConfigError(
                 name, "Telegram ids separated by commas, like 12345,67890", self._env.get(name)
             ) from None
+
+    def ids_or_all(self, name: str) -> frozenset[int] | None:
+        """``*`` for everyone (None), else ids as for ``ids``; unset is nobody (empty)."""
+        return None if self._env.get(name, "").strip() == "*" else self.ids(name)
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.get(name, "true" if default else "false").lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(name, "true or false", self._env.get(name))
+
+    def optional_number(self, name: str, default: float | None = None) -> float | None:
+        """A money amount; unset (or ``off``) means no limit."""
+        if self._env.get(name, "").strip().lower() in ("off", "none"):
+            return None
+        value = self.number(name, -1.0, float, minimum=0)
+        return default if value < 0 else value
 
     def number(self, name: str, default: T, kind: Callable[[str], T], *, minimum: float) -> T:
         raw = self._env.get(name, "").strip()

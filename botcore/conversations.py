@@ -1,10 +1,10 @@
-"""All SQL of conversation memory (``messages``), usage records (``usage``) and the ``kv`` table.
+"""All SQL of conversation memory (``messages``) and the ``kv`` table.
 Rows become ``Turn`` objects here. Storing is idempotent per job, so a retried job is harmless."""
 
 from __future__ import annotations
 
 from botcore.db import Database
-from botcore.models import Turn, Usage
+from botcore.models import Turn
 
 
 class KeyValueStore:
@@ -26,6 +26,14 @@ class KeyValueStore:
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
+
+    async def add(self, key: str, value: str) -> bool:
+        """Store ``value`` unless ``key`` exists; True if this call stored it (atomic)."""
+        rows = await self._db.fetchall(
+            "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING RETURNING key",
+            (key, value),
+        )
+        return bool(rows)
 
 
 class ConversationStore:
@@ -61,44 +69,4 @@ class ConversationStore:
 
     async def purge_expired(self, *, before: float, batch: int = 1000) -> int:
         """Delete messages older than ``before`` (expired memory is deleted, not hidden)."""
-        total = 0
-        while True:
-            rows = await self._db.fetchall(
-                "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE created_at < ? LIMIT ?)"
-                " RETURNING id",
-                (before, batch),
-            )
-            total += len(rows)
-            if len(rows) < batch:
-                return total
-
-    async def record_usage(
-        self, usage: Usage, *, job_id: int | None, chat_id: int | None, user_id: int | None, now: float
-    ) -> None:
-        """Record one call; the same job and kind is recorded once, however often it is retried."""
-        await self._db.fetchall(
-            "INSERT OR IGNORE INTO usage (created_at, job_id, chat_id, user_id, kind, model,"
-            " prompt_tokens, completion_tokens, audio_seconds, cost_usd)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                now,
-                job_id,
-                chat_id,
-                user_id,
-                usage.kind,
-                usage.model,
-                usage.prompt_tokens,
-                usage.completion_tokens,
-                usage.audio_seconds,
-                usage.cost_usd,
-            ),
-        )
-
-    async def usage_totals(self, *, since: float) -> dict[str, int]:
-        row = await self._db.fetchone(
-            "SELECT count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0)"
-            " FROM usage WHERE created_at >= ?",
-            (since,),
-        )
-        calls, prompt, completion = row if row else (0, 0, 0)
-        return {"calls": calls, "prompt_tokens": prompt, "completion_tokens": completion}
+        return await self._db.delete_in_batches("messages", "created_at < ?", (before,), batch=batch)

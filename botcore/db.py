@@ -74,6 +74,20 @@ class Database:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
 
+    async def delete_in_batches(self, table: str, where: str, params: Params, *, batch: int = 1000) -> int:
+        """``DELETE FROM table WHERE where``, ``batch`` rows per statement, so no other write waits
+        long behind it. ``table`` and ``where`` are our own constants, never user input."""
+        sql = (
+            f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {where} LIMIT ?)"
+            " RETURNING 1"
+        )
+        total = 0
+        while True:
+            rows = await self.fetchall(sql, (*params, batch))
+            total += len(rows)
+            if len(rows) < batch:
+                return total
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         """``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back on any exception, cancellation included."""

@@ -183,6 +183,16 @@ class JobQueue:
     async def by_dedup_key(self, key: str) -> Job | None:
         return await self._store.by_dedup_key(key)
 
+    async def latest_dead(self, limit: int = 10) -> list[Job]:
+        return await self._store.latest_dead(limit)
+
+    async def revive(self, job_id: int) -> Job | None:
+        """Put a dead job back (an operator's ``/retry``); it runs again with fresh attempts."""
+        job = await self._store.revive(job_id, now=self.clock.now())
+        if job is not None:
+            self.wake.set()
+        return job
+
     async def stats(self) -> QueueStats:
         return await self._store.stats(now=self.clock.now())
 

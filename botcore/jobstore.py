@@ -289,6 +289,24 @@ class JobStore:
         row = await self._db.fetchone(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
         return None if row is None else _job(row)
 
+    async def latest_dead(self, limit: int) -> list[Job]:
+        rows = await self._db.fetchall(
+            f"SELECT {_COLUMNS} FROM jobs WHERE state = 'dead' ORDER BY finished_at DESC, id DESC LIMIT ?",
+            (limit,),
+        )
+        return [_job(row) for row in rows]
+
+    async def revive(self, job_id: int, *, now: float) -> Job | None:
+        """A dead job back to the queue with fresh attempts; its checkpoint (the progress it had
+        made) is kept. None if there is no such dead job."""
+        row = await self._db.fetchone(
+            f"""UPDATE jobs SET state = 'queued', attempts = 0, run_at = :now, finished_at = NULL,
+                   deferred_since = NULL, updated_at = :now
+               WHERE id = :id AND state = 'dead' RETURNING {_COLUMNS}""",
+            {"id": job_id, "now": now},
+        )
+        return None if row is None else _job(row)
+
     async def stats(self, *, now: float) -> QueueStats:
         rows = await self._db.fetchall("SELECT state, kind, count(*) FROM jobs GROUP BY state, kind")
         oldest = await self._db.fetchone("SELECT min(created_at) FROM jobs WHERE state = 'queued'")
@@ -299,15 +317,7 @@ class JobStore:
         """Delete finished jobs past their retention, in small batches so no write waits long."""
         removed = {}
         for state, before in (("done", done_before), ("dead", dead_before)):
-            total = 0
-            while True:
-                rows = await self._db.fetchall(
-                    "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state = ?"
-                    " AND finished_at < ? LIMIT ?) RETURNING id",
-                    (state, before, batch),
-                )
-                total += len(rows)
-                if len(rows) < batch:
-                    break
-            removed[state] = total
+            removed[state] = await self._db.delete_in_batches(
+                "jobs", "state = ? AND finished_at < ?", (state, before), batch=batch
+            )
         return PurgeResult(done=removed["done"], dead=removed["dead"])

@@ -72,4 +72,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # Small named values that must survive restarts (e.g. the last persisted update_id).
         "CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     ),
+    # 3: budgets add up one user's spending per day and month on every message.
+    ("CREATE INDEX usage_user ON usage (user_id, created_at)",),
 )

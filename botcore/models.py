@@ -91,3 +91,37 @@ class Usage:
 class PurgeResult:
     done: int
     dead: int
+
+
+@dataclass(frozen=True, slots=True)
+class Prices:
+    """What the owner pays, in USD: set in the configuration, never a built-in model table."""
+
+    input_per_1m: float
+    output_per_1m: float
+    transcription_per_min: float
+
+    def cost(self, usage: Usage) -> float:
+        return (
+            usage.prompt_tokens * self.input_per_1m / 1e6
+            + usage.completion_tokens * self.output_per_1m / 1e6
+            + usage.audio_seconds / 60 * self.transcription_per_min
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UsageSummary:
+    """Usage added up over a period: for one user, or for everyone."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    audio_seconds: float = 0.0
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CleanupResult:
+    done_jobs: int
+    dead_jobs: int
+    messages: int

@@ -10,7 +10,12 @@ START = (
 )
 HELP = (
     "I answer your messages with an AI model and remember the last few messages of this chat.\n\n"
-    "/reset — forget our conversation\n/help — this message"
+    "/reset — forget our conversation\n/usage — what you have used today and this month\n"
+    "/help — this message"
+)
+ADMIN_HELP = (
+    "\n\nFor admins:\n/status — queue, services, today's use\n/dead — the latest failed jobs\n"
+    "/retry <job id> — run a failed job again\n/cleanup — clean the database now"
 )
 RESET = "🧹 Done: I forgot our conversation ({count} messages)."
 RESET_EMPTY = "🧹 Done: there was nothing to forget."
@@ -74,6 +79,41 @@ def voice_failed(cause: Cause | None) -> str:
 
 
 # To admins (ADMIN_USER_IDS): the real cause, which only the bot's owner can fix.
-ADMIN_ALERT = "⚠️ Bot alert: {detail}.\nUsers are told the service is unavailable until this is fixed."
+ADMIN_ALERT = "⚠️ Bot alert: {detail}"
+ALERT_UPSTREAM = "{detail}. Users are told the service is unavailable until this is fixed."
+ALERT_DAILY_COST = "today's cost has reached ${spent:.2f}, over DAILY_COST_ALERT_USD (${limit:.2f})."
 
-COMMANDS = (("start", "Start the bot"), ("help", "What I can do"), ("reset", "Forget our conversation"))
+# Who may use the bot, how fast and how much.
+NOT_ALLOWED = (
+    "🔒 Sorry, this is a private bot. Your Telegram user id is {user_id}: the bot's owner can let "
+    "you in by adding it to ALLOWED_USER_IDS."
+)
+GROUP_NOT_ALLOWED = (
+    "🔒 This bot isn't enabled in this group. The bot's owner can enable it by adding this chat's "
+    "id, {chat_id}, to ALLOWED_CHAT_IDS."
+)
+RATE_LIMITED_USER = (
+    "⏳ You're sending messages faster than I can take them. That message was not processed; "
+    "please wait {seconds} s and send it again."
+)
+RATE_LIMITED_GLOBAL = (
+    "⏳ I'm very busy right now. That message was not processed; please try again in {seconds} s."
+)
+BUDGET_USER_DAY = "💸 You've used today's budget (${limit:.2f}). It resets at midnight UTC."
+BUDGET_USER_MONTH = "💸 You've used this month's budget (${limit:.2f}). It resets on the 1st (UTC)."
+BUDGET_GLOBAL = "💸 This bot has used its budget for today. Please try again after midnight UTC."
+USAGE = (
+    "📊 Your usage\n"
+    "Today: {day.requests} requests, {day.prompt_tokens} + {day.completion_tokens} tokens, "
+    "{day_minutes:.1f} min of voice, ${day.cost_usd:.4f}\n"
+    "This month: {month.requests} requests, {month.prompt_tokens} + {month.completion_tokens} tokens, "
+    "{month_minutes:.1f} min of voice, ${month.cost_usd:.4f}"
+)
+ADMIN_ONLY = "🔒 Sorry, that command is for the bot's admins."
+
+COMMANDS = (
+    ("start", "Start the bot"),
+    ("help", "What I can do"),
+    ("reset", "Forget our conversation"),
+    ("usage", "What you have used"),
+)

@@ -17,13 +17,14 @@ from botcore import texts
 from botcore.breaker import BreakerState, CircuitBreaker
 from botcore.chat import ChatService, ReplyTarget
 from botcore.clock import Clock
-from botcore.conversations import ConversationStore, KeyValueStore
+from botcore.conversations import KeyValueStore
 from botcore.errors import Cause, JobError, UpstreamUnavailable
 from botcore.formatting import plain_chunks
 from botcore.intake import route_to_update_job
 from botcore.jobqueue import JobQueue
 from botcore.messenger import Messenger
 from botcore.models import Job, JobState, NewJob, Usage
+from botcore.spending import Spending
 from botcore.stt import SpeechToText
 
 VOICE_KIND = "voice"
@@ -83,7 +84,7 @@ class VoiceService:
         *,
         chat: ChatService,
         queue: JobQueue,
-        conversations: ConversationStore,
+        spending: Spending,
         kv: KeyValueStore,
         messenger: Messenger,
         stt: SpeechToText | None,  # None: voice is turned off
@@ -95,7 +96,7 @@ class VoiceService:
     ) -> None:
         self._chat = chat
         self._queue = queue
-        self._conversations = conversations
+        self._spending = spending
         self._kv = kv
         self._messenger = messenger
         self._stt = stt
@@ -150,6 +151,11 @@ class VoiceService:
             await self._kv.delete(_ack_key(note))
             return
         if "transcript" not in checkpoint:
+            refusal = await self._spending.refusal(note.user_id)
+            if refusal is not None:
+                await self._show(note, checkpoint["ack"], refusal)
+                await self._kv.delete(_ack_key(note))
+                return
             audio = await self._messenger.download(note.file_id)
             try:
                 async with self._breaker.call():
@@ -160,12 +166,8 @@ class VoiceService:
             usage = Usage("transcription", result.model, audio_seconds=note.seconds)
             checkpoint.update(transcript=result.text, stt_usage=asdict(usage))
             await self._chat.save(job, checkpoint)
-        await self._conversations.record_usage(
-            Usage(**checkpoint["stt_usage"]),
-            job_id=job.id,
-            chat_id=note.target.chat_id,
-            user_id=note.user_id,
-            now=self._clock.now(),
+        await self._spending.record(
+            Usage(**checkpoint["stt_usage"]), job_id=job.id, chat_id=note.target.chat_id, user_id=note.user_id
         )
         transcript = checkpoint["transcript"]
         if not transcript:
@@ -173,7 +175,8 @@ class VoiceService:
         else:
             await self._show_transcript(job, note, transcript, checkpoint)
             if self._reply == "answer":
-                await self._chat.answer(job, note.target, note.user_id, transcript, checkpoint)
+                said = self._chat.speaker_text(job.payload["message"], transcript)
+                await self._chat.answer(job, note.target, note.user_id, said, checkpoint)
         await self._kv.delete(_ack_key(note))
 
     async def _tell_outage_once(self, job: Job, note: VoiceNote, checkpoint: dict[str, Any]) -> None:

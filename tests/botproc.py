@@ -27,6 +27,10 @@ class BotProcess:
             "OPENAI_MODEL": "fake-model",
             "DATA_DIR": str(data_dir),
             "LOG_LEVEL": "DEBUG",
+            # Tests of other features run as a bot open to all, with limits out of their way.
+            "ALLOWED_USER_IDS": "*",
+            "RATE_LIMIT_USER_PER_MIN": "1000",
+            "RATE_LIMIT_GLOBAL_PER_MIN": "10000",
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -191,8 +192,14 @@ class FakeTelegram:
         }
         if text is not None:
             message["text"] = text
+            entities = []
             if text.startswith("/"):
-                message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+                entities.append({"type": "bot_command", "offset": 0, "length": len(text.split()[0])})
+            for found in re.finditer(r"@\w+", text):  # as Telegram marks them, in UTF-16 units
+                offset = len(text[: found.start()].encode("utf-16-le")) // 2
+                entities.append({"type": "mention", "offset": offset, "length": len(found.group())})
+            if entities:
+                message["entities"] = entities
         self.pending.append({"update_id": update_id, "message": message})
         self._new_update.set()
         return update_id

@@ -30,6 +30,23 @@ def test_defaults() -> None:
     assert (s.job_retention_done_s, s.job_retention_dead_s) == (300.0, 3600.0)
     assert (s.worker_concurrency, s.llm_concurrency, s.transcription_concurrency) == (32, 8, 3)
     assert s.admin_user_ids == frozenset()
+    assert s.allowed_user_ids == frozenset() and s.allowed_chat_ids == frozenset()  # admins only
+    assert parse_settings({**BASE, "ALLOWED_USER_IDS": "*"}).allowed_user_ids is None  # everyone
+    assert parse_settings({**BASE, "ALLOWED_CHAT_IDS": "-1001, -1002"}).allowed_chat_ids == {-1001, -1002}
+    assert (s.rate_limit_user_per_min, s.rate_limit_global_per_min, s.rate_limit_exempt_admins) == (
+        10,
+        100,
+        True,
+    )
+    assert (s.price_input_per_1m, s.price_output_per_1m, s.price_transcription_per_min) == (0.15, 0.60, 0.006)
+    assert (s.user_daily_budget_usd, s.user_monthly_budget_usd, s.global_daily_budget_usd) == (
+        None,
+        None,
+        None,
+    )
+    assert s.daily_cost_alert_usd == 50.0
+    assert parse_settings({**BASE, "DAILY_COST_ALERT_USD": "off"}).daily_cost_alert_usd is None
+    assert parse_settings({**BASE, "USER_DAILY_BUDGET_USD": "0.5"}).user_daily_budget_usd == 0.5
     assert (s.telegram_rate_per_s, s.telegram_group_rate_per_min) == (30.0, 20.0)
     assert parse_settings({**BASE, "ADMIN_USER_IDS": " 12345, 67890 "}).admin_user_ids == {12345, 67890}
     assert s.secrets() == (TOKEN, "sk-test-key-0123456789")
@@ -96,6 +113,10 @@ def test_any_openai_compatible_server_and_model() -> None:
         ({**BASE, "JOB_MAX_ATTEMPTS": "0"}, "JOB_MAX_ATTEMPTS"),
         ({**BASE, "LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
         ({**BASE, "ADMIN_USER_IDS": "me"}, "ADMIN_USER_IDS"),
+        ({**BASE, "ALLOWED_USER_IDS": "everyone"}, "ALLOWED_USER_IDS"),
+        ({**BASE, "RATE_LIMIT_EXEMPT_ADMINS": "maybe"}, "RATE_LIMIT_EXEMPT_ADMINS"),
+        ({**BASE, "USER_DAILY_BUDGET_USD": "-3"}, "USER_DAILY_BUDGET_USD"),
+        ({**BASE, "PRICE_INPUT_PER_1M": "free"}, "PRICE_INPUT_PER_1M"),
         ({**BASE, "TELEGRAM_RATE_PER_S": "-1"}, "TELEGRAM_RATE_PER_S"),
     ],
 )

@@ -1,6 +1,9 @@
+import pytest
+
 from botcore.conversations import ConversationStore
 from botcore.db import Database
-from botcore.models import Turn, Usage
+from botcore.models import Prices, Turn, Usage, UsageSummary
+from botcore.usage import UsageStore, day_start, month_start
 
 DAY = 86_400.0
 
@@ -46,10 +49,30 @@ async def test_reset_deletes_only_this_chat(db: Database) -> None:
     assert len(await store.history(2, limit=10, since=0)) == 2
 
 
-async def test_usage_is_recorded_once_per_job_and_kind(db: Database) -> None:
-    store = ConversationStore(db)
-    usage = Usage("chat", "llama3.2", prompt_tokens=30, completion_tokens=12)
+async def test_usage_is_recorded_once_per_job_and_kind_and_summed(db: Database) -> None:
+    store = UsageStore(db)
+    usage = Usage("chat", "llama3.2", prompt_tokens=30, completion_tokens=12, cost_usd=0.5)
     for _ in range(2):
-        await store.record_usage(usage, job_id=7, chat_id=1, user_id=11, now=5.0)
-    await store.record_usage(usage, job_id=8, chat_id=1, user_id=11, now=6.0)
-    assert await store.usage_totals(since=0) == {"calls": 2, "prompt_tokens": 60, "completion_tokens": 24}
+        await store.record(usage, job_id=7, chat_id=1, user_id=11, now=5.0)
+    await store.record(usage, job_id=8, chat_id=1, user_id=11, now=6.0)
+    voice = Usage("transcription", "whisper-1", audio_seconds=90, cost_usd=0.25)
+    await store.record(voice, job_id=8, chat_id=2, user_id=12, now=7.0)
+    assert await store.summary(since=0) == UsageSummary(3, 60, 24, 90.0, 1.25)
+    assert await store.summary(since=6.0, user_id=11) == UsageSummary(1, 30, 12, 0.0, 0.5)
+    assert await store.top_users(since=0) == [
+        (11, UsageSummary(2, 60, 24, 0.0, 1.0)),
+        (12, UsageSummary(1, 0, 0, 90.0, 0.25)),
+    ]
+    assert await store.purge(before=6.5) == 2
+    assert (await store.summary(since=0)).requests == 1
+
+
+def test_prices_and_periods_are_utc() -> None:
+    prices = Prices(input_per_1m=0.15, output_per_1m=0.60, transcription_per_min=0.006)
+    assert prices.cost(
+        Usage("chat", "m", prompt_tokens=1_000_000, completion_tokens=500_000)
+    ) == pytest.approx(0.45)
+    assert prices.cost(Usage("transcription", "w", audio_seconds=30)) == pytest.approx(0.003)
+    now = 1_764_340_000.0  # 2025-11-28 14:26:40 UTC
+    assert day_start(now) == 1_764_288_000.0  # 2025-11-28 00:00 UTC
+    assert month_start(now) == 1_761_955_200.0  # 2025-11-01 00:00 UTC

@@ -4,13 +4,14 @@ import logging
 
 from loguru import logger
 
-from botcore.cleanup import Cleanup, CleanupResult
+from botcore.cleanup import Cleanup
 from botcore.clock import ManualClock
 from botcore.conversations import ConversationStore
 from botcore.db import Database
 from botcore.errors import PermanentError
 from botcore.jobqueue import JobQueue
 from botcore.logs import setup_logging
+from botcore.models import CleanupResult
 
 from .conftest import TOKEN
 

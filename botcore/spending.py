@@ -1,0 +1,93 @@
+"""Spending: prices each recorded call (prices are configuration), enforces the optional budgets
+(per user per UTC day and month, and for everyone per day: a hard stop) right before a call
+would spend money, and alerts the admins once a day when the day's cost crosses a threshold.
+Admins are exempt from the per-user budgets."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from botcore import texts
+from botcore.alerts import Alerts
+from botcore.clock import Clock
+from botcore.conversations import KeyValueStore
+from botcore.models import Prices, Usage, UsageSummary
+from botcore.usage import UsageStore, day_start, month_start
+
+
+class Spending:
+    def __init__(
+        self,
+        usage: UsageStore,
+        kv: KeyValueStore,
+        alerts: Alerts,
+        *,
+        prices: Prices,
+        clock: Clock,
+        admin_ids: Collection[int] = (),
+        user_daily_usd: float | None = None,
+        user_monthly_usd: float | None = None,
+        global_daily_usd: float | None = None,
+        daily_alert_usd: float | None = None,
+    ) -> None:
+        self._usage = usage
+        self._prices = prices
+        self._kv = kv
+        self._alerts = alerts
+        self._clock = clock
+        self._admin_ids = frozenset(admin_ids)
+        self._user_daily = user_daily_usd
+        self._user_monthly = user_monthly_usd
+        self._global_daily = global_daily_usd
+        self._daily_alert = daily_alert_usd
+
+    async def record(self, usage: Usage, *, job_id: int, chat_id: int | None, user_id: int | None) -> None:
+        """Record one call at the configured prices; once per job and kind, however often it runs."""
+        priced = replace(usage, cost_usd=self._prices.cost(usage))
+        await self._usage.record(
+            priced, job_id=job_id, chat_id=chat_id, user_id=user_id, now=self._clock.now()
+        )
+        await self._alert_daily_cost()
+
+    async def of_user(self, user_id: int) -> tuple[UsageSummary, UsageSummary]:
+        """This user's usage today and this month."""
+        now = self._clock.now()
+        return (
+            await self._usage.summary(since=day_start(now), user_id=user_id),
+            await self._usage.summary(since=month_start(now), user_id=user_id),
+        )
+
+    async def refusal(self, user_id: int | None) -> str | None:
+        """The text that says why this user may not spend now, or None when they may."""
+        now = self._clock.now()
+        today = day_start(now)
+        if (
+            self._global_daily is not None
+            and (await self._usage.summary(since=today)).cost_usd >= self._global_daily
+        ):
+            return texts.BUDGET_GLOBAL
+        if user_id is None or user_id in self._admin_ids:
+            return None
+        if self._user_daily is not None:
+            spent = (await self._usage.summary(since=today, user_id=user_id)).cost_usd
+            if spent >= self._user_daily:
+                return texts.BUDGET_USER_DAY.format(limit=self._user_daily)
+        if self._user_monthly is not None:
+            spent = (await self._usage.summary(since=month_start(now), user_id=user_id)).cost_usd
+            if spent >= self._user_monthly:
+                return texts.BUDGET_USER_MONTH.format(limit=self._user_monthly)
+        return None
+
+    async def _alert_daily_cost(self) -> None:
+        """Alert the admins once per UTC day when the day's cost has crossed the threshold."""
+        if self._daily_alert is None:
+            return
+        now = self._clock.now()
+        spent = (await self._usage.summary(since=day_start(now))).cost_usd
+        if spent < self._daily_alert:
+            return
+        key = "cost-alert:" + datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+        if await self._kv.add(key, f"{spent:.4f}"):  # once a day, even across restarts
+            await self._alerts.send(texts.ALERT_DAILY_COST.format(spent=spent, limit=self._daily_alert))
