@@ -26,16 +26,20 @@ class Alerts:
         self._log = logger.bind(component="alerts")
 
     async def send(self, detail: str) -> bool:
-        """Alert about ``detail`` (our own words, never a secret). False if it was sent lately."""
+        """Alert about ``detail`` (our own words, never a secret). False if it was sent lately or
+        could not be delivered to any admin."""
         now = self._clock.now()
         last = self._last.get(detail)
         if last is not None and now - last < self._repeat_s:
             return False
-        self._last[detail] = now
         self._log.error("ALERT for the bot's owner: {}", detail)
+        delivered = not self._admin_ids  # with no admins, the log is the alert
         for admin in self._admin_ids:
             try:
                 await self._messenger.send_text(admin, texts.ADMIN_ALERT.format(detail=detail))
+                delivered = True
             except JobError as exc:  # e.g. the admin never opened a chat with the bot
                 self._log.warning("could not alert admin {}: {}", admin, exc)
-        return True
+        if delivered:  # else the next occurrence tries again
+            self._last[detail] = now
+        return delivered

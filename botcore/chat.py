@@ -106,28 +106,25 @@ class ChatService:
         message = job.payload.get("message")
         if not isinstance(message, dict):
             return
-        cause = await self.report_failure(exc)
-        if cause is Cause.BLOCKED:
-            return  # nobody to tell
-        try:
-            await self._messenger.send_text(
-                int(message["chat"]["id"]),
-                texts.failed(cause),
-                reply_to=int(message["message_id"]),
-                thread_id=message.get("message_thread_id"),
-            )
-        except JobError as send_exc:  # e.g. Telegram is still down
-            self._log.warning(
-                "could not tell chat {} its message failed: {}", message["chat"]["id"], send_exc
-            )
+        cause = exc.cause if isinstance(exc, JobError) else None
+        if cause is not Cause.BLOCKED:  # else there is nobody to tell
+            try:
+                await self._messenger.send_text(
+                    int(message["chat"]["id"]),
+                    texts.failed(cause),
+                    reply_to=int(message["message_id"]),
+                    thread_id=message.get("message_thread_id"),
+                )
+            except JobError as send_exc:  # e.g. Telegram is still down
+                self._log.warning(
+                    "could not tell chat {} its message failed: {}", message["chat"]["id"], send_exc
+                )
+        await self.alert_if_owner_must_act(exc)
 
-    async def report_failure(self, exc: BaseException | None) -> Cause | None:
-        """The cause of a job's final failure; a problem only the owner can fix alerts the admins."""
-        if not isinstance(exc, JobError):
-            return None
-        if exc.cause in (Cause.QUOTA, Cause.AUTH):
+    async def alert_if_owner_must_act(self, exc: BaseException | None) -> None:
+        """A job's final failure that only the owner can fix (a key, the billing) alerts the admins."""
+        if isinstance(exc, JobError) and exc.cause in (Cause.QUOTA, Cause.AUTH):
             await self._alerts.send(texts.ALERT_UPSTREAM.format(detail=exc))
-        return exc.cause
 
     def speaker_text(self, message: dict[str, Any], text: str) -> str:
         """What goes to the model as the user's turn. In a group: without the mention of the bot,
@@ -260,23 +257,27 @@ class ChatService:
         self, job: Job, where: ReplyTarget, checkpoint: dict[str, Any], exc: UpstreamUnavailable
     ) -> None:
         """Say once per message why the answer is late: an outage, or the provider's rate limit."""
-        if self._breaker.state is not BreakerState.CLOSED:
-            flag, text = "told_outage", texts.OUTAGE
-        elif exc.cause is Cause.RATE_LIMITED:
-            flag, text = "told_rate_limit", texts.RATE_LIMITED
-        else:
-            return
-        if checkpoint.get(flag):
+        text = wait_notice(self._breaker, exc, outage_text=texts.OUTAGE)
+        if text is None or checkpoint.get("told_wait"):
             return
         await self._messenger.send_text(
             where.chat_id, text, reply_to=where.message_id, thread_id=where.thread_id
         )
-        checkpoint[flag] = 1
+        checkpoint["told_wait"] = 1
         await self.save(job, checkpoint)
 
     async def save(self, job: Job, checkpoint: dict[str, Any]) -> None:
         if not await self._queue.save_checkpoint(job, checkpoint):
             raise TransientError("lost the job's lease; a newer attempt carries on")
+
+
+def wait_notice(breaker: CircuitBreaker, exc: UpstreamUnavailable, *, outage_text: str) -> str | None:
+    """What to tell a user whose message waits for an upstream (None: a wait not worth a word)."""
+    if breaker.state is not BreakerState.CLOSED:
+        return outage_text
+    if exc.cause is Cause.RATE_LIMITED:
+        return texts.RATE_LIMITED
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ class Cause(StrEnum):
     AUTH = "auth"  # HTTP 401/403 from an API: a bad key; admins are alerted
     CONTEXT_TOO_LONG = "context-too-long"
     BLOCKED = "blocked"  # Telegram: the bot may not write to this chat any more
+    TELEGRAM = "telegram"  # Telegram itself failed (down, flood control): not the AI service
     OTHER = "other"
 
 

@@ -119,12 +119,16 @@ class JobQueue:
         if isinstance(exc, PermanentError):
             return await self._store.bury(job.id, job.lease_token, error=error, now=now)
         if isinstance(exc, UpstreamUnavailable):
-            waited = 0.0 if job.deferred_since is None else now - job.deferred_since
+            # Read afresh: a checkpoint saved during this attempt restarted the outage clock.
+            current = await self._store.get(job.id)
+            since = job.deferred_since if current is None else current.deferred_since
+            waited = 0.0 if since is None else now - since
             remaining = self._outage_max_wait_s - waited
             if remaining <= 0:
                 error = f"upstream unavailable for over {self._outage_max_wait_s:g} s: {error}"
                 return await self._store.bury(job.id, job.lease_token, error=error, now=now)
-            delay = min(exc.retry_after or self._defer_s, remaining)
+            # Never sooner than the upstream asked (one last try may then pass the maximum).
+            delay = exc.retry_after if exc.retry_after else min(self._defer_s, remaining)
             return await self._store.reschedule(
                 job.id, job.lease_token, run_at=now + delay, error=error, now=now, deferred=True
             )

@@ -275,7 +275,9 @@ class JobStore:
 
     async def save_checkpoint(self, job_id: int, token: str, data: Mapping[str, Any], *, now: float) -> bool:
         rows = await self._db.fetchall(
-            "UPDATE jobs SET checkpoint = ?, updated_at = ?"
+            # Progress restarts the outage clock: waiting for the LLM and then for Telegram are
+            # two waits, each allowed OUTAGE_MAX_WAIT_S, not one shared budget.
+            "UPDATE jobs SET checkpoint = ?, updated_at = ?, deferred_since = NULL"
             " WHERE id = ? AND lease_token = ? AND state = 'running' RETURNING id",
             (_dump(data), now, job_id, token),
         )

@@ -114,11 +114,16 @@ class Messenger:
             await asyncio.gather(task, return_exceptions=True)
 
     async def _keep_typing(self, chat_id: int) -> None:
+        # In a group every request counts against Telegram's 20 a minute for that group: one
+        # "typing…" per answer there, not one every few seconds.
+        repeat = chat_id > 0
         while True:
             try:
                 await self._bot.send_chat_action(chat_id, telegram.constants.ChatAction.TYPING)
             except telegram.error.TelegramError as exc:  # cosmetic: never worth failing a reply
                 self._log.debug("typing indicator failed: {}", type(exc).__name__)
+            if not repeat:
+                return
             await asyncio.sleep(TYPING_EVERY_S)
 
 
@@ -128,7 +133,7 @@ def _translate(exc: telegram.error.TelegramError) -> Exception:
         seconds = retry_after_seconds(exc)
         # Waiting is all flood control asks: it spends no attempt, so a long answer in a busy
         # group is not given up halfway.
-        return UpstreamUnavailable("Telegram flood control", retry_after=seconds, cause=Cause.RATE_LIMITED)
+        return UpstreamUnavailable("Telegram flood control", retry_after=seconds, cause=Cause.TELEGRAM)
     if isinstance(exc, telegram.error.ChatMigrated):
         return PermanentError(
             "Telegram: this group became a supergroup with a new chat id", cause=Cause.BLOCKED
@@ -141,8 +146,13 @@ def _translate(exc: telegram.error.TelegramError) -> Exception:
         return PermanentError(f"Telegram rejected the message: {exc.message[:200]}")
     if isinstance(exc, telegram.error.InvalidToken):
         return PermanentError("Telegram rejected the bot token")
+    if isinstance(exc, telegram.error.TimedOut):
+        # Telegram may have taken the message and only answered late: sending again could
+        # duplicate it, so this spends attempts (at most JOB_MAX_ATTEMPTS copies, not one every
+        # few seconds for as long as an outage may last).
+        return TransientError("Telegram timed out", cause=Cause.TELEGRAM)
     if isinstance(exc, telegram.error.NetworkError):
-        # Telegram down or unreachable (timeouts, 5xx): the reply is kept and the job waits for
-        # Telegram without spending attempts, so an outage of minutes loses nothing.
-        return UpstreamUnavailable(f"Telegram unreachable: {type(exc).__name__}", cause=Cause.UNAVAILABLE)
-    return TransientError(f"Telegram error: {type(exc).__name__}")
+        # Telegram down or unreachable (connection refused, 5xx): the request did not land, the
+        # reply is kept, and the job waits for Telegram without spending attempts.
+        return UpstreamUnavailable(f"Telegram unreachable: {type(exc).__name__}", cause=Cause.TELEGRAM)
+    return TransientError(f"Telegram error: {type(exc).__name__}", cause=Cause.TELEGRAM)

@@ -50,9 +50,12 @@ _FAILED_BY_CAUSE = {
         "😔 The AI service is still having trouble, so I couldn't answer that message. "
         "Please try again later."
     ),
-    Cause.QUOTA: "😔 The AI service is unavailable right now. The bot's owner has been told.",
-    Cause.AUTH: "😔 The AI service is unavailable right now. The bot's owner has been told.",
+    Cause.QUOTA: "😔 The AI service is unavailable right now. Please try again later.",
+    Cause.AUTH: "😔 The AI service is unavailable right now. Please try again later.",
     Cause.CONTEXT_TOO_LONG: CONTEXT_TOO_LONG,
+    Cause.TELEGRAM: (
+        "😔 Telegram was having trouble, so my answer could not be delivered. Please send it again."
+    ),
 }
 VOICE_FAILED = "🎤 I couldn't transcribe your voice message. Please try again, or type it."
 _VOICE_FAILED_BY_CAUSE = {
@@ -64,8 +67,11 @@ _VOICE_FAILED_BY_CAUSE = {
     Cause.CIRCUIT_OPEN: (
         "🎤 The transcription service is still having trouble. Please type your message, or try again later."
     ),
-    Cause.QUOTA: "🎤 Voice messages can't be transcribed right now. The bot's owner has been told.",
-    Cause.AUTH: "🎤 Voice messages can't be transcribed right now. The bot's owner has been told.",
+    Cause.QUOTA: "🎤 Voice messages can't be transcribed right now. Please type your message.",
+    Cause.AUTH: "🎤 Voice messages can't be transcribed right now. Please type your message.",
+    Cause.TELEGRAM: (
+        "🎤 Telegram was having trouble, so I couldn't finish with your voice message. Please send it again."
+    ),
 }
 
 

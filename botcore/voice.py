@@ -14,8 +14,8 @@ from typing import Any
 from loguru import logger
 
 from botcore import texts
-from botcore.breaker import BreakerState, CircuitBreaker
-from botcore.chat import ChatService, ReplyTarget
+from botcore.breaker import CircuitBreaker
+from botcore.chat import ChatService, ReplyTarget, wait_notice
 from botcore.clock import Clock
 from botcore.conversations import KeyValueStore
 from botcore.errors import Cause, JobError, UpstreamUnavailable
@@ -160,8 +160,8 @@ class VoiceService:
             try:
                 async with self._breaker.call():
                     result = await self._stt.transcribe(audio, filename=note.filename, mime=note.mime)
-            except UpstreamUnavailable:
-                await self._tell_outage_once(job, note, checkpoint)
+            except UpstreamUnavailable as exc:
+                await self._tell_wait_once(job, note, checkpoint, exc)
                 raise  # the queue waits for the service without spending an attempt
             usage = Usage("transcription", result.model, audio_seconds=note.seconds)
             checkpoint.update(transcript=result.text, stt_usage=asdict(usage))
@@ -179,11 +179,16 @@ class VoiceService:
                 await self._chat.answer(job, note.target, note.user_id, said, checkpoint)
         await self._kv.delete(_ack_key(note))
 
-    async def _tell_outage_once(self, job: Job, note: VoiceNote, checkpoint: dict[str, Any]) -> None:
-        if checkpoint.get("told_outage") or self._breaker.state is BreakerState.CLOSED:
-            return  # told already, or only a brief rate limit
-        await self._show(note, await self._ack_id(note, checkpoint), texts.VOICE_OUTAGE)
-        checkpoint["told_outage"] = 1
+    async def _tell_wait_once(
+        self, job: Job, note: VoiceNote, checkpoint: dict[str, Any], exc: UpstreamUnavailable
+    ) -> None:
+        """In place of "Processing…": why the transcript is late, once per voice note (the same
+        flag as the chat's, so the answer's wait is not announced a second time)."""
+        text = wait_notice(self._breaker, exc, outage_text=texts.VOICE_OUTAGE)
+        if text is None or checkpoint.get("told_wait"):
+            return
+        await self._show(note, await self._ack_id(note, checkpoint), text)
+        checkpoint["told_wait"] = 1
         await self._chat.save(job, checkpoint)
 
     async def _ack_decision(self, note: VoiceNote) -> int | str | None:
@@ -226,7 +231,7 @@ class VoiceService:
         note = voice_note(job.payload["message"])
         if note is None:
             return
-        cause = await self._chat.report_failure(exc)
+        cause = exc.cause if isinstance(exc, JobError) else None
         checkpoint = job.checkpoint or {}
         try:
             if cause is Cause.BLOCKED:

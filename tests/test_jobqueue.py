@@ -155,11 +155,29 @@ async def test_a_counted_retry_restarts_the_outage_clock(db: Database, clock: Ma
     assert after.state is JobState.QUEUED and after.deferred_since == clock.now()
 
 
-async def test_defer_never_oversleeps_the_maximum_wait(db: Database, clock: ManualClock) -> None:
-    queue = JobQueue(JobStore(db), clock=clock, outage_max_wait_s=20)
+async def test_defer_never_runs_before_the_upstream_said_then_ends_past_the_maximum(
+    db: Database, clock: ManualClock
+) -> None:
+    queue = JobQueue(JobStore(db), clock=clock, outage_max_wait_s=20, defer_s=5)
     await queue.enqueue("chat", {})
-    after = await queue.fail(await claim_one(queue), UpstreamUnavailable("open", retry_after=60))
-    assert after.run_at == clock.now() + 20
+    after = await queue.fail(await claim_one(queue), UpstreamUnavailable("flood control", retry_after=60))
+    assert after.run_at == clock.now() + 60  # as Telegram asked, though past the 20 s maximum
+    clock.advance(60)
+    after = await queue.fail(await claim_one(queue), UpstreamUnavailable("flood control", retry_after=60))
+    assert after.state is JobState.DEAD
+
+
+async def test_progress_restarts_the_outage_clock(db: Database, clock: ManualClock) -> None:
+    queue = JobQueue(JobStore(db), clock=clock, outage_max_wait_s=100)
+    await queue.enqueue("chat", {})
+    await queue.fail(await claim_one(queue), UpstreamUnavailable("LLM rate limited", retry_after=90))
+    clock.advance(90)
+    job = await claim_one(queue)
+    assert await queue.save_checkpoint(job, {"answer": "42"})  # the LLM answered at last
+    clock.advance(5)
+    after = await queue.fail(job, UpstreamUnavailable("Telegram down", retry_after=5))
+    # A new wait, for another upstream: not 95 s into the LLM's.
+    assert after.state is JobState.QUEUED and after.deferred_since == clock.now()
 
 
 async def test_group_runs_one_at_a_time_in_enqueue_order(queue: JobQueue, clock: ManualClock) -> None:

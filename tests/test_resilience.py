@@ -6,16 +6,22 @@ import asyncio
 from pathlib import Path
 
 import pytest
+import telegram
 from loguru import logger
+from telegram.request import HTTPXRequest
 
 from botcore import texts
+from botcore.alerts import Alerts
 from botcore.breaker import BreakerState, CircuitBreaker
+from botcore.clock import ManualClock
 from botcore.errors import Cause, PermanentError, TransientError, UpstreamUnavailable
 from botcore.llm import ChatModel, Completion
+from botcore.messenger import Messenger
 from botcore.models import Turn
+from botcore.telegram_api import make_bot
 
 from .botproc import BotProcess
-from .conftest import eventually
+from .conftest import TOKEN, eventually
 from .fakes import Failure, FakeOpenAI, FakeTelegram, Scripted
 
 
@@ -154,9 +160,9 @@ async def test_an_outage_opens_the_breaker_after_five_calls_and_every_message_is
     tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
 ) -> None:
     llm.script += [Scripted(status=500)] * 5
-    process = BotProcess(
-        tmp_path / "data", tg, llm, LLM_CONCURRENCY="1", BREAKER_RESET_S="3"
-    ).start()  # one call at a time, so the count is exact
+    # One call at a time, so the count is exact; the breaker stays open well past the first
+    # retries (2 s), so the checks below happen while it is open.
+    process = BotProcess(tmp_path / "data", tg, llm, LLM_CONCURRENCY="1", BREAKER_RESET_S="8").start()
     chats = range(1, 9)
     try:
         for chat in chats:
@@ -225,3 +231,59 @@ async def test_telegram_down_for_ten_seconds_then_every_reply_is_delivered_once(
     await asyncio.sleep(1.0)  # and nothing more comes: no duplicates
     assert len(tg.sent) == 4
     assert len(llm.requests) == 4  # replies were kept through the outage, not generated again
+
+
+async def test_a_rate_limit_that_becomes_an_outage_is_announced_once(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    llm.by_prompt["hello"] = Scripted(status=429, body={"error": {"code": "rate_limit_exceeded"}})
+    process = BotProcess(
+        tmp_path / "data", tg, llm, BREAKER_FAIL_MAX="2", BREAKER_RESET_S="60", OUTAGE_MAX_WAIT_S="8"
+    ).start()
+    try:
+        tg.add_message(10, "hello")
+        await eventually(lambda: len(tg.texts_to(10)) >= 2, timeout=20, what="the notice and the end")
+        await asyncio.sleep(0.5)
+    finally:
+        await process.stop_clean()
+    # 429 at 0 s: "too many requests"; 429 again at 5 s opens the breaker: no second notice;
+    # at 8 s the circuit is still open and the wait is over.
+    assert tg.texts_to(10) == [texts.RATE_LIMITED, texts.failed(Cause.CIRCUIT_OPEN)]
+    assert len(llm.requests) == 2  # the breaker kept every later try away
+
+
+async def test_a_telegram_timeout_spends_attempts_and_a_refused_connection_waits(tg: FakeTelegram) -> None:
+    bot = telegram.Bot(TOKEN, base_url=f"{tg.base_url}/bot", request=HTTPXRequest(read_timeout=0.3))
+    messenger = Messenger(bot)
+    async with bot:
+        tg.delay["sendMessage"] = [2.0]  # Telegram may have taken it: sending again may duplicate
+        with pytest.raises(TransientError) as slow:
+            await messenger.send_text(10, "hi")
+        assert slow.value.cause is Cause.TELEGRAM
+        tg.down = True  # 502: the request did not land, so waiting for Telegram costs nothing
+        with pytest.raises(UpstreamUnavailable) as down:
+            await messenger.send_text(10, "hi")
+        assert down.value.cause is Cause.TELEGRAM
+        tg.down = False
+        tg.fail["sendMessage"] = [Failure(403, "Forbidden: bot was blocked by the user")]
+        with pytest.raises(PermanentError) as blocked:
+            await messenger.send_text(10, "hi")
+        assert blocked.value.cause is Cause.BLOCKED
+
+
+async def test_alerts_reach_admins_at_most_once_an_hour_and_retry_when_undelivered(
+    tg: FakeTelegram, clock: ManualClock
+) -> None:
+    async with make_bot(TOKEN, tg.base_url) as bot:
+        alerts = Alerts(Messenger(bot), [99], clock=clock)
+        tg.fail["sendMessage"] = [Failure(403, "Forbidden: bot can't initiate conversation with a user")]
+        assert not await alerts.send("the key was refused")  # the admin never wrote to the bot
+        assert await alerts.send("the key was refused")  # so it is tried again, and delivered
+        assert not await alerts.send("the key was refused")  # then not again within the hour
+        assert await alerts.send("the account is out of quota")  # another problem is news
+        clock.advance(3600)
+        assert await alerts.send("the key was refused")
+    assert tg.texts_to(99) == [
+        texts.ADMIN_ALERT.format(detail=d)
+        for d in ("the key was refused", "the account is out of quota", "the key was refused")
+    ]
