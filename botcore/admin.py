@@ -56,11 +56,11 @@ class AdminCommands:
             "Services: " + ", ".join(f"{name} {b.state.value}" for name, b in self._breakers.items())
         )
         today = await self._usage.summary(since=day_start(now))
-        lines.append(f"Today (UTC): {today.requests} requests, ${today.cost_usd:.4f}")
+        lines.append(f"Today (UTC): {today.requests} LLM and transcription calls, ${today.cost_usd:.4f}")
         top = await self._usage.top_users(since=day_start(now))
         if top:
             lines.append("Top users today:")
-            lines += [f"  {user}: {s.requests} requests, ${s.cost_usd:.4f}" for user, s in top]
+            lines += [f"  {user}: {s.requests} calls, ${s.cost_usd:.4f}" for user, s in top]
         return "\n".join(lines)
 
     async def dead(self, limit: int = 10) -> str:
@@ -89,8 +89,8 @@ class AdminCommands:
     async def cleanup(self) -> str:
         result = await self._cleanup()
         return (
-            f"🧹 Cleanup removed {result.done_jobs} finished job(s), {result.dead_jobs} failed job(s) "
-            f"and {result.messages} expired message(s)."
+            f"🧹 Cleanup removed {result.done_jobs} finished job(s), {result.dead_jobs} failed job(s), "
+            f"{result.messages} expired message(s) and {result.usage_rows} old usage record(s)."
         )
 
 

@@ -18,7 +18,7 @@ from botcore import __version__, texts
 from botcore.admin import AdminCommands
 from botcore.alerts import Alerts
 from botcore.breaker import CircuitBreaker
-from botcore.chat import ChatService
+from botcore.chat import NOTICE_KIND, ChatService
 from botcore.cleanup import Cleanup
 from botcore.clock import SystemClock
 from botcore.config import Settings, load_settings
@@ -26,13 +26,15 @@ from botcore.conversations import ConversationStore, KeyValueStore
 from botcore.db import Database
 from botcore.errors import StartupError
 from botcore.gate import Gate, RateLimits
+from botcore.health import HealthServer
 from botcore.intake import UPDATE_KIND, UpdatePoller
 from botcore.jobqueue import JobQueue
 from botcore.jobstore import JobStore
 from botcore.llm import ChatModel
 from botcore.lockfile import DataDirLock
-from botcore.logs import setup_logging
+from botcore.logs import setup_logging, setup_sentry
 from botcore.messenger import Messenger
+from botcore.metrics import Metrics
 from botcore.models import Prices
 from botcore.spending import Spending
 from botcore.stt import OpenAITranscriber, SpeechApiTranscriber, SpeechToText, WhisperApiTranscriber
@@ -110,14 +112,19 @@ async def run(settings: Settings) -> None:
         conversations = ConversationStore(db)
         usage = UsageStore(db)
         cleanup = Cleanup(
+            db,
             queue,
             conversations,
+            usage,
             done_after_s=settings.job_retention_done_s,
             dead_after_s=settings.job_retention_dead_s,
             history_ttl_days=settings.history_ttl_days,
+            usage_retention_days=settings.usage_retention_days,
+            full_every_s=settings.cleanup_interval_hours * 3600,
         )
         kv = KeyValueStore(db)
         messenger = Messenger(bot)
+        metrics = Metrics()
         alerts = Alerts(messenger, settings.admin_user_ids, clock=clock)
         spending = Spending(
             usage,
@@ -134,6 +141,7 @@ async def run(settings: Settings) -> None:
             user_monthly_usd=settings.user_monthly_budget_usd,
             global_daily_usd=settings.global_daily_budget_usd,
             daily_alert_usd=settings.daily_cost_alert_usd,
+            on_recorded=metrics.spent,
         )
         breakers = {
             name: CircuitBreaker(
@@ -141,6 +149,7 @@ async def run(settings: Settings) -> None:
                 fail_max=settings.breaker_fail_max,
                 reset_s=settings.breaker_reset_s,
                 success_threshold=settings.breaker_success_threshold,
+                observe=metrics.upstream_call,
             )
             for name in ("LLM", "transcription")
         }
@@ -188,6 +197,7 @@ async def run(settings: Settings) -> None:
                 chat.handle_update, on_dead=chat.on_dead, concurrency=settings.llm_concurrency
             ),
             ACK_KIND: JobKind(voice.acknowledge),
+            NOTICE_KIND: JobKind(chat.send_notice),
             VOICE_KIND: JobKind(
                 voice.transcribe_and_answer,
                 on_dead=voice.on_dead,
@@ -195,7 +205,11 @@ async def run(settings: Settings) -> None:
             ),
         }
         worker = Worker(
-            queue, kinds, concurrency=settings.worker_concurrency, grace_s=settings.shutdown_grace_s
+            queue,
+            kinds,
+            concurrency=settings.worker_concurrency,
+            grace_s=settings.shutdown_grace_s,
+            observe=metrics.job_finished,
         )
         cleaning = asyncio.create_task(cleanup.run())
         stack.push_async_callback(_stop_task, cleanup.stop, cleaning)
@@ -214,6 +228,25 @@ async def run(settings: Settings) -> None:
         poller = UpdatePoller(bot, queue, kv, clock=clock, route=gate.route)
         polling = asyncio.create_task(poller.run())
         stack.push_async_callback(_stop_task, poller.stop, polling)
+        metrics.watch(breakers=breakers, updates_received=lambda: poller.received)
+        if settings.metrics_port is not None:
+            health = HealthServer(
+                host=settings.metrics_host,
+                port=settings.metrics_port,
+                poller=poller,
+                kv=kv,
+                queue=queue,
+                usage=usage,
+                metrics=metrics,
+                workers_running=lambda: worker.alive,
+                clock=clock,
+            )
+            try:
+                await health.start()
+            except OSError as exc:
+                where = f"{settings.metrics_host}:{settings.metrics_port}"
+                raise StartupError(f"METRICS_PORT: cannot listen on {where} ({exc.strerror})") from None
+            stack.push_async_callback(health.aclose)
         _install_signal_handlers([poller.stop, worker.request_stop])
         log.info(
             "bot {} started as @{}: model {} at {}, database {}; press Ctrl-C to stop",
@@ -286,7 +319,16 @@ def _install_signal_handlers(stops: list[Callable[[], None]]) -> None:
 def main() -> int:
     try:
         settings = load_settings()
-        setup_logging(settings.log_level, settings.secrets())
+        setup_logging(
+            settings.log_level,
+            settings.secrets(),
+            json_lines=settings.log_format == "json",
+            file=settings.log_file,
+            file_max_mb=settings.log_file_max_mb,
+            file_backups=settings.log_file_backups,
+        )
+        if settings.sentry_dsn:
+            setup_sentry(settings.sentry_dsn, settings.secrets(), release=__version__)
         asyncio.run(run(settings))
     except StartupError as exc:
         print(f"bot.py: {exc}", file=sys.stderr)

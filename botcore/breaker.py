@@ -41,12 +41,14 @@ class CircuitBreaker:
         reset_s: float = 60.0,
         success_threshold: int = 2,
         clock: Callable[[], float] = time.monotonic,
+        observe: Callable[[str, str, float], None] | None = None,
     ) -> None:
         self.name = name
         self._fail_max = fail_max
         self._reset_s = reset_s
         self._success_threshold = success_threshold
         self._clock = clock
+        self._observe = observe  # told (name, "ok" or "failed", seconds) of each call made
         self._state = BreakerState.CLOSED
         self._failures = 0
         self._successes = 0
@@ -82,18 +84,25 @@ class CircuitBreaker:
         trial = state is BreakerState.HALF_OPEN
         if trial:
             self._trial_in_flight = True
+        started = self._clock()
         try:
             yield
         except (TransientError, UpstreamUnavailable):
             self._failure(trial)
+            self._observed("failed", started)
             raise
         except BaseException:  # permanent errors, cancellation, our bugs: the upstream is not to blame
             raise
         else:
             self._success(trial)
+            self._observed("ok", started)
         finally:
             if trial:
                 self._trial_in_flight = False
+
+    def _observed(self, outcome: str, started: float) -> None:
+        if self._observe is not None:
+            self._observe(self.name, outcome, self._clock() - started)
 
     def _success(self, trial: bool) -> None:
         self._failures = 0

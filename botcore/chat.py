@@ -27,6 +27,8 @@ from botcore.messenger import Messenger
 from botcore.models import Job, Turn, Usage
 from botcore.spending import Spending
 
+NOTICE_KIND = "notice"
+
 # Message fields that carry something a person sent (as opposed to service messages: joins,
 # pins, title changes…, which get no answer at all).
 _CONTENT = (
@@ -92,7 +94,7 @@ class ChatService:
         user_id = (message.get("from") or {}).get("id")
         with logger.contextualize(update_id=job.payload.get("update_id"), chat_id=where.chat_id):
             if isinstance(text, str) and text.strip():
-                if text.startswith("/"):
+                if text.startswith("/") and "forward_origin" not in message:  # a forward is just text
                     await self._command(job, where, user_id, text)
                 else:
                     said = self.speaker_text(message, text)
@@ -108,18 +110,21 @@ class ChatService:
             return
         cause = exc.cause if isinstance(exc, JobError) else None
         if cause is not Cause.BLOCKED:  # else there is nobody to tell
-            try:
-                await self._messenger.send_text(
-                    int(message["chat"]["id"]),
-                    texts.failed(cause),
-                    reply_to=int(message["message_id"]),
-                    thread_id=message.get("message_thread_id"),
-                )
-            except JobError as send_exc:  # e.g. Telegram is still down
-                self._log.warning(
-                    "could not tell chat {} its message failed: {}", message["chat"]["id"], send_exc
-                )
+            await self.notify(job, ReplyTarget.of(message), texts.failed(cause))
         await self.alert_if_owner_must_act(exc)
+
+    async def notify(self, failed: Job, where: ReplyTarget, text: str) -> None:
+        """Tell the user, durably: a ``notice`` job, retried like any other, so a Telegram hiccup
+        at this moment does not swallow the message that says their message failed."""
+        payload = {"chat_id": where.chat_id, "reply_to": where.message_id, "thread_id": where.thread_id}
+        await self._queue.enqueue(NOTICE_KIND, {**payload, "text": text}, dedup_key=f"notice:{failed.id}")
+
+    async def send_notice(self, job: Job) -> None:
+        """The ``notice`` job."""
+        p = job.payload
+        await self._messenger.send_text(
+            p["chat_id"], p["text"], reply_to=p["reply_to"], thread_id=p["thread_id"]
+        )
 
     async def alert_if_owner_must_act(self, exc: BaseException | None) -> None:
         """A job's final failure that only the owner can fix (a key, the billing) alerts the admins."""
@@ -135,8 +140,10 @@ class ChatService:
         if self._bot_username:
             text = re.sub(rf"@{re.escape(self._bot_username)}\b", "", text, flags=re.IGNORECASE).strip()
         sender = message.get("from") or {}
-        name = " ".join(filter(None, (sender.get("first_name"), sender.get("last_name")))) or sender.get(
-            "username", "someone"
+        name = (
+            (message.get("sender_chat") or {}).get("title")  # an anonymous admin, a channel
+            or " ".join(filter(None, (sender.get("first_name"), sender.get("last_name"))))
+            or sender.get("username", "someone")
         )
         return f"{name}: {text}" if text else ""
 
@@ -163,6 +170,8 @@ class ChatService:
             )
         elif command in ("status", "dead", "retry", "cleanup") and (not is_admin or self._admin is None):
             reply = texts.ADMIN_ONLY
+        elif command in ("status", "dead", "retry", "cleanup") and where.chat_id < 0:
+            reply = texts.ADMIN_PRIVATE  # their reports name other users and chats
         elif command in ("status", "dead", "retry", "cleanup") and self._admin is not None:
             if "reply" not in checkpoint:  # /retry and /cleanup act once, even if the job runs twice
                 checkpoint["reply"] = await self._admin_command(command, argument)
@@ -174,6 +183,8 @@ class ChatService:
                 await self.save(job, checkpoint)
             count = checkpoint["deleted"]
             reply = texts.RESET.format(count=count) if count else texts.RESET_EMPTY
+        elif where.chat_id < 0:
+            return  # in a group, stay quiet about commands we do not know (another bot's)
         else:
             reply = texts.UNKNOWN_COMMAND
         await self._notice_once(job, checkpoint, where, reply)

@@ -1,6 +1,8 @@
-"""Periodic housekeeping that keeps the database bounded: finished jobs past their retention
-and conversation memory past its TTL (expired memory is deleted, not just hidden), once a
-minute. Never blocks message handling: each step is a few short, batched statements."""
+"""Housekeeping that keeps the database bounded, in the bot's own process: finished jobs past
+their retention every minute (cheap); and, at start and then every ``CLEANUP_INTERVAL_HOURS``,
+conversation memory past its TTL (deleted, not hidden), usage rows past their retention, then
+``PRAGMA optimize`` and a WAL checkpoint so the files do not grow without bound. Never blocks
+message handling: each step is a few short, batched statements."""
 
 from __future__ import annotations
 
@@ -10,53 +12,75 @@ from loguru import logger
 
 from botcore.clock import DAY_S
 from botcore.conversations import ConversationStore
+from botcore.db import Database
 from botcore.jobqueue import JobQueue
 from botcore.models import CleanupResult
+from botcore.usage import UsageStore
 
 
 class Cleanup:
     def __init__(
         self,
+        db: Database,
         queue: JobQueue,
         conversations: ConversationStore,
+        usage: UsageStore,
         *,
         done_after_s: float,
         dead_after_s: float,
         history_ttl_days: float,
+        usage_retention_days: float,
         every_s: float = 60.0,
+        full_every_s: float = DAY_S,
     ) -> None:
+        self._db = db
         self._queue = queue
         self._conversations = conversations
+        self._usage = usage
         self._done_after_s = done_after_s
         self._dead_after_s = dead_after_s
         self._history_ttl_s = history_ttl_days * DAY_S
+        self._usage_retention_s = usage_retention_days * DAY_S
         self._every_s = every_s
+        self._full_every_s = full_every_s
         self._stop = asyncio.Event()
         self._log = logger.bind(component="cleanup")
 
-    async def run_once(self) -> CleanupResult:
+    async def run_once(self, *, full: bool = True) -> CleanupResult:
+        """The job purge; with ``full``, also expired memory, old usage and file maintenance."""
         jobs = await self._queue.purge(done_after_s=self._done_after_s, dead_after_s=self._dead_after_s)
-        messages = await self._conversations.purge_expired(
-            before=self._queue.clock.now() - self._history_ttl_s
-        )
-        result = CleanupResult(jobs.done, jobs.dead, messages)
-        if jobs.done or jobs.dead or messages:
+        messages = usage = 0
+        if full:
+            now = self._queue.clock.now()
+            messages = await self._conversations.purge_expired(before=now - self._history_ttl_s)
+            usage = await self._usage.purge(before=now - self._usage_retention_s)
+            await self._db.maintain()
+        result = CleanupResult(jobs.done, jobs.dead, messages, usage)
+        if full or jobs.done or jobs.dead:
             self._log.info(
-                "removed {} done job(s), {} dead job(s), {} expired message(s)",
+                "{} cleanup removed {} done job(s), {} dead job(s), {} expired message(s), {} usage row(s)",
+                "full" if full else "job",
                 jobs.done,
                 jobs.dead,
                 messages,
+                usage,
             )
         return result
 
     async def run(self) -> None:
-        """Clean at start, then every ``every_s`` seconds of the queue's clock, until ``stop``."""
+        """A full cleanup at start, then the job purge every ``every_s`` and a full one every
+        ``full_every_s`` seconds of the queue's clock, until ``stop``."""
+        clock = self._queue.clock
+        next_full = clock.now()
         while not self._stop.is_set():
+            full = clock.now() >= next_full
             try:
-                await self.run_once()
+                await self.run_once(full=full)
+                if full:
+                    next_full = clock.now() + self._full_every_s
             except Exception as exc:
                 self._log.opt(exception=exc).error("cleanup failed; will try again")
-            await self._queue.clock.wait(self._stop, self._every_s)
+            await clock.wait(self._stop, self._every_s)
 
     def stop(self) -> None:
         self._stop.set()

@@ -55,6 +55,13 @@ class Settings:
     data_dir: Path
     sqlite_synchronous: str  # NORMAL or FULL
     log_level: str
+    log_format: str  # text or json
+    log_file: Path | None
+    log_file_max_mb: float
+    log_file_backups: int
+    sentry_dsn: str = field(repr=False)
+    metrics_port: int | None  # None: no health or metrics endpoint
+    metrics_host: str
     worker_concurrency: int
     llm_concurrency: int
     transcription_concurrency: int
@@ -67,6 +74,8 @@ class Settings:
     shutdown_grace_s: float
     job_retention_done_s: float
     job_retention_dead_s: float
+    cleanup_interval_hours: float
+    usage_retention_days: float
     admin_user_ids: frozenset[int]
     allowed_user_ids: frozenset[int] | None  # None: everyone ("*"); empty: admins only
     allowed_chat_ids: frozenset[int] | None  # group chats served; None: every group
@@ -89,7 +98,8 @@ class Settings:
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in a log line."""
-        return tuple(s for s in (self.telegram_bot_token, self.openai_api_key, self.whisper_api_key) if s)
+        values = (self.telegram_bot_token, self.openai_api_key, self.whisper_api_key, self.sentry_dsn)
+        return tuple(s for s in values if s)
 
 
 def load_settings(env_file: str | os.PathLike[str] | None = ".env") -> Settings:
@@ -153,6 +163,13 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         data_dir=Path(reader.get("DATA_DIR", "./data")),
         sqlite_synchronous=reader.choice("SQLITE_SYNCHRONOUS", "NORMAL", ("NORMAL", "FULL")),
         log_level=reader.choice("LOG_LEVEL", "INFO", _LOG_LEVELS),
+        log_format=reader.choice("LOG_FORMAT", "TEXT", ("TEXT", "JSON")).lower(),
+        log_file=Path(reader.get("LOG_FILE", "")) if reader.get("LOG_FILE", "") else None,
+        log_file_max_mb=reader.number("LOG_FILE_MAX_MB", 10.0, float, minimum=0.01),
+        log_file_backups=reader.number("LOG_FILE_BACKUPS", 5, int, minimum=0),
+        sentry_dsn=reader.get("SENTRY_DSN", ""),
+        metrics_port=reader.number("METRICS_PORT", 0, int, minimum=0) or None,
+        metrics_host=reader.get("METRICS_HOST", "127.0.0.1"),
         worker_concurrency=reader.number("WORKER_CONCURRENCY", 32, int, minimum=1),
         llm_concurrency=reader.number("LLM_CONCURRENCY", 8, int, minimum=1),
         transcription_concurrency=reader.number("TRANSCRIPTION_CONCURRENCY", 3, int, minimum=1),
@@ -165,6 +182,8 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         shutdown_grace_s=reader.number("SHUTDOWN_GRACE_S", 10.0, float, minimum=0),
         job_retention_done_s=reader.number("JOB_RETENTION_DONE_S", 300.0, float, minimum=0),
         job_retention_dead_s=reader.number("JOB_RETENTION_DEAD_S", 3600.0, float, minimum=0),
+        cleanup_interval_hours=reader.number("CLEANUP_INTERVAL_HOURS", 24.0, float, minimum=0.01),
+        usage_retention_days=reader.number("USAGE_RETENTION_DAYS", 90.0, float, minimum=1),
         admin_user_ids=reader.ids("ADMIN_USER_IDS"),
         allowed_user_ids=reader.ids_or_all("ALLOWED_USER_IDS"),
         allowed_chat_ids=reader.ids_or_all("ALLOWED_CHAT_IDS"),

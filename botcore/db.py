@@ -74,6 +74,13 @@ class Database:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
 
+    async def maintain(self) -> None:
+        """Let SQLite refresh its planner statistics, and fold the WAL back into the database
+        file and truncate it, so neither file grows without bound. A checkpoint that readers
+        block is simply partial; the next one finishes it."""
+        await self.fetchall("PRAGMA optimize")
+        await self.fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+
     async def delete_in_batches(self, table: str, where: str, params: Params, *, batch: int = 1000) -> int:
         """``DELETE FROM table WHERE where``, ``batch`` rows per statement, so no other write waits
         long behind it. ``table`` and ``where`` are our own constants, never user input."""

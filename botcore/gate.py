@@ -30,10 +30,15 @@ _MAX_PENDING_NOTICES = 100  # beyond this, notices are dropped (a flood of stran
 class RateLimits:
     """Sliding (moving) windows of one minute, per user and for everyone (``limits``)."""
 
-    def __init__(self, per_user: int, overall: int) -> None:
+    def __init__(self, per_user: int, overall: int, notices: int = 20) -> None:
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self._user = RateLimitItemPerMinute(per_user) if per_user else None
         self._all = RateLimitItemPerMinute(overall) if overall else None
+        self._notices = RateLimitItemPerMinute(notices)
+
+    def notice_allowed(self) -> bool:
+        """Refusal and wait notices, all chats together, are limited too (20 a minute)."""
+        return self._limiter.hit(self._notices, "notice")
 
     def hit(self, user_id: int) -> tuple[str, float] | None:
         """Count one message. None if allowed; else which limit refused it and the seconds until
@@ -83,11 +88,14 @@ class Gate:
         message = update.get("message")
         if not isinstance(message, dict):
             return []
-        user_id = (message.get("from") or {}).get("id")
+        # An anonymous group admin or a channel writing in a group comes with a stand-in "from"
+        # (shared by all of them): the chat they speak as is who counts.
+        sender = message.get("sender_chat") or message.get("from") or {}
+        user_id = sender.get("id")
         chat = message.get("chat") or {}
         chat_id, chat_type = chat.get("id"), chat.get("type")
         if not isinstance(user_id, int) or not isinstance(chat_id, int) or chat_type == "channel":
-            return []  # channel posts, anonymous group admins: nobody to serve or to limit
+            return []  # channel posts and the like: nobody to serve
         is_admin = user_id in self._admins
         if chat_type in _GROUPS:
             if not self.addressed(message):
@@ -113,7 +121,8 @@ class Gate:
         """In a group: a command, a reply to one of our messages, or a mention of us."""
         text = message.get("text") or message.get("caption") or ""
         if text.startswith("/"):
-            return True  # commands for another bot are dropped by the chat service
+            _, _, target = text.split(maxsplit=1)[0].partition("@")
+            return not target or target.lower() == self._mention[1:]  # not a command for another bot
         replied = message.get("reply_to_message") or {}
         if (replied.get("from") or {}).get("id") == self._bot_id:
             return True
@@ -131,8 +140,8 @@ class Gate:
         now = time.monotonic()
         if now - self._told.get((chat_id, what), -math.inf) < self._notice_every_s:
             return
-        if len(self._notices) >= _MAX_PENDING_NOTICES:
-            return
+        if len(self._notices) >= _MAX_PENDING_NOTICES or not self._limits.notice_allowed():
+            return  # a flood of strangers must not crowd real answers out of Telegram's limits
         if len(self._told) > 10_000:  # forget old entries: this must not grow without bound
             self._told = {k: t for k, t in self._told.items() if now - t < self._notice_every_s}
         self._told[(chat_id, what)] = now

@@ -62,6 +62,7 @@ class UpdatePoller:
         self._stop = asyncio.Event()
         self._log = logger.bind(component="intake")
         self.last_poll_at: float | None = None  # for health checks
+        self.received = 0  # updates taken from Telegram, for metrics
 
     def stop(self) -> None:
         self._stop.set()
@@ -76,6 +77,7 @@ class UpdatePoller:
                     return
                 self.last_poll_at = self._clock.now()
                 if updates:
+                    self.received += len(updates)
                     await self._persist(updates)
                     offset = updates[-1].update_id + 1  # confirmed by the next getUpdates
                     await self._kv.put(_OFFSET, str(offset))

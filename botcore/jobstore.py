@@ -21,11 +21,13 @@ VALUES (:kind, :payload, :dedup_key, :group_key, 'queued', :max_attempts, :run_a
 ON CONFLICT (dedup_key) DO NOTHING
 RETURNING {_COLUMNS}
 """
-# A job is ready when due and no older job of its group is still queued or running. The
-# "state IN (…)" term repeats the partial index's condition, which is what lets SQLite use it.
+# A job is ready when due, no older job of its group is still queued, and no job of its group
+# is running (normally only older ones can be; a dead job put back by /retry is older than
+# jobs that may be running). The "state IN (…)" term repeats the partial index's condition,
+# which is what lets SQLite use it.
 _UNBLOCKED = """(j.group_key IS NULL OR NOT EXISTS (
     SELECT 1 FROM jobs o WHERE o.group_key = j.group_key
-    AND o.state IN ('queued', 'running') AND o.id < j.id))"""
+    AND o.state IN ('queued', 'running') AND (o.id < j.id OR o.state = 'running')))"""
 _BY_DEDUP = f"SELECT {_COLUMNS} FROM jobs WHERE dedup_key = ?"
 # A job that was running when its process died, or whose lease ran out: its attempt is already
 # counted, so one that keeps killing the process ends dead instead of looping forever.

@@ -1,14 +1,21 @@
 """Logging setup (loguru). Owns sinks and redaction: every line passes through ``Redactor``
-before it is written, so no secret reaches a log, tracebacks included."""
+before it is written (to stderr, to the log file, as text or JSON), so no secret reaches a log,
+tracebacks included."""
 
 from __future__ import annotations
 
+import json
 import logging
+import logging.handlers
 import sys
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, TextIO
+import traceback
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 from loguru import logger
+
+from botcore.errors import StartupError
 
 if TYPE_CHECKING:
     from loguru import Record
@@ -21,6 +28,24 @@ def _format(record: Record) -> str:
     extra = record["extra"]
     context = " ".join(f"{key}={{extra[{key}]}}" for key in _CONTEXT if key in extra)
     return _FORMAT + (f" [{context}]" if context else "") + "\n{exception}"
+
+
+def _json(record: Record) -> str:
+    """One JSON object per line. Built here and handed to loguru as a field, so braces in the
+    data are never read as format placeholders."""
+    extra = record["extra"]
+    data = {
+        "time": record["time"].isoformat(),
+        "level": record["level"].name,
+        "component": extra.get("component", "-"),
+        "message": record["message"],
+        **{key: extra[key] for key in _CONTEXT if key in extra},
+    }
+    if record["exception"] is not None:
+        kind, value, tb = record["exception"]
+        data["exception"] = "".join(traceback.format_exception(kind, value, tb))  # no variable values
+    extra["_json"] = json.dumps(data, ensure_ascii=False, default=str)
+    return "{extra[_json]}\n"
 
 
 class Redactor:
@@ -48,20 +73,79 @@ class _ToLoguru(logging.Handler):
         logger.bind(component=component).opt(exception=record.exc_info).log(level, record.getMessage())
 
 
-def setup_logging(level: str, secrets: Iterable[str], stream: TextIO | None = None) -> None:
+def setup_logging(
+    level: str,
+    secrets: Iterable[str],
+    stream: TextIO | None = None,
+    *,
+    json_lines: bool = False,
+    file: Path | None = None,
+    file_max_mb: float = 10.0,
+    file_backups: int = 5,
+) -> None:
+    """Logs to ``stream`` (stderr), and to ``file`` if given, rotated at ``file_max_mb`` with
+    ``file_backups`` old files kept. ``json_lines``: one JSON object per line instead of text."""
     redact = Redactor(secrets)
     out = stream if stream is not None else sys.stderr
 
-    def sink(message: str) -> None:
+    def to_stream(message: str) -> None:
         out.write(redact(str(message)))
         out.flush()
 
     logger.remove()
     logger.configure(extra={"component": "-"})
-    logger.add(sink, level=level, format=_format, backtrace=False, diagnose=False, colorize=False)
+    formatter: Callable[[Record], str] = _json if json_lines else _format
+    sinks: list[Callable[[str], None] | _RotatingFile] = [to_stream]
+    if file is not None:
+        sinks.append(_RotatingFile(file, file_max_mb, file_backups, redact))
+    for sink in sinks:
+        logger.add(sink, level=level, format=formatter, backtrace=False, diagnose=False, colorize=False)
     logging.basicConfig(handlers=[_ToLoguru()], level=logging.INFO, force=True)
     # httpx logs every request line, and a Bot API URL carries the token: keep only its warnings.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     # With max_retries=0 the rate limiter logs every flood-control answer with a traceback; the
     # queue owns that retry and logs it in one line.
     logging.getLogger("telegram.ext.AIORateLimiter").setLevel(logging.CRITICAL)
+
+
+def setup_sentry(dsn: str, secrets: Iterable[str], *, release: str) -> None:
+    """Send errors to Sentry (sentry-sdk, an optional package), scrubbed by the same redaction:
+    every event and breadcrumb is redacted as a whole before it leaves, and no local variables
+    are attached. Call after ``setup_logging`` (which removes loguru's other sinks)."""
+    try:
+        import sentry_sdk
+        from sentry_sdk.integrations.loguru import LoguruIntegration
+    except ImportError:
+        raise StartupError("SENTRY_DSN: needs the sentry-sdk package (pip install sentry-sdk)") from None
+    redact = Redactor(secrets)
+
+    def scrub(event: Any, _hint: Any) -> Any:
+        return json.loads(redact(json.dumps(event, default=str)))
+
+    sentry_sdk.init(
+        dsn=dsn,
+        release=release,
+        before_send=scrub,
+        before_breadcrumb=scrub,
+        include_local_variables=False,
+        integrations=[LoguruIntegration()],
+    )
+
+
+class _RotatingFile:
+    """A sink writing redacted lines to a file rotated by size (the standard library's rotation:
+    ``bot.log``, ``bot.log.1`` … ``bot.log.<backups>``). loguru calls ``stop`` when removing it."""
+
+    def __init__(self, path: Path, max_mb: float, backups: int, redact: Redactor) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._handler = logging.handlers.RotatingFileHandler(
+            path, maxBytes=int(max_mb * 1024 * 1024), backupCount=backups, encoding="utf-8"
+        )
+        self._handler.setFormatter(logging.Formatter("%(message)s"))
+        self._redact = redact
+
+    def write(self, message: str) -> None:
+        self._handler.emit(logging.makeLogRecord({"msg": self._redact(str(message)).rstrip("\n")}))
+
+    def stop(self) -> None:
+        self._handler.close()

@@ -124,4 +124,5 @@ class UsageSummary:
 class CleanupResult:
     done_jobs: int
     dead_jobs: int
-    messages: int
+    messages: int = 0
+    usage_rows: int = 0

@@ -5,7 +5,7 @@ Admins are exempt from the per-user budgets."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -31,6 +31,7 @@ class Spending:
         user_monthly_usd: float | None = None,
         global_daily_usd: float | None = None,
         daily_alert_usd: float | None = None,
+        on_recorded: Callable[[Usage], None] | None = None,
     ) -> None:
         self._usage = usage
         self._prices = prices
@@ -42,14 +43,16 @@ class Spending:
         self._user_monthly = user_monthly_usd
         self._global_daily = global_daily_usd
         self._daily_alert = daily_alert_usd
+        self._on_recorded = on_recorded  # told of each call recorded (once), e.g. for metrics
 
     async def record(self, usage: Usage, *, job_id: int, chat_id: int | None, user_id: int | None) -> None:
         """Record one call at the configured prices; once per job and kind, however often it runs."""
         priced = replace(usage, cost_usd=self._prices.cost(usage))
-        await self._usage.record(
-            priced, job_id=job_id, chat_id=chat_id, user_id=user_id, now=self._clock.now()
-        )
-        await self._alert_daily_cost()
+        now = self._clock.now()
+        if await self._usage.record(priced, job_id=job_id, chat_id=chat_id, user_id=user_id, now=now):
+            if self._on_recorded is not None:
+                self._on_recorded(priced)
+            await self._alert_daily_cost()
 
     async def of_user(self, user_id: int) -> tuple[UsageSummary, UsageSummary]:
         """This user's usage today and this month."""
@@ -90,4 +93,6 @@ class Spending:
             return
         key = "cost-alert:" + datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
         if await self._kv.add(key, f"{spent:.4f}"):  # once a day, even across restarts
-            await self._alerts.send(texts.ALERT_DAILY_COST.format(spent=spent, limit=self._daily_alert))
+            text = texts.ALERT_DAILY_COST.format(spent=spent, limit=self._daily_alert)
+            if not await self._alerts.send(text):
+                await self._kv.delete(key)  # not delivered: the next call tries again

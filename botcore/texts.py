@@ -110,12 +110,13 @@ BUDGET_USER_MONTH = "💸 You've used this month's budget (${limit:.2f}). It res
 BUDGET_GLOBAL = "💸 This bot has used its budget for today. Please try again after midnight UTC."
 USAGE = (
     "📊 Your usage\n"
-    "Today: {day.requests} requests, {day.prompt_tokens} + {day.completion_tokens} tokens, "
+    "Today: {day.requests} calls, {day.prompt_tokens} + {day.completion_tokens} tokens, "
     "{day_minutes:.1f} min of voice, ${day.cost_usd:.4f}\n"
-    "This month: {month.requests} requests, {month.prompt_tokens} + {month.completion_tokens} tokens, "
+    "This month: {month.requests} calls, {month.prompt_tokens} + {month.completion_tokens} tokens, "
     "{month_minutes:.1f} min of voice, ${month.cost_usd:.4f}"
 )
 ADMIN_ONLY = "🔒 Sorry, that command is for the bot's admins."
+ADMIN_PRIVATE = "🔒 Please use admin commands in a private chat with me: their reports name other users."
 
 COMMANDS = (
     ("start", "Start the bot"),

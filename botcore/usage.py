@@ -31,12 +31,13 @@ class UsageStore:
 
     async def record(
         self, usage: Usage, *, job_id: int | None, chat_id: int | None, user_id: int | None, now: float
-    ) -> None:
-        """Record one call; the same job and kind is recorded once, however often it is retried."""
-        await self._db.fetchall(
+    ) -> bool:
+        """Record one call; the same job and kind is recorded once, however often it is retried.
+        True if this call stored it."""
+        rows = await self._db.fetchall(
             "INSERT OR IGNORE INTO usage (created_at, job_id, chat_id, user_id, kind, model,"
             " prompt_tokens, completion_tokens, audio_seconds, cost_usd)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 now,
                 job_id,
@@ -50,6 +51,7 @@ class UsageStore:
                 usage.cost_usd,
             ),
         )
+        return bool(rows)
 
     async def summary(self, *, since: float, user_id: int | None = None) -> UsageSummary:
         """Everyone's usage since ``since``, or one user's."""

@@ -233,23 +233,18 @@ class VoiceService:
             return
         cause = exc.cause if isinstance(exc, JobError) else None
         checkpoint = job.checkpoint or {}
-        try:
-            if cause is Cause.BLOCKED:
-                pass  # nobody to tell
-            elif checkpoint.get("shown"):
-                await self._messenger.send_text(
-                    note.target.chat_id,
-                    texts.failed(cause),
-                    reply_to=note.target.message_id,
-                    thread_id=note.target.thread_id,
-                )
-            else:
+        if cause is Cause.BLOCKED:
+            pass  # nobody to tell
+        elif checkpoint.get("shown"):  # the transcript stays; only the answer failed
+            await self._chat.notify(job, note.target, texts.failed(cause))
+        else:
+            try:
                 await self._show(note, await self._ack_id(note, checkpoint), texts.voice_failed(cause))
-        except JobError as send_exc:
-            self._log.warning(
-                "could not tell chat {} its voice note failed: {}", note.target.chat_id, send_exc
-            )
+            except JobError as send_exc:  # Telegram trouble right now: the notice waits in the queue
+                self._log.warning("could not edit chat {}'s voice note: {}", note.target.chat_id, send_exc)
+                await self._chat.notify(job, note.target, texts.voice_failed(cause))
         await self._kv.delete(_ack_key(note))
+        await self._chat.alert_if_owner_must_act(exc)
 
     async def _ack_id(self, note: VoiceNote, checkpoint: dict[str, Any]) -> int | None:
         ack = checkpoint.get("ack")

@@ -16,6 +16,9 @@ from botcore.jobqueue import JobQueue, describe_error
 from botcore.models import Job, JobState
 
 Handler = Callable[[Job], Awaitable[None]]
+# Told of every attempt's end: the job, "done" or "failed", seconds it ran, seconds it had
+# waited in the queue after it was due.
+Observer = Callable[[Job, str, float, float], None]
 # Told once when a job fails for good, with the error that ended it (None: it never finished,
 # e.g. it crashed the process on every attempt).
 DeadHandler = Callable[[Job, BaseException | None], Awaitable[None]]
@@ -37,18 +40,26 @@ class Worker:
         concurrency: int = 32,
         grace_s: float = 10.0,
         idle_poll_s: float = 5.0,
+        observe: Observer | None = None,
     ) -> None:
         self._queue = queue
         self._kinds = dict(kinds)
         self._concurrency = concurrency
         self._grace_s = grace_s
         self._idle_poll_s = idle_poll_s  # safety net only: enqueues and finished jobs wake us
+        self._observe = observe
         self._leased: dict[int, Job] = {}  # every job we hold a lease on, until its outcome is written
         self._tasks: dict[int, asyncio.Task[None]] = {}  # handler tasks (a failure is recorded in them)
         self._by_kind: Counter[str] = Counter()  # handlers executing, per kind
         self._succeeded: list[Job] = []  # handlers returned; the dispatcher writes them with its next claim
         self._stopping = asyncio.Event()
+        self._alive = False
         self._log = logger.bind(component="worker")
+
+    @property
+    def alive(self) -> bool:
+        """Dispatching jobs (between start and the beginning of shutdown)."""
+        return self._alive
 
     @property
     def running(self) -> int:
@@ -64,9 +75,11 @@ class Worker:
         holds the data-directory lock), so jobs left 'running' by a dead process are recovered."""
         await self._recover()
         heartbeat = asyncio.create_task(self._heartbeat())
+        self._alive = True
         try:
             await self._dispatch()
         finally:
+            self._alive = False
             self._stopping.set()
             heartbeat.cancel()
             # gather, not suppress(CancelledError): a cancel aimed at run() itself still propagates.
@@ -150,11 +163,14 @@ class Worker:
 
     async def _execute(self, job: Job) -> None:
         kind = self._kinds[job.kind]
+        clock = self._queue.clock
+        started = clock.now()
         try:
             with logger.contextualize(job_id=job.id, kind=job.kind, attempt=job.attempts):
                 try:
                     await kind.run(job)
                 except Exception as exc:
+                    self._observed(job, "failed", started)
                     try:
                         await self._after_failure(job, exc)
                     except Exception as record_exc:
@@ -164,6 +180,7 @@ class Worker:
                         )
                     self._leased.pop(job.id, None)
                 else:
+                    self._observed(job, "done", started)
                     self._succeeded.append(job)
         finally:
             # Reached on cancellation too; the job then stays leased until shutdown releases it.
@@ -173,6 +190,10 @@ class Worker:
                 del self._tasks[job.id]
             self._by_kind[job.kind] -= 1
             self._queue.wake.set()
+
+    def _observed(self, job: Job, outcome: str, started: float) -> None:
+        if self._observe is not None:
+            self._observe(job, outcome, self._queue.clock.now() - started, max(0.0, started - job.run_at))
 
     async def _after_failure(self, job: Job, exc: Exception) -> None:
         if not isinstance(exc, JobError):

@@ -119,8 +119,8 @@ async def test_budgets_stop_spending_say_why_and_the_daily_alert_comes_once(
         await settle(tg, lambda: len(tg.texts_to(7)) == 4, "four replies")
         assert tg.texts_to(7)[:3] == ["echo: hello", "echo: again", texts.BUDGET_USER_DAY.format(limit=0.25)]
         assert tg.texts_to(7)[3] == (
-            "📊 Your usage\nToday: 2 requests, 5 + 4 tokens, 0.0 min of voice, $0.5000\n"
-            "This month: 2 requests, 5 + 4 tokens, 0.0 min of voice, $0.5000"
+            "📊 Your usage\nToday: 2 calls, 5 + 4 tokens, 0.0 min of voice, $0.5000\n"
+            "This month: 2 calls, 5 + 4 tokens, 0.0 min of voice, $0.5000"
         )
         assert len(llm.requests) == 2
         tg.add_message(8, "someone else")  # the day's total grows again: no second alert
@@ -154,9 +154,14 @@ async def test_groups_answer_only_when_addressed_and_keep_their_own_memory(
         tg.add_message(7, "my secret is 42", first_name="Grace")  # private chat with the bot
         await eventually(lambda: tg.texts_to(7), timeout=20, what="the private answer")
         tg.add_message(-100, "hello everyone", **group_message())
-        tg.add_message(-100, "@test_bot what is 2+2?", **group_message())
-        await eventually(lambda: tg.texts_to(-100), timeout=20, what="the group answer")
-        assert tg.texts_to(-100) == ["echo: Grace: what is 2+2?"]  # the mention removed, the name added
+        tg.add_message(-100, "/roll@dice_bot", **group_message())  # another bot's command
+        tg.add_message(
+            -100, "/status", **group_message({"from": {"id": ADMIN, "is_bot": False, "first_name": "Own"}})
+        )
+        tg.add_message(-100, "🙂 @test_bot what is 2+2?", **group_message())  # UTF-16 offsets
+        await eventually(lambda: len(tg.texts_to(-100)) == 2, timeout=20, what="the group answers")
+        # Admin reports stay private; the mention removed, the name added.
+        assert tg.texts_to(-100) == [texts.ADMIN_PRIVATE, "echo: Grace: 🙂  what is 2+2?"]
         bot_reply = tg.sent[-1]
         reply = {
             "reply_to_message": {
@@ -168,14 +173,15 @@ async def test_groups_answer_only_when_addressed_and_keep_their_own_memory(
         reply["reply_to_message"]["from"] = FakeTelegram.BOT_USER
         tg.add_message(-100, "and 3+3?", **group_message(reply))
         tg.add_message(-200, "@test_bot hi", **group_message())  # a group nobody allowed
-        await settle(tg, lambda: len(tg.texts_to(-100)) == 2 and tg.texts_to(-200), "the replies")
-        assert tg.texts_to(-100)[1] == "echo: Grace: and 3+3?"
+        await settle(tg, lambda: len(tg.texts_to(-100)) == 3 and tg.texts_to(-200), "the replies")
+        assert tg.texts_to(-100)[2] == "echo: Grace: and 3+3?"
         assert tg.texts_to(-200) == [texts.GROUP_NOT_ALLOWED.format(chat_id=-200)]
     group_calls = [[m["content"] for m in r["messages"][1:]] for r in llm.requests[1:]]
     assert group_calls == [
-        ["Grace: what is 2+2?"],  # "hello everyone" never reached the model; no private memory
-        ["Grace: what is 2+2?", "echo: Grace: what is 2+2?", "Grace: and 3+3?"],
+        ["Grace: 🙂  what is 2+2?"],  # "hello everyone" never reached the model; no private memory
+        ["Grace: 🙂  what is 2+2?", "echo: Grace: 🙂  what is 2+2?", "Grace: and 3+3?"],
     ]
+    assert jobs_in(tmp_path) == 4  # private, /status, 2+2, 3+3: the other bot's command made none
 
 
 async def test_admin_status_dead_retry_and_cleanup(tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI) -> None:
@@ -203,10 +209,11 @@ async def test_admin_status_dead_retry_and_cleanup(tmp_path: Path, tg: FakeTeleg
     assert missing == "There is no failed job #99999 (see /dead)."
     # Two answers were paid for: "fine" (1 token, $1) and "broken" (1 token, $1).
     # Running: /status itself; queued: /cleanup, behind it in the admin's chat. Done: "broken"
-    # (once dead, now answered), "fine", /dead, /retry and /retry 99999.
-    assert "Jobs: queued 1, running 1, done 5, dead 0" in status
+    # (once dead, now answered), "fine", the notice that "broken" failed, /dead, /retry and
+    # /retry 99999.
+    assert "Jobs: queued 1, running 1, done 6, dead 0" in status
     assert "Services: LLM closed, transcription closed" in status
-    assert "Today (UTC): 2 requests, $2.0000" in status
-    assert "  5: 1 requests, $1.0000" in status and "  6: 1 requests, $1.0000" in status
+    assert "Today (UTC): 2 LLM and transcription calls, $2.0000" in status
+    assert "  5: 1 calls, $1.0000" in status and "  6: 1 calls, $1.0000" in status
     assert re.search(r"Oldest waiting job: \d s", status)  # /cleanup, a moment old
     assert cleanup.startswith("🧹 Cleanup removed 0 finished job(s)")

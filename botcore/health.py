@@ -1,0 +1,108 @@
+"""The optional HTTP endpoint (``METRICS_PORT``): ``GET /healthz`` answers 200 when polling is
+alive, the database takes a write and the workers run, else 503 with the reasons; ``GET
+/metrics`` is the Prometheus text exposition. A few lines of asyncio, so the base install needs
+no web framework; it serves one small request per connection."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from loguru import logger
+
+from botcore.clock import Clock
+from botcore.conversations import KeyValueStore
+from botcore.intake import UpdatePoller
+from botcore.jobqueue import JobQueue
+from botcore.metrics import Metrics
+from botcore.usage import UsageStore, day_start
+
+_PROBE_TIMEOUT_S = 2.0
+
+
+class HealthServer:
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        poller: UpdatePoller,
+        kv: KeyValueStore,
+        queue: JobQueue,
+        usage: UsageStore,
+        metrics: Metrics,
+        workers_running: Callable[[], bool],
+        clock: Clock,
+        poll_stale_s: float = 90.0,
+    ) -> None:
+        self._host, self._port = host, port
+        self._poller = poller
+        self._kv = kv
+        self._queue = queue
+        self._usage = usage
+        self._metrics = metrics
+        self._workers_running = workers_running
+        self._clock = clock
+        self._poll_stale_s = poll_stale_s  # a long poll lasts 30 s; three missed ones are trouble
+        self._started = clock.now()
+        self._server: asyncio.Server | None = None
+        self._log = logger.bind(component="health")
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, self._host, self._port)
+        self._log.info("health and metrics on http://{}:{}/healthz and /metrics", self._host, self._port)
+
+    async def aclose(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def problems(self) -> list[str]:
+        """Why the bot is unhealthy; empty when it is well."""
+        found = []
+        now = self._clock.now()
+        last_poll = self._poller.last_poll_at
+        if now - (last_poll if last_poll is not None else self._started) > self._poll_stale_s:
+            found.append("polling Telegram has not succeeded lately")
+        try:
+            await asyncio.wait_for(self._kv.put("health.probe", str(time.time())), _PROBE_TIMEOUT_S)
+        except Exception as exc:  # locked, read-only, disk full… the reason is what matters
+            found.append(f"the database is not writable ({type(exc).__name__})")
+        if not self._workers_running():
+            found.append("the workers are not running")
+        return found
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readline(), 5.0)
+            parts = request.decode("latin-1").split()
+            path = parts[1] if len(parts) >= 2 and parts[0] == "GET" else ""
+            if path == "/healthz":
+                problems = await self.problems()
+                status, body = (503, "\n".join(problems)) if problems else (200, "ok")
+                await self._reply(writer, status, body.encode() + b"\n", "text/plain; charset=utf-8")
+            elif path == "/metrics":
+                now = self._clock.now()
+                body = self._metrics.render(
+                    await self._queue.stats(), await self._usage.summary(since=day_start(now))
+                )
+                await self._reply(writer, 200, body, "text/plain; version=0.0.4; charset=utf-8")
+            else:
+                await self._reply(writer, 404, b"not found: try /healthz or /metrics\n", "text/plain")
+        except (TimeoutError, ConnectionError):
+            pass
+        except Exception as exc:
+            self._log.opt(exception=exc).error("health endpoint failed")
+        finally:
+            writer.close()
+
+    @staticmethod
+    async def _reply(writer: asyncio.StreamWriter, status: int, body: bytes, content_type: str) -> None:
+        reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
+        head = (
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        )
+        writer.write(head.encode() + body)
+        await writer.drain()
