@@ -84,7 +84,7 @@ class AdminCommands:
         job = await self._queue.revive(job_id)
         if job is None:
             return f"There is no failed job #{job_id} (see /dead)."
-        return f"🔁 Job #{job_id} ({job.kind}) is queued again."
+        return f"🔁 Job #{job_id} ({job.kind}) is queued again, as #{job.id}."
 
     async def cleanup(self) -> str:
         result = await self._cleanup()

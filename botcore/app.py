@@ -167,6 +167,8 @@ async def run(settings: Settings) -> None:
             history_ttl_days=settings.history_ttl_days,
             bot_username=bot.username,
             admin_ids=settings.admin_user_ids,
+            stream=settings.stream,
+            stream_interval_s=settings.stream_edit_interval_s,
             admin=AdminCommands(
                 queue=queue,
                 usage=usage,

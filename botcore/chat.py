@@ -17,15 +17,24 @@ from botcore import texts
 from botcore.admin import AdminCommands
 from botcore.alerts import Alerts
 from botcore.breaker import BreakerState, CircuitBreaker
+from botcore.cancels import Cancels
 from botcore.clock import DAY_S, Clock
 from botcore.conversations import ConversationStore
-from botcore.errors import Cause, ContextTooLongError, JobError, TransientError, UpstreamUnavailable
+from botcore.errors import (
+    Cause,
+    ContextTooLongError,
+    JobError,
+    StoppedByUser,
+    TransientError,
+    UpstreamUnavailable,
+)
 from botcore.formatting import render
 from botcore.jobqueue import JobQueue
 from botcore.llm import ChatModel, Completion
 from botcore.messenger import Messenger
 from botcore.models import Job, Turn, Usage
 from botcore.spending import Spending
+from botcore.streaming import StreamingReply
 
 NOTICE_KIND = "notice"
 
@@ -68,6 +77,8 @@ class ChatService:
         bot_username: str | None = None,
         admin_ids: Collection[int] = (),
         admin: AdminCommands | None = None,
+        stream: bool = False,
+        stream_interval_s: float = 1.0,
     ) -> None:
         self._queue = queue
         self._conversations = conversations
@@ -83,6 +94,9 @@ class ChatService:
         self._bot_username = bot_username
         self._admin_ids = frozenset(admin_ids)
         self._admin = admin
+        self._stream = stream
+        self._stream_interval_s = stream_interval_s
+        self.cancels = Cancels()
         self._log = logger.bind(component="chat")
 
     async def handle_update(self, job: Job) -> None:
@@ -109,7 +123,7 @@ class ChatService:
         if not isinstance(message, dict):
             return
         cause = exc.cause if isinstance(exc, JobError) else None
-        if cause is not Cause.BLOCKED:  # else there is nobody to tell
+        if cause not in (Cause.BLOCKED, Cause.STOPPED):  # nobody to tell; told already
             await self.notify(job, ReplyTarget.of(message), texts.failed(cause))
         await self.alert_if_owner_must_act(exc)
 
@@ -168,6 +182,14 @@ class ChatService:
                 day_minutes=day.audio_seconds / 60,
                 month_minutes=month.audio_seconds / 60,
             )
+        elif command == "cancel":
+            if "stopped" not in checkpoint:
+                checkpoint["stopped"] = self.cancels.cancel(where.chat_id)
+                await self.save(job, checkpoint)
+            reply = texts.STOPPED if checkpoint["stopped"] else texts.NOTHING_TO_STOP
+        elif command == "retry" and not argument:
+            await self._regenerate(job, where, user_id, checkpoint)
+            return
         elif command in ("status", "dead", "retry", "cleanup") and (not is_admin or self._admin is None):
             reply = texts.ADMIN_ONLY
         elif command in ("status", "dead", "retry", "cleanup") and where.chat_id < 0:
@@ -188,6 +210,21 @@ class ChatService:
         else:
             reply = texts.UNKNOWN_COMMAND
         await self._notice_once(job, checkpoint, where, reply)
+
+    async def _regenerate(
+        self, job: Job, where: ReplyTarget, user_id: int | None, checkpoint: dict[str, Any]
+    ) -> None:
+        """``/retry``: answer this chat's last message again; the new answer replaces the old
+        one in memory."""
+        if "redo" not in checkpoint:
+            last = await self._conversations.last_exchange(where.chat_id)
+            if last is None:
+                await self._notice_once(job, checkpoint, where, texts.NOTHING_TO_RETRY)
+                return
+            checkpoint["redo"], checkpoint["redo_job"] = last[1], last[0]
+            await self.save(job, checkpoint)
+        await self._conversations.forget_job(checkpoint["redo_job"])  # idempotent
+        await self.answer(job, where, user_id, checkpoint["redo"], checkpoint)
 
     async def _admin_command(self, command: str, argument: str) -> str:
         assert self._admin is not None
@@ -218,18 +255,8 @@ class ChatService:
             if refusal is not None:
                 await self._notice_once(job, checkpoint, where, refusal)
                 return
-            now = self._clock.now()
-            history = await self._conversations.history(
-                where.chat_id, limit=self._history_messages, since=now - self._history_ttl_s
-            )
-            try:
-                async with self._breaker.call(), self._messenger.typing(where.chat_id):
-                    completion = await self._complete(history, text)
-            except UpstreamUnavailable as exc:
-                await self._tell_wait_once(job, where, checkpoint, exc)
-                raise  # the queue waits for the service without spending an attempt
-            except ContextTooLongError:
-                await self._notice_once(job, checkpoint, where, texts.CONTEXT_TOO_LONG)
+            completion = await self._generate(job, where, text, checkpoint)
+            if completion is None:
                 return
             checkpoint.update(answer=completion.text, sent=0, usage=asdict(completion.usage))
             await self.save(job, checkpoint)
@@ -237,32 +264,98 @@ class ChatService:
         await self._spending.record(
             Usage(**checkpoint["usage"]), job_id=job.id, chat_id=where.chat_id, user_id=user_id
         )
-        chunks = render(checkpoint["answer"])
-        for index in range(checkpoint["sent"], len(chunks)):
-            await self._messenger.send_chunk(
-                where.chat_id,
-                chunks[index],
-                reply_to=where.message_id if index == 0 else None,
-                thread_id=where.thread_id,
-            )
-            checkpoint["sent"] = index + 1
-            await self.save(job, checkpoint)
+        await self._deliver(job, where, checkpoint)
         await self._conversations.add_exchange(
             where.chat_id, job_id=job.id, user_text=text, answer=checkpoint["answer"], now=self._clock.now()
         )
 
-    async def _complete(self, history: list[Turn], text: str) -> Completion:
+    async def _generate(
+        self, job: Job, where: ReplyTarget, text: str, checkpoint: dict[str, Any]
+    ) -> Completion | None:
+        """The model's answer, streamed into the chat if streaming is on; None if the user was
+        told instead why there is none."""
+        history = await self._conversations.history(
+            where.chat_id, limit=self._history_messages, since=self._clock.now() - self._history_ttl_s
+        )
+        live = None
+        if self._stream:
+
+            async def remember(ids: list[int]) -> None:
+                checkpoint["stream_ids"] = ids  # a retry edits these instead of sending more
+                await self.save(job, checkpoint)
+
+            live = StreamingReply(
+                self._messenger,
+                where.chat_id,
+                reply_to=where.message_id,
+                thread_id=where.thread_id,
+                interval_s=self._stream_interval_s,
+                message_ids=checkpoint.get("stream_ids", ()),
+                on_new_message=remember,
+            )
+        try:
+            async with (
+                self.cancels.scope(where.chat_id, job.id),
+                self._breaker.call(),
+                self._messenger.typing(where.chat_id),
+            ):
+                return await self._complete(history, text, live)
+        except UpstreamUnavailable as exc:
+            if live is not None and live.ids:
+                await live.mark(texts.STREAM_INTERRUPTED)
+            await self._tell_wait_once(job, where, checkpoint, exc)
+            raise  # the queue waits for the service without spending an attempt
+        except ContextTooLongError:
+            await self._notice_once(job, checkpoint, where, texts.CONTEXT_TOO_LONG)
+            return None
+        except StoppedByUser:
+            if live is not None and live.ids:
+                await live.mark(texts.STREAM_STOPPED)
+            return None  # the /cancel job says so
+        except JobError:
+            if live is not None and live.ids:
+                await live.mark(texts.STREAM_INTERRUPTED)  # no half answer is kept: it retries
+            raise
+
+    async def _deliver(self, job: Job, where: ReplyTarget, checkpoint: dict[str, Any]) -> None:
+        """The answer, rendered, in as many messages as it needs: the streamed messages are
+        edited into it (extra ones deleted), the rest sent. Resumes where an earlier attempt
+        stopped."""
+        chunks = render(checkpoint["answer"])
+        shown: list[int] = checkpoint.get("stream_ids", [])
+        for index in range(checkpoint["sent"], len(chunks)):
+            if index >= len(shown) or not await self._messenger.edit_chunk(
+                where.chat_id, shown[index], chunks[index]
+            ):
+                await self._messenger.send_chunk(
+                    where.chat_id,
+                    chunks[index],
+                    reply_to=where.message_id if index == 0 else None,
+                    thread_id=where.thread_id,
+                )
+            checkpoint["sent"] = index + 1
+            await self.save(job, checkpoint)
+        for extra in shown[len(chunks) :]:
+            await self._messenger.delete(where.chat_id, extra)
+
+    async def _complete(self, history: list[Turn], text: str, live: StreamingReply | None) -> Completion:
         """One completion; if the conversation no longer fits the model, once more with only the
         newer half of the history (the oldest messages dropped)."""
+
+        async def ask(turns: list[Turn]) -> Completion:
+            if live is None:
+                return await self._model.complete(self._system_prompt, turns)
+            return await self._model.stream(self._system_prompt, turns, live.update)
+
         try:
-            return await self._model.complete(self._system_prompt, [*history, Turn("user", text)])
+            return await ask([*history, Turn("user", text)])
         except ContextTooLongError:
             if not history:
                 raise
             newer = history[len(history) // 2 :]
             if newer and newer[0].role == "assistant":
                 newer = newer[1:]  # start with a question, as a conversation does
-            return await self._model.complete(self._system_prompt, [*newer, Turn("user", text)])
+            return await ask([*newer, Turn("user", text)])
 
     async def _tell_wait_once(
         self, job: Job, where: ReplyTarget, checkpoint: dict[str, Any], exc: UpstreamUnavailable

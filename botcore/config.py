@@ -40,6 +40,8 @@ class Settings:
     system_prompt: str  # may be empty: then no system message is sent at all
     history_messages: int
     history_ttl_days: float
+    stream: bool
+    stream_edit_interval_s: float
     transcription_mode: str  # openai, local, whisper-api, speech-api or off
     transcription_base_url: str
     transcription_model: str
@@ -148,6 +150,8 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         system_prompt=reader.text("SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT),
         history_messages=reader.number("HISTORY_MESSAGES", 10, int, minimum=0),
         history_ttl_days=reader.number("HISTORY_TTL_DAYS", 7.0, float, minimum=0),
+        stream=reader.flag("STREAM", True),
+        stream_edit_interval_s=reader.number("STREAM_EDIT_INTERVAL_S", 1.0, float, minimum=0.5),
         transcription_mode=mode,
         transcription_base_url=reader.url("TRANSCRIPTION_BASE_URL", openai_base_url),
         transcription_model=reader.get("TRANSCRIPTION_MODEL", "whisper-1"),

@@ -62,6 +62,20 @@ class ConversationStore:
                 [(chat_id, "user", user_text, now, job_id), (chat_id, "assistant", answer, now, job_id)],
             )
 
+    async def last_exchange(self, chat_id: int) -> tuple[int, str] | None:
+        """The job id and text of this chat's latest remembered question (for ``/retry``)."""
+        row = await self._db.fetchone(
+            "SELECT job_id, content FROM messages WHERE chat_id = ? AND role = 'user'"
+            " AND job_id IS NOT NULL ORDER BY id DESC LIMIT 1",
+            (chat_id,),
+        )
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    async def forget_job(self, job_id: int) -> int:
+        """Delete the turns one job stored (a question and its answer)."""
+        rows = await self._db.fetchall("DELETE FROM messages WHERE job_id = ? RETURNING id", (job_id,))
+        return len(rows)
+
     async def reset(self, chat_id: int) -> int:
         """Delete a chat's memory (``/reset``). Returns how many messages were deleted."""
         rows = await self._db.fetchall("DELETE FROM messages WHERE chat_id = ? RETURNING id", (chat_id,))

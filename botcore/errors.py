@@ -10,7 +10,8 @@ enter our code; workers and handlers see only these. Text for chat users lives e
         ├── TransientError      may succeed later: retried with backoff or after retry_after
         ├── UpstreamUnavailable a dependency is down (breaker open): deferred, no attempt spent
         └── PermanentError      retrying cannot help: the job goes straight to dead
-            └── ContextTooLongError  the conversation no longer fits the model's context
+            ├── ContextTooLongError  the conversation no longer fits the model's context
+            └── StoppedByUser        the user sent /cancel
 
 Every ``JobError`` carries a ``Cause``: what the user and the admins are told depends on it,
 never on the error's own text.
@@ -33,6 +34,7 @@ class Cause(StrEnum):
     CONTEXT_TOO_LONG = "context-too-long"
     BLOCKED = "blocked"  # Telegram: the bot may not write to this chat any more
     TELEGRAM = "telegram"  # Telegram itself failed (down, flood control): not the AI service
+    STOPPED = "stopped"  # the user sent /cancel
     OTHER = "other"
 
 
@@ -90,6 +92,12 @@ class UpstreamUnavailable(JobError):
 
 class PermanentError(JobError):
     """Retrying cannot help (bad input, 4xx). The job goes to dead at once."""
+
+
+class StoppedByUser(PermanentError):
+    """The user stopped this work with /cancel: it is not retried, and nothing more is said."""
+
+    default_cause = Cause.STOPPED
 
 
 class ContextTooLongError(PermanentError):

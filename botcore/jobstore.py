@@ -21,13 +21,11 @@ VALUES (:kind, :payload, :dedup_key, :group_key, 'queued', :max_attempts, :run_a
 ON CONFLICT (dedup_key) DO NOTHING
 RETURNING {_COLUMNS}
 """
-# A job is ready when due, no older job of its group is still queued, and no job of its group
-# is running (normally only older ones can be; a dead job put back by /retry is older than
-# jobs that may be running). The "state IN (…)" term repeats the partial index's condition,
-# which is what lets SQLite use it.
+# A job is ready when due and no older job of its group is still queued or running. The
+# "state IN (…)" term repeats the partial index's condition, which is what lets SQLite use it.
 _UNBLOCKED = """(j.group_key IS NULL OR NOT EXISTS (
     SELECT 1 FROM jobs o WHERE o.group_key = j.group_key
-    AND o.state IN ('queued', 'running') AND (o.id < j.id OR o.state = 'running')))"""
+    AND o.state IN ('queued', 'running') AND o.id < j.id))"""
 _BY_DEDUP = f"SELECT {_COLUMNS} FROM jobs WHERE dedup_key = ?"
 # A job that was running when its process died, or whose lease ran out: its attempt is already
 # counted, so one that keeps killing the process ends dead instead of looping forever.
@@ -301,15 +299,25 @@ class JobStore:
         return [_job(row) for row in rows]
 
     async def revive(self, job_id: int, *, now: float) -> Job | None:
-        """A dead job back to the queue with fresh attempts; its checkpoint (the progress it had
-        made) is kept. None if there is no such dead job."""
-        row = await self._db.fetchone(
-            f"""UPDATE jobs SET state = 'queued', attempts = 0, run_at = :now, finished_at = NULL,
-                   deferred_since = NULL, updated_at = :now
-               WHERE id = :id AND state = 'dead' RETURNING {_COLUMNS}""",
-            {"id": job_id, "now": now},
-        )
-        return None if row is None else _job(row)
+        """A dead job back to the queue with fresh attempts, as a new row at the end of its
+        chat's order (a new id, so the claim's ordering rule holds), the dead row removed. Its
+        checkpoint (the progress it had made) is kept. None if there is no such dead job."""
+        async with self._db.transaction() as tx:
+            rows = await tx.fetchall(
+                "DELETE FROM jobs WHERE id = ? AND state = 'dead'"
+                " RETURNING kind, payload, dedup_key, group_key, max_attempts, checkpoint",
+                (job_id,),
+            )
+            if not rows:
+                return None
+            kind, payload, dedup_key, group_key, max_attempts, checkpoint = rows[0]
+            [row] = await tx.fetchall(
+                f"""INSERT INTO jobs (kind, payload, dedup_key, group_key, state, max_attempts, run_at,
+                                      created_at, updated_at, checkpoint)
+                    VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?) RETURNING {_COLUMNS}""",
+                (kind, payload, dedup_key, group_key, max_attempts, now, now, now, checkpoint),
+            )
+        return _job(row)
 
     async def stats(self, *, now: float) -> QueueStats:
         rows = await self._db.fetchall("SELECT state, kind, count(*) FROM jobs GROUP BY state, kind")

@@ -3,10 +3,11 @@ OpenAI-compatible server. Translates the SDK's errors into ours; retries belong 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import httpx
 import openai
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletion
@@ -22,6 +23,10 @@ from botcore.errors import (
 from botcore.models import Turn, Usage
 
 _NOT_A_COMPLETION = "the LLM server's answer was not a chat completion (is OPENAI_BASE_URL right?)"
+
+
+async def _noop(_text: str) -> None:
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +51,59 @@ class ChatModel:
     async def aclose(self) -> None:
         await self._client.close()
 
+    async def stream(
+        self,
+        system_prompt: str,
+        turns: Sequence[Turn],
+        on_text: Callable[[str], Awaitable[None]] = _noop,
+    ) -> Completion:
+        """The same completion, streamed: ``on_text`` gets the text so far after each piece
+        (it paces itself). A stream that breaks midway raises like a failed call."""
+        parts: list[str] = []
+        usage = None
+        model = self.model
+        try:
+            stream = await self._client.chat.completions.create(
+                model=self.model,
+                messages=_messages(system_prompt, turns),  # type: ignore[arg-type]
+                stream=True,
+                stream_options={"include_usage": True},
+                **self._limit,  # type: ignore[arg-type]
+            )
+            async with stream:
+                async for chunk in stream:
+                    model = chunk.model or model
+                    if chunk.usage is not None:
+                        usage = chunk.usage
+                    if not chunk.choices:
+                        continue
+                    choice = chunk.choices[0]
+                    if choice.finish_reason == "content_filter":
+                        raise PermanentError("the model's content filter refused to answer")
+                    if choice.delta and choice.delta.content:
+                        parts.append(choice.delta.content)
+                        await on_text("".join(parts))
+        except openai.APIError as exc:
+            raise translate(exc) from exc
+        except httpx.HTTPError as exc:  # the connection broke mid-stream
+            raise TransientError(
+                f"LLM: the stream broke ({type(exc).__name__})", cause=Cause.UNAVAILABLE
+            ) from exc
+        text = "".join(parts).strip()
+        if not text:
+            raise PermanentError("the model returned an empty answer")
+        return Completion(
+            text,
+            Usage(
+                kind="chat",
+                model=model,
+                prompt_tokens=(usage.prompt_tokens or 0) if usage else 0,
+                completion_tokens=(usage.completion_tokens or 0) if usage else 0,
+            ),
+        )
+
     async def complete(self, system_prompt: str, turns: Sequence[Turn]) -> Completion:
-        messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-        messages += [{"role": t.role, "content": t.content} for t in turns]
+        messages = _messages(system_prompt, turns)
         try:
             # client.post (the SDK's documented way to send a raw request) rather than
             # chat.completions.create: create() type-walks every message of the request body,
@@ -108,6 +163,11 @@ def translate(
             retry_after=parse_retry_after(exc.response.headers.get("retry-after")),
         )
     return TransientError(f"{service}: {type(exc).__name__}")
+
+
+def _messages(system_prompt: str, turns: Sequence[Turn]) -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    return messages + [{"role": t.role, "content": t.content} for t in turns]
 
 
 def _error_code(exc: openai.APIStatusError) -> str | None:

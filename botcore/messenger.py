@@ -79,11 +79,24 @@ class Messenger:
             raise _translate(exc) from exc
         return message.message_id
 
-    async def edit_text(self, chat_id: int, message_id: int, text: str) -> bool:
+    async def edit_text(
+        self,
+        chat_id: int,
+        message_id: int,
+        text: str,
+        *,
+        entities: list[telegram.MessageEntity] | None = None,
+    ) -> bool:
         """Replace a message's text; editing it to what it already says is not an error.
         False when the message is gone (the user deleted it): the caller sends a new one."""
         try:
-            await self._bot.edit_message_text(text, chat_id=chat_id, message_id=message_id)
+            await self._bot.edit_message_text(
+                text,
+                chat_id=chat_id,
+                message_id=message_id,
+                entities=entities or None,
+                link_preview_options=telegram.LinkPreviewOptions(is_disabled=True),
+            )
         except telegram.error.BadRequest as exc:
             reason = str(exc).lower()
             if "not modified" in reason:
@@ -94,6 +107,28 @@ class Messenger:
         except telegram.error.TelegramError as exc:
             raise _translate(exc) from exc
         return True
+
+    async def edit_chunk(self, chat_id: int, message_id: int, chunk: Chunk) -> bool:
+        """Like ``edit_text``, with the chunk's formatting (plain if Telegram refuses it)."""
+        entities = [telegram.MessageEntity.de_json(dict(e), self._bot) for e in chunk.entities]
+        if entities:
+            try:
+                return await self.edit_text(chat_id, message_id, chunk.text, entities=entities)
+            except PermanentError as exc:
+                if "entit" not in str(exc).lower():
+                    raise
+                self._log.warning("Telegram refused a reply's formatting; showing it as plain text")
+        return await self.edit_text(chat_id, message_id, chunk.text)
+
+    async def delete(self, chat_id: int, message_id: int) -> None:
+        """Delete one of our messages; one that is gone already is not an error."""
+        try:
+            await self._bot.delete_message(chat_id, message_id)
+        except telegram.error.BadRequest as exc:
+            if "not found" not in str(exc).lower() and "can't be deleted" not in str(exc).lower():
+                raise _translate(exc) from exc
+        except telegram.error.TelegramError as exc:
+            raise _translate(exc) from exc
 
     async def download(self, file_id: str) -> bytes:
         """A file the user sent, by its file_id (getFile, then the file URL)."""

@@ -10,7 +10,8 @@ START = (
 )
 HELP = (
     "I answer your messages with an AI model and remember the last few messages of this chat.\n\n"
-    "/reset — forget our conversation\n/usage — what you have used today and this month\n"
+    "/reset — forget our conversation\n/retry — answer my last message again\n"
+    "/cancel — stop the answer I am writing\n/usage — what you have used today and this month\n"
     "/help — this message"
 )
 ADMIN_HELP = (
@@ -19,6 +20,12 @@ ADMIN_HELP = (
 )
 RESET = "🧹 Done: I forgot our conversation ({count} messages)."
 RESET_EMPTY = "🧹 Done: there was nothing to forget."
+STREAM_INTERRUPTED = "⚠️ (interrupted; trying again…)"
+STREAM_STOPPED = "⏹ (stopped)"
+STOPPED = "⏹ Stopped."
+VOICE_STOPPED = "🎤 ⏹ Stopped."
+NOTHING_TO_STOP = "There is nothing running to stop."
+NOTHING_TO_RETRY = "There is no answer to redo yet."
 UNKNOWN_COMMAND = "I don't know that command. /help lists what I can do."
 NOT_TEXT = "I understand text and voice messages. Please write or speak to me."
 VOICE_ACK = "🎤 Processing your voice message…"
@@ -122,5 +129,7 @@ COMMANDS = (
     ("start", "Start the bot"),
     ("help", "What I can do"),
     ("reset", "Forget our conversation"),
+    ("retry", "Answer the last message again"),
+    ("cancel", "Stop the current answer"),
     ("usage", "What you have used"),
 )

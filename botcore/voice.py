@@ -8,6 +8,7 @@ checkpointed, so a retry neither transcribes again nor repeats what was sent."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -158,7 +159,7 @@ class VoiceService:
                 return
             audio = await self._messenger.download(note.file_id)
             try:
-                async with self._breaker.call():
+                async with self._chat.cancels.scope(note.target.chat_id, job.id), self._breaker.call():
                     result = await self._stt.transcribe(audio, filename=note.filename, mime=note.mime)
             except UpstreamUnavailable as exc:
                 await self._tell_wait_once(job, note, checkpoint, exc)
@@ -235,6 +236,9 @@ class VoiceService:
         checkpoint = job.checkpoint or {}
         if cause is Cause.BLOCKED:
             pass  # nobody to tell
+        elif cause is Cause.STOPPED:  # /cancel said so; the acknowledgement says it too
+            with contextlib.suppress(JobError):
+                await self._show(note, await self._ack_id(note, checkpoint), texts.VOICE_STOPPED)
         elif checkpoint.get("shown"):  # the transcript stays; only the answer failed
             await self._chat.notify(job, note.target, texts.failed(cause))
         else:

@@ -31,6 +31,7 @@ class BotProcess:
             "ALLOWED_USER_IDS": "*",
             "RATE_LIMIT_USER_PER_MIN": "1000",
             "RATE_LIMIT_GLOBAL_PER_MIN": "10000",
+            "STREAM": "false",  # streaming has its own tests; the others check final messages
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None

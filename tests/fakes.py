@@ -25,6 +25,11 @@ class Scripted:
     delay_s: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
     raw: str | None = None  # a body that is not JSON at all (e.g. a web page)
+    # Streaming (a request with "stream": true): the text goes out in pieces of this many
+    # characters, this far apart; cut_after breaks the connection after that many pieces.
+    piece_chars: int = 20
+    piece_delay_s: float = 0.0
+    cut_after: int | None = None
 
 
 class FakeOpenAI:
@@ -56,6 +61,35 @@ class FakeOpenAI:
         self._closing.set()  # ends scripted delays at once
         if self._runner is not None:
             await self._runner.cleanup()
+
+    async def _stream(
+        self, request: web.Request, body: dict[str, Any], step: Scripted, text: str, usage: dict[str, int]
+    ) -> web.StreamResponse:
+        """Server-sent events as OpenAI sends them: content deltas, a finish, usage, [DONE]."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        base = {"id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion.chunk"}
+        base.update(created=int(time.time()), model=body["model"])
+
+        async def event(data: Any) -> None:
+            await response.write(f"data: {json.dumps(data)}\n\n".encode())
+
+        pieces = [text[i : i + step.piece_chars] for i in range(0, len(text), step.piece_chars)]
+        for index, piece in enumerate(pieces):
+            if step.cut_after is not None and index >= step.cut_after:
+                assert request.transport is not None
+                request.transport.close()  # the connection breaks mid-answer
+                return response
+            delta = {"content": piece, **({"role": "assistant"} if index == 0 else {})}
+            await event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+            if step.piece_delay_s:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), step.piece_delay_s)
+        await event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            await event({**base, "choices": [], "usage": usage})
+        await response.write(b"data: [DONE]\n\n")
+        return response
 
     async def _transcriptions(self, request: web.Request) -> web.Response:
         fields = await _read_multipart(request)
@@ -91,6 +125,13 @@ class FakeOpenAI:
             )
         text = step.text if step.text is not None else self.reply(body)
         prompt_tokens = sum(len(m["content"].split()) for m in body["messages"])
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(text.split()),
+            "total_tokens": prompt_tokens + len(text.split()),
+        }
+        if body.get("stream"):
+            return await self._stream(request, body, step, text, usage)
         return web.json_response(
             {
                 "id": f"chatcmpl-{len(self.requests)}",
@@ -100,11 +141,7 @@ class FakeOpenAI:
                 "choices": [
                     {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
                 ],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": len(text.split()),
-                    "total_tokens": prompt_tokens + len(text.split()),
-                },
+                "usage": usage,
             }
         )
 
@@ -148,6 +185,7 @@ class FakeTelegram:
         self.on_send: Callable[[dict[str, Any]], None] | None = None
         self.files: dict[str, bytes] = {}  # file_id -> content, served by getFile and /file/
         self.downloads: list[str] = []  # file paths fetched
+        self.deleted: set[tuple[int, int]] = set()  # (chat_id, message_id) of deleted messages
         self._next_update_id = 1000
         self._next_message_id = 1
         self._new_update = asyncio.Event()
@@ -315,11 +353,15 @@ class FakeTelegram:
     async def _m_editMessageText(self, params: dict[str, Any]) -> Any:
         return self._record(params, edited=True)
 
+    async def _m_deleteMessage(self, params: dict[str, Any]) -> Any:
+        self.deleted.add((int(params["chat_id"]), int(params["message_id"])))
+        return True
+
     def current_texts(self, chat_id: int) -> list[str]:
         """What the chat shows now: each message's latest text, in the order they were sent."""
         latest: dict[int, str] = {}
         for m in self.sent:
-            if m["chat_id"] == chat_id:
+            if m["chat_id"] == chat_id and (chat_id, m["message_id"]) not in self.deleted:
                 latest[m["message_id"]] = m["text"]
         return list(latest.values())
 

@@ -200,7 +200,7 @@ async def test_admin_status_dead_retry_and_cleanup(tmp_path: Path, tg: FakeTeleg
         tg.add_message(ADMIN, f"/retry {job_id}")
         await eventually(lambda: len(tg.texts_to(5)) == 2, timeout=20, what="the retried answer")
         assert tg.texts_to(5) == [texts.FAILED, "echo: broken"]
-        assert tg.texts_to(ADMIN)[1] == f"🔁 Job #{job_id} (tg-update) is queued again."
+        assert tg.texts_to(ADMIN)[1].startswith(f"🔁 Job #{job_id} (tg-update) is queued again, as #")
         tg.add_message(ADMIN, "/retry 99999")
         tg.add_message(ADMIN, "/status")
         tg.add_message(ADMIN, "/cleanup")

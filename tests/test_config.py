@@ -30,6 +30,7 @@ def test_defaults() -> None:
     assert (s.job_retention_done_s, s.job_retention_dead_s) == (300.0, 3600.0)
     assert (s.worker_concurrency, s.llm_concurrency, s.transcription_concurrency) == (32, 8, 3)
     assert s.admin_user_ids == frozenset()
+    assert (s.stream, s.stream_edit_interval_s) == (True, 1.0)
     assert s.allowed_user_ids == frozenset() and s.allowed_chat_ids == frozenset()  # admins only
     assert parse_settings({**BASE, "ALLOWED_USER_IDS": "*"}).allowed_user_ids is None  # everyone
     assert parse_settings({**BASE, "ALLOWED_CHAT_IDS": "-1001, -1002"}).allowed_chat_ids == {-1001, -1002}

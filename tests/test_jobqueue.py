@@ -310,16 +310,20 @@ async def test_stats_and_purge(queue: JobQueue, clock: ManualClock) -> None:
     assert (await queue.stats()).by_state() == {"running": 1, "queued": 1}
 
 
-async def test_a_revived_job_waits_for_its_chats_running_job(queue: JobQueue) -> None:
-    a = (await queue.enqueue("chat", {"n": "a"}, group_key="chat:A")).job
+async def test_a_revived_job_goes_to_the_end_of_its_chats_order(queue: JobQueue) -> None:
+    a = (await queue.enqueue("chat", {"n": "a"}, group_key="chat:A", dedup_key="tg-update:1")).job
     b = (await queue.enqueue("chat", {"n": "b"}, group_key="chat:A")).job
-    dead = await queue.fail(await claim_one(queue), PermanentError("refused"))
+    claimed = await claim_one(queue)
+    assert await queue.save_checkpoint(claimed, {"answer": "kept"})
+    dead = await queue.fail(claimed, PermanentError("refused"))
     assert dead.id == a.id and dead.state is JobState.DEAD
     running_b = await claim_one(queue)
     assert running_b.id == b.id
     revived = await queue.revive(a.id)
-    assert revived is not None and revived.state is JobState.QUEUED and revived.attempts == 0
+    assert revived is not None and revived.id > b.id and revived.state is JobState.QUEUED
+    assert (revived.attempts, revived.checkpoint, revived.dedup_key) == (0, {"answer": "kept"}, "tg-update:1")
+    assert await queue.get(a.id) is None
     assert await queue.claim(ALL, 10) == []  # not beside b: one job of a chat at a time
     assert await queue.complete(running_b)
-    assert [j.id for j in await queue.claim(ALL, 10)] == [a.id]
-    assert await queue.revive(a.id) is None  # only a dead job can be put back
+    assert [j.id for j in await queue.claim(ALL, 10)] == [revived.id]
+    assert await queue.revive(revived.id) is None  # only a dead job can be put back

@@ -1,0 +1,150 @@
+"""Streaming replies, /retry and /cancel, with the fake OpenAI server sending SSE chunks."""
+
+import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from botcore import texts
+from botcore.formatting import render
+
+from .botproc import BotProcess
+from .conftest import eventually
+from .fakes import FakeOpenAI, FakeTelegram, Scripted
+
+
+@asynccontextmanager
+async def streaming_bot(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI, **env: str
+) -> AsyncIterator[BotProcess]:
+    process = BotProcess(tmp_path / "data", tg, llm, **{"STREAM": "true", **env}).start()
+    try:
+        yield process
+    finally:
+        await process.stop_clean()
+
+
+def edits_of(tg: FakeTelegram, chat_id: int) -> list[tuple[float, int, str]]:
+    """(time, message id, text) of every edit sent to the chat."""
+    return [
+        (t, int(p["message_id"]), p["text"])
+        for (method, p), t in zip(tg.calls, tg.call_times, strict=True)
+        if method == "editMessageText" and int(p["chat_id"]) == chat_id
+    ]
+
+
+async def test_edits_are_paced_never_repeat_and_end_formatted(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    answer = "**Bold** start. " + " ".join(f"word{i}" for i in range(120))
+    llm.script.append(Scripted(text=answer, piece_chars=8, piece_delay_s=0.05))  # ~4 s of pieces
+    async with streaming_bot(tmp_path, tg, llm):
+        tg.add_message(10, "talk")
+        await eventually(lambda: tg.current_texts(10) == [render(answer)[0].text], timeout=30, what="the end")
+    edits = edits_of(tg, 10)
+    assert len(edits) >= 3  # it was shown growing
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(edits[:-1])]  # the final edit is not paced
+    assert gaps and min(gaps) >= 0.9  # STREAM_EDIT_INTERVAL_S = 1 s (less a little network jitter)
+    shown = [m["text"] for m in tg.sent if m["chat_id"] == 10]
+    assert all(a != b for a, b in itertools.pairwise(shown))  # never an edit that changes nothing
+    assert shown[0].startswith("**Bold**")  # plain while streaming…
+    final = tg.sent[-1]
+    assert final["text"].startswith("Bold start.") and final["entities"]  # …formatted at the end
+    assert "⚠️" not in final["text"]
+
+
+async def test_a_6000_character_answer_ends_as_two_complete_messages(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    answer = "\n\n".join(f"Paragraph {i}: " + "lorem ipsum dolor sit amet " * 8 for i in range(27))
+    assert 6000 <= len(answer) <= 6300
+    llm.script.append(Scripted(text=answer, piece_chars=400, piece_delay_s=0.1))
+    async with streaming_bot(tmp_path, tg, llm):
+        tg.add_message(10, "a lot please")
+        expected = [c.text for c in render(answer)]
+        assert len(expected) == 2
+        await eventually(lambda: tg.current_texts(10) == expected, timeout=30, what="two complete messages")
+        tg.add_message(10, "and?")
+        await eventually(lambda: len(llm.requests) == 2, timeout=30, what="the next question")
+    assert llm.requests[1]["messages"][-2] == {"role": "assistant", "content": answer.strip()}  # all of it
+
+
+async def test_a_stream_cut_midway_is_retried_and_memory_holds_one_clean_answer(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    answer = "The quick brown fox jumps over the lazy dog. " * 6
+    llm.script += [
+        Scripted(text=answer, piece_chars=10, piece_delay_s=0.3, cut_after=8),
+        Scripted(text=answer),
+    ]
+    async with streaming_bot(tmp_path, tg, llm):
+        tg.add_message(10, "fox?")
+        await eventually(
+            lambda: any(texts.STREAM_INTERRUPTED in m["text"] for m in tg.sent), timeout=20, what="the mark"
+        )
+        await eventually(lambda: tg.current_texts(10) == [answer.strip()], timeout=30, what="the full answer")
+        tg.add_message(10, "again?")
+        await eventually(lambda: len(llm.requests) == 3, timeout=30, what="the next question")
+    history = llm.requests[2]["messages"][1:]
+    assert history == [
+        {"role": "user", "content": "fox?"},
+        {"role": "assistant", "content": answer.strip()},  # once, whole; no half answer
+        {"role": "user", "content": "again?"},
+    ]
+    assert len({m["message_id"] for m in tg.sent if m["chat_id"] == 10 and not m["edited"]}) == 2  # +"again?"
+
+
+async def test_kill_9_mid_stream_then_restart_gives_one_complete_answer(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    answer = "Slowly, one piece at a time, the answer arrives. " * 4
+    llm.script += [Scripted(text=answer, piece_chars=10, piece_delay_s=0.5), Scripted(text=answer)]
+    process = BotProcess(tmp_path / "data", tg, llm, STREAM="true").start()
+    tg.add_message(10, "slow one")
+    await eventually(lambda: edits_of(tg, 10), timeout=20, what="the answer streaming")
+    assert await process.kill() == -9
+    async with streaming_bot(tmp_path, tg, llm):
+        await eventually(lambda: tg.current_texts(10) == [answer.strip()], timeout=30, what="the answer")
+    assert len({m["message_id"] for m in tg.sent if m["chat_id"] == 10}) == 1  # the same message, finished
+
+
+async def test_retry_regenerates_the_last_answer_and_replaces_it_in_memory(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    replies = iter(["first try", "second try", "noted"])
+    llm.reply = lambda request: next(replies)
+    async with streaming_bot(tmp_path, tg, llm, STREAM="false"):
+        tg.add_message(10, "/retry")
+        await eventually(lambda: tg.texts_to(10) == [texts.NOTHING_TO_RETRY], timeout=20, what="nothing yet")
+        tg.add_message(10, "tell me a joke")
+        tg.add_message(10, "/retry")
+        tg.add_message(10, "thanks")
+        await eventually(lambda: len(tg.texts_to(10)) == 4, timeout=20, what="the replies")
+    assert tg.texts_to(10)[1:] == ["first try", "second try", "noted"]
+    assert [m["content"] for m in llm.requests[1]["messages"][1:]] == ["tell me a joke"]  # the old one gone
+    assert [m["content"] for m in llm.requests[2]["messages"][1:]] == [
+        "tell me a joke",
+        "second try",
+        "thanks",
+    ]
+
+
+async def test_cancel_stops_a_running_answer_which_is_not_retried(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    llm.script.append(Scripted(text="a very long answer " * 40, piece_chars=10, piece_delay_s=0.5))
+    async with streaming_bot(tmp_path, tg, llm) as bot:
+        tg.add_message(10, "go on and on")
+        await eventually(lambda: edits_of(tg, 10) or len(tg.sent) >= 1, timeout=20, what="the stream")
+        tg.add_message(10, "/cancel")
+        await eventually(lambda: texts.STOPPED in tg.texts_to(10), timeout=20, what="the stop")
+        await eventually(
+            lambda: any(texts.STREAM_STOPPED in t for t in tg.current_texts(10)), what="the answer marked"
+        )
+        tg.add_message(10, "/cancel")
+        tg.add_message(10, "hello")
+        await eventually(lambda: "echo: hello" in tg.texts_to(10)[-1], timeout=20, what="the next answer")
+        assert tg.texts_to(10).count(texts.NOTHING_TO_STOP) == 1
+    assert len(llm.requests) == 2  # the stopped answer was not asked for again
+    assert [m["content"] for m in llm.requests[1]["messages"][1:]] == ["hello"]  # and not remembered
+    assert "will run again" not in bot.log()
