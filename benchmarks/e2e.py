@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.fakes import FakeOpenAI, FakeTelegram
+from tests.fakes import FakeOpenAI, FakeTelegram, Scripted
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "123456789:AAH4kq-EXAMPLE_token_value_abcdefghi"
@@ -81,8 +81,7 @@ def command(kind: str, tg: FakeTelegram, llm: FakeOpenAI) -> list[str]:
     ]
 
 
-async def measure(kind: str, users: int, per_user: int, latency_messages: int, workdir: Path) -> Sample:
-    tg, llm = await FakeTelegram(TOKEN).start(), await FakeOpenAI().start()
+def bot_env(tg: FakeTelegram, llm: FakeOpenAI, workdir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "OPENAI_", "DATA_DIR"))}
     env.update(
         TELEGRAM_BOT_TOKEN=TOKEN,
@@ -100,6 +99,13 @@ async def measure(kind: str, users: int, per_user: int, latency_messages: int, w
         RATE_LIMIT_USER_PER_MIN="0",  # 500 messages in seconds: the limits would refuse most
         RATE_LIMIT_GLOBAL_PER_MIN="0",
     )
+    env.update(extra)
+    return env
+
+
+async def measure(kind: str, users: int, per_user: int, latency_messages: int, workdir: Path) -> Sample:
+    tg, llm = await FakeTelegram(TOKEN).start(), await FakeOpenAI().start()
+    env = bot_env(tg, llm, workdir, STREAM="false")  # the baselines do not stream either
     log = (workdir / f"{kind}.log").open("ab")
     argv = command(kind, tg, llm)
     proc = await asyncio.create_subprocess_exec(*argv, cwd=workdir, env=env, stdout=log, stderr=log)
@@ -145,6 +151,59 @@ async def measure(kind: str, users: int, per_user: int, latency_messages: int, w
         await llm.stop()
     n = users * per_user
     return Sample(rate=n / elapsed, cpu_ms=cpu * 1000 / n, latencies=latencies, peak_rss_mb=rss)
+
+
+async def measure_streaming(stream: bool, messages: int, workdir: Path) -> tuple[list[float], list[float]]:
+    """Our bot, one message at a time, with an LLM that takes ~1 s to write a 500-character
+    answer (20 pieces 50 ms apart, or, not streamed, the whole answer after 1 s). Returns the
+    times from send to the first visible text and to the complete answer."""
+    tg, llm = await FakeTelegram(TOKEN).start(), await FakeOpenAI().start()
+    answer = " ".join(f"word{i:03d}" for i in range(63))  # about 500 characters
+    step = (
+        Scripted(text=answer, piece_chars=25, piece_delay_s=0.05)
+        if stream
+        else Scripted(text=answer, delay_s=1.0)
+    )
+    llm.script = [step] * (messages + 1)
+    log = (workdir / f"stream-{stream}.log").open("ab")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "bot.py"),
+        cwd=workdir,
+        env=bot_env(tg, llm, workdir, STREAM=str(stream).lower()),
+        stdout=log,
+        stderr=log,
+    )
+    log.close()
+    first: dict[int, float] = {}
+    done: dict[int, float] = {}
+
+    def on_send(entry: dict[str, object]) -> None:
+        chat = int(entry["chat_id"])  # type: ignore[arg-type]
+        first.setdefault(chat, time.perf_counter())
+        if entry["text"] == answer:
+            done.setdefault(chat, time.perf_counter())
+
+    tg.on_send = on_send
+    to_first: list[float] = []
+    to_full: list[float] = []
+    try:
+        for i in range(messages + 1):  # the first one warms up
+            t0 = time.perf_counter()
+            tg.add_message(30_000 + i, "write something")
+            for _ in range(600):
+                if 30_000 + i in done:
+                    break
+                await asyncio.sleep(0.01)
+            if i:
+                to_first.append(first[30_000 + i] - t0)
+                to_full.append(done[30_000 + i] - t0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 30)
+        await tg.stop()
+        await llm.stop()
+    return to_first, to_full
 
 
 def render(rows: dict[str, Row], args: argparse.Namespace) -> str:
@@ -195,6 +254,22 @@ async def amain(args: argparse.Namespace) -> None:
     )
     print()
     print(render(rows, args))
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "stream").mkdir()
+        (Path(tmp) / "whole").mkdir()
+        streamed = await measure_streaming(True, args.stream_messages, Path(tmp) / "stream")
+        whole = await measure_streaming(False, args.stream_messages, Path(tmp) / "whole")
+    p50 = lambda xs: statistics.median(xs) * 1000  # noqa: E731
+    print()
+    print(
+        f"Streaming: {args.stream_messages} messages one at a time; the fake LLM writes a"
+        " 500-character answer in about 1 s (20 pieces, 50 ms apart)"
+    )
+    print()
+    print("| ours | first visible text, p50 | complete answer, p50 |")
+    print("|---|---|---|")
+    print(f"| STREAM=true | {p50(streamed[0]):.0f} ms | {p50(streamed[1]):.0f} ms |")
+    print(f"| STREAM=false (baseline) | {p50(whole[0]):.0f} ms | {p50(whole[1]):.0f} ms |")
 
 
 def main() -> None:
@@ -205,6 +280,7 @@ def main() -> None:
     parser.add_argument("--per-user", type=int, default=10)
     parser.add_argument("--latency-messages", type=int, default=50, help="one-user phase (50)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--stream-messages", type=int, default=20, help="streaming phase (20)")
     asyncio.run(amain(parser.parse_args()))
 
 

@@ -111,18 +111,19 @@ async def run(settings: Settings) -> None:
         stack.push_async_callback(model.aclose)
         conversations = ConversationStore(db)
         usage = UsageStore(db)
+        kv = KeyValueStore(db)
         cleanup = Cleanup(
             db,
             queue,
             conversations,
             usage,
+            kv,
             done_after_s=settings.job_retention_done_s,
             dead_after_s=settings.job_retention_dead_s,
             history_ttl_days=settings.history_ttl_days,
             usage_retention_days=settings.usage_retention_days,
             full_every_s=settings.cleanup_interval_hours * 3600,
         )
-        kv = KeyValueStore(db)
         messenger = Messenger(bot)
         metrics = Metrics()
         alerts = Alerts(messenger, settings.admin_user_ids, clock=clock)

@@ -255,25 +255,28 @@ class ChatService:
             if refusal is not None:
                 await self._notice_once(job, checkpoint, where, refusal)
                 return
-            completion = await self._generate(job, where, text, checkpoint)
-            if completion is None:
+            generated = await self._generate(job, where, text, checkpoint)
+            if generated is None:
                 return
+            completion, live = generated
             checkpoint.update(answer=completion.text, sent=0, usage=asdict(completion.usage))
             await self.save(job, checkpoint)
+        else:
+            live = None
         # On every attempt: recording is idempotent per job, and a failure here must not lose it.
         await self._spending.record(
             Usage(**checkpoint["usage"]), job_id=job.id, chat_id=where.chat_id, user_id=user_id
         )
-        await self._deliver(job, where, checkpoint)
+        await self._deliver(job, where, checkpoint, live)
         await self._conversations.add_exchange(
             where.chat_id, job_id=job.id, user_text=text, answer=checkpoint["answer"], now=self._clock.now()
         )
 
     async def _generate(
         self, job: Job, where: ReplyTarget, text: str, checkpoint: dict[str, Any]
-    ) -> Completion | None:
-        """The model's answer, streamed into the chat if streaming is on; None if the user was
-        told instead why there is none."""
+    ) -> tuple[Completion, StreamingReply | None] | None:
+        """The model's answer (with the streamed reply showing it, if streaming is on); None if
+        the user was told instead why there is none."""
         history = await self._conversations.history(
             where.chat_id, limit=self._history_messages, since=self._clock.now() - self._history_ttl_s
         )
@@ -299,7 +302,7 @@ class ChatService:
                 self._breaker.call(),
                 self._messenger.typing(where.chat_id),
             ):
-                return await self._complete(history, text, live)
+                return await self._complete(history, text, live), live
         except UpstreamUnavailable as exc:
             if live is not None and live.ids:
                 await live.mark(texts.STREAM_INTERRUPTED)
@@ -317,14 +320,18 @@ class ChatService:
                 await live.mark(texts.STREAM_INTERRUPTED)  # no half answer is kept: it retries
             raise
 
-    async def _deliver(self, job: Job, where: ReplyTarget, checkpoint: dict[str, Any]) -> None:
+    async def _deliver(
+        self, job: Job, where: ReplyTarget, checkpoint: dict[str, Any], live: StreamingReply | None
+    ) -> None:
         """The answer, rendered, in as many messages as it needs: the streamed messages are
         edited into it (extra ones deleted), the rest sent. Resumes where an earlier attempt
         stopped."""
         chunks = render(checkpoint["answer"])
         shown: list[int] = checkpoint.get("stream_ids", [])
         for index in range(checkpoint["sent"], len(chunks)):
-            if index >= len(shown) or not await self._messenger.edit_chunk(
+            if live is not None and live.shows(index, chunks[index]):
+                pass  # already on screen as it should end: no edit that changes nothing
+            elif index >= len(shown) or not await self._messenger.edit_chunk(
                 where.chat_id, shown[index], chunks[index]
             ):
                 await self._messenger.send_chunk(

@@ -7,15 +7,20 @@ message handling: each step is a few short, batched statements."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 from loguru import logger
 
 from botcore.clock import DAY_S
-from botcore.conversations import ConversationStore
+from botcore.conversations import ConversationStore, KeyValueStore
 from botcore.db import Database
 from botcore.jobqueue import JobQueue
 from botcore.models import CleanupResult
 from botcore.usage import UsageStore
+
+
+def _date(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d")
 
 
 class Cleanup:
@@ -25,6 +30,7 @@ class Cleanup:
         queue: JobQueue,
         conversations: ConversationStore,
         usage: UsageStore,
+        kv: KeyValueStore,
         *,
         done_after_s: float,
         dead_after_s: float,
@@ -37,6 +43,7 @@ class Cleanup:
         self._queue = queue
         self._conversations = conversations
         self._usage = usage
+        self._kv = kv
         self._done_after_s = done_after_s
         self._dead_after_s = dead_after_s
         self._history_ttl_s = history_ttl_days * DAY_S
@@ -54,6 +61,7 @@ class Cleanup:
             now = self._queue.clock.now()
             messages = await self._conversations.purge_expired(before=now - self._history_ttl_s)
             usage = await self._usage.purge(before=now - self._usage_retention_s)
+            await self._kv.delete_before("cost-alert:", "cost-alert:" + _date(now - 7 * DAY_S))
             await self._db.maintain()
         result = CleanupResult(jobs.done, jobs.dead, messages, usage)
         if full or jobs.done or jobs.dead:

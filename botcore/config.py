@@ -100,7 +100,14 @@ class Settings:
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in a log line."""
-        values = (self.telegram_bot_token, self.openai_api_key, self.whisper_api_key, self.sentry_dsn)
+        sentry_key = urlsplit(self.sentry_dsn).username if self.sentry_dsn else None
+        values = (
+            self.telegram_bot_token,
+            self.openai_api_key,
+            self.whisper_api_key,
+            self.sentry_dsn,
+            sentry_key,
+        )
         return tuple(s for s in values if s)
 
 
@@ -187,7 +194,8 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         job_retention_done_s=reader.number("JOB_RETENTION_DONE_S", 300.0, float, minimum=0),
         job_retention_dead_s=reader.number("JOB_RETENTION_DEAD_S", 3600.0, float, minimum=0),
         cleanup_interval_hours=reader.number("CLEANUP_INTERVAL_HOURS", 24.0, float, minimum=0.01),
-        usage_retention_days=reader.number("USAGE_RETENTION_DAYS", 90.0, float, minimum=1),
+        # Monthly budgets and /usage add up this month's records: keep at least a month.
+        usage_retention_days=reader.number("USAGE_RETENTION_DAYS", 90.0, float, minimum=31),
         admin_user_ids=reader.ids("ADMIN_USER_IDS"),
         allowed_user_ids=reader.ids_or_all("ALLOWED_USER_IDS"),
         allowed_chat_ids=reader.ids_or_all("ALLOWED_CHAT_IDS"),

@@ -27,6 +27,13 @@ class KeyValueStore:
             (key, value),
         )
 
+    async def delete_before(self, prefix: str, before: str) -> int:
+        """Delete the keys that start with ``prefix`` and sort before ``before`` (dated keys)."""
+        rows = await self._db.fetchall(
+            "DELETE FROM kv WHERE key >= ? AND key < ? RETURNING key", (prefix, before)
+        )
+        return len(rows)
+
     async def add(self, key: str, value: str) -> bool:
         """Store ``value`` unless ``key`` exists; True if this call stored it (atomic)."""
         rows = await self._db.fetchall(

@@ -29,6 +29,7 @@ class Database:
         self._conn = conn
         self._lock = asyncio.Lock()
         self.path = path
+        self._busy_timeout_ms = 5000
 
     @classmethod
     async def open(cls, path: Path, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000) -> Database:
@@ -51,7 +52,9 @@ class Database:
             if mode is None or str(mode[0]).lower() != "wal":
                 raise StartupError(f"{path}: could not switch the database to WAL mode")
             await db.fetchall(f"PRAGMA synchronous = {synchronous}")
-            await db.fetchall(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            db._busy_timeout_ms = int(busy_timeout_ms)
+            await db.fetchall(f"PRAGMA busy_timeout = {db._busy_timeout_ms}")
+            await db.fetchall("PRAGMA journal_size_limit = 67108864")  # the WAL shrinks back to 64 MB
             await db.fetchall("PRAGMA foreign_keys = ON")
             await db._migrate(version)
         except sqlite3.Error as exc:  # locked by another program, not a database, read-only…
@@ -76,10 +79,17 @@ class Database:
 
     async def maintain(self) -> None:
         """Let SQLite refresh its planner statistics, and fold the WAL back into the database
-        file and truncate it, so neither file grows without bound. A checkpoint that readers
-        block is simply partial; the next one finishes it."""
+        file and truncate it, so neither file grows without bound."""
         await self.fetchall("PRAGMA optimize")
-        await self.fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+        # A reader (a backup, a sqlite3 shell) makes TRUNCATE wait for the busy timeout while it
+        # holds our one connection: wait 100 ms at most; a checkpoint that gives up is partial,
+        # and journal_size_limit still bounds the file.
+        async with self._lock:
+            await self._conn.execute("PRAGMA busy_timeout = 100")
+            try:
+                await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                await self._conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
 
     async def delete_in_batches(self, table: str, where: str, params: Params, *, batch: int = 1000) -> int:
         """``DELETE FROM table WHERE where``, ``batch`` rows per statement, so no other write waits

@@ -19,6 +19,7 @@ from botcore.metrics import Metrics
 from botcore.usage import UsageStore, day_start
 
 _PROBE_TIMEOUT_S = 2.0
+_PROBE_EVERY_S = 5.0
 
 
 class HealthServer:
@@ -47,6 +48,9 @@ class HealthServer:
         self._poll_stale_s = poll_stale_s  # a long poll lasts 30 s; three missed ones are trouble
         self._started = clock.now()
         self._server: asyncio.Server | None = None
+        self._connections = asyncio.Semaphore(8)  # a scraper and a monitor need no more
+        self._probe: asyncio.Task[str | None] | None = None  # one write probe shared by all
+        self._probe_at = -1e18
         self._log = logger.bind(component="health")
 
     async def start(self) -> None:
@@ -57,6 +61,8 @@ class HealthServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        if self._probe is not None:
+            await asyncio.gather(self._probe, return_exceptions=True)
 
     async def problems(self) -> list[str]:
         """Why the bot is unhealthy; empty when it is well."""
@@ -65,15 +71,41 @@ class HealthServer:
         last_poll = self._poller.last_poll_at
         if now - (last_poll if last_poll is not None else self._started) > self._poll_stale_s:
             found.append("polling Telegram has not succeeded lately")
-        try:
-            await asyncio.wait_for(self._kv.put("health.probe", str(time.time())), _PROBE_TIMEOUT_S)
-        except Exception as exc:  # locked, read-only, disk full… the reason is what matters
-            found.append(f"the database is not writable ({type(exc).__name__})")
+        problem = await self._database_problem()
+        if problem is not None:
+            found.append(problem)
         if not self._workers_running():
             found.append("the workers are not running")
         return found
 
+    async def _database_problem(self) -> str | None:
+        """A small write, at most one at a time and one every few seconds however often the
+        endpoint is asked: probes must not pile up in front of the bot's own statements."""
+        if self._probe is None or (
+            self._probe.done() and self._clock.now() - self._probe_at > _PROBE_EVERY_S
+        ):
+            self._probe_at = self._clock.now()
+            self._probe = asyncio.create_task(self._write_probe())
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._probe), _PROBE_TIMEOUT_S)
+        except TimeoutError:
+            return "the database is not writable (a write is waiting on a lock)"
+
+    async def _write_probe(self) -> str | None:
+        try:
+            await self._kv.put("health.probe", str(time.time()))
+        except Exception as exc:  # locked, read-only, disk full… the reason is what matters
+            return f"the database is not writable ({type(exc).__name__})"
+        return None
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._connections.locked():
+            writer.close()  # too many at once
+            return
+        async with self._connections:
+            await self._answer(reader, writer)
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = await asyncio.wait_for(reader.readline(), 5.0)
             parts = request.decode("latin-1").split()
@@ -90,7 +122,7 @@ class HealthServer:
                 await self._reply(writer, 200, body, "text/plain; version=0.0.4; charset=utf-8")
             else:
                 await self._reply(writer, 404, b"not found: try /healthz or /metrics\n", "text/plain")
-        except (TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError, ValueError):  # slow, gone, or a line too long
             pass
         except Exception as exc:
             self._log.opt(exception=exc).error("health endpoint failed")

@@ -30,22 +30,38 @@ def _format(record: Record) -> str:
     return _FORMAT + (f" [{context}]" if context else "") + "\n{exception}"
 
 
-def _json(record: Record) -> str:
-    """One JSON object per line. Built here and handed to loguru as a field, so braces in the
-    data are never read as format placeholders."""
-    extra = record["extra"]
-    data = {
-        "time": record["time"].isoformat(),
-        "level": record["level"].name,
-        "component": extra.get("component", "-"),
-        "message": record["message"],
-        **{key: extra[key] for key in _CONTEXT if key in extra},
-    }
-    if record["exception"] is not None:
-        kind, value, tb = record["exception"]
-        data["exception"] = "".join(traceback.format_exception(kind, value, tb))  # no variable values
-    extra["_json"] = json.dumps(data, ensure_ascii=False, default=str)
-    return "{extra[_json]}\n"
+def _json_formatter(redact: Redactor) -> Callable[[Record], str]:
+    """One JSON object per line. Every string is redacted before it is encoded (an encoded
+    secret could be escaped beyond recognition), and the line is handed to loguru as a field,
+    so braces in the data are never read as format placeholders."""
+
+    def format_json(record: Record) -> str:
+        extra = record["extra"]
+        data: dict[str, object] = {
+            "time": record["time"].isoformat(),
+            "level": record["level"].name,
+            "component": extra.get("component", "-"),
+            "message": redact(record["message"]),
+            **{key: _redacted(extra[key], redact) for key in _CONTEXT if key in extra},
+        }
+        if record["exception"] is not None:
+            kind, value, tb = record["exception"]
+            data["exception"] = redact("".join(traceback.format_exception(kind, value, tb)))  # no locals
+        extra["_json"] = json.dumps(data, ensure_ascii=False, default=str)
+        return "{extra[_json]}\n"
+
+    return format_json
+
+
+def _redacted(value: object, redact: Redactor) -> object:
+    """``value`` with every string inside it redacted (for JSON lines and Sentry events)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v, redact) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v, redact) for v in value]
+    return value
 
 
 class Redactor:
@@ -94,15 +110,19 @@ def setup_logging(
 
     logger.remove()
     logger.configure(extra={"component": "-"})
-    formatter: Callable[[Record], str] = _json if json_lines else _format
+    formatter: Callable[[Record], str] = _json_formatter(redact) if json_lines else _format
     sinks: list[Callable[[str], None] | _RotatingFile] = [to_stream]
     if file is not None:
         sinks.append(_RotatingFile(file, file_max_mb, file_backups, redact))
     for sink in sinks:
         logger.add(sink, level=level, format=formatter, backtrace=False, diagnose=False, colorize=False)
     logging.basicConfig(handlers=[_ToLoguru()], level=logging.INFO, force=True)
-    # httpx logs every request line, and a Bot API URL carries the token: keep only its warnings.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # httpx logs every request line, and a Bot API URL carries the token: those lines only when
+    # debugging (redacted like every line), else only warnings. The openai SDK may bring its own
+    # copy of httpx, logging as "httpx2".
+    chatty = logging.INFO if level in ("TRACE", "DEBUG") else logging.WARNING
+    for name in ("httpx", "httpx2", "httpcore"):
+        logging.getLogger(name).setLevel(chatty)
     # With max_retries=0 the rate limiter logs every flood-control answer with a traceback; the
     # queue owns that retry and logs it in one line.
     logging.getLogger("telegram.ext.AIORateLimiter").setLevel(logging.CRITICAL)
@@ -120,13 +140,14 @@ def setup_sentry(dsn: str, secrets: Iterable[str], *, release: str) -> None:
     redact = Redactor(secrets)
 
     def scrub(event: Any, _hint: Any) -> Any:
-        return json.loads(redact(json.dumps(event, default=str)))
+        return _redacted(event, redact)
 
     sentry_sdk.init(
         dsn=dsn,
         release=release,
         before_send=scrub,
         before_breadcrumb=scrub,
+        trace_propagation_targets=[],  # no "baggage" header (it carries the DSN's key) to upstreams
         include_local_variables=False,
         integrations=[LoguruIntegration()],
     )

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from loguru import logger
 
 from botcore.errors import JobError, UpstreamUnavailable
-from botcore.formatting import plain_chunks
+from botcore.formatting import Chunk, plain_chunks
 from botcore.messenger import Messenger
 
 GROUP_MIN_INTERVAL_S = 3.0  # Telegram allows a group about 20 messages (edits included) a minute
@@ -49,6 +49,10 @@ class StreamingReply:
         self._text = text
         if self._clock() - self._last_show >= self._interval:
             await self._show(text)
+
+    def shows(self, index: int, chunk: Chunk) -> bool:
+        """Whether message ``index`` already shows exactly this final chunk."""
+        return not chunk.entities and index < len(self._shown) and self._shown[index] == chunk.text
 
     async def mark(self, note: str) -> None:
         """The answer stops here (interrupted, stopped): show what there is, with ``note``."""

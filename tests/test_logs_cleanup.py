@@ -7,7 +7,7 @@ from loguru import logger
 
 from botcore.cleanup import Cleanup
 from botcore.clock import ManualClock
-from botcore.conversations import ConversationStore
+from botcore.conversations import ConversationStore, KeyValueStore
 from botcore.db import Database
 from botcore.errors import PermanentError
 from botcore.jobqueue import JobQueue
@@ -54,7 +54,7 @@ def make_cleanup(db: Database, queue: JobQueue, **overrides: float) -> Cleanup:
         "usage_retention_days": 2,
         **overrides,
     }
-    return Cleanup(db, queue, ConversationStore(db), UsageStore(db), **settings)
+    return Cleanup(db, queue, ConversationStore(db), UsageStore(db), KeyValueStore(db), **settings)
 
 
 async def test_cleanup_removes_finished_jobs_expired_memory_and_old_usage(

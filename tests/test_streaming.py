@@ -67,6 +67,9 @@ async def test_a_6000_character_answer_ends_as_two_complete_messages(
         tg.add_message(10, "and?")
         await eventually(lambda: len(llm.requests) == 2, timeout=30, what="the next question")
     assert llm.requests[1]["messages"][-2] == {"role": "assistant", "content": answer.strip()}  # all of it
+    for message_id in {m["message_id"] for m in tg.sent if m["chat_id"] == 10}:
+        versions = [m["text"] for m in tg.sent if m["message_id"] == message_id]
+        assert all(a != b for a, b in itertools.pairwise(versions))  # not even the final render
 
 
 async def test_a_stream_cut_midway_is_retried_and_memory_holds_one_clean_answer(
