@@ -223,7 +223,7 @@ class ChatService:
                 return
             checkpoint["redo"], checkpoint["redo_job"] = last[1], last[0]
             await self.save(job, checkpoint)
-        await self._conversations.forget_job(checkpoint["redo_job"])  # idempotent
+        # The old exchange stays until the new answer replaces it: a redo that fails loses nothing.
         await self.answer(job, where, user_id, checkpoint["redo"], checkpoint)
 
     async def _admin_command(self, command: str, argument: str) -> str:
@@ -250,6 +250,8 @@ class ChatService:
     ) -> None:
         """Answer ``text`` with the LLM and this chat's memory. ``checkpoint`` is the job's progress
         (it may hold a voice job's transcript too); this adds the answer and the parts sent."""
+        if checkpoint.get("stopped"):
+            return  # stopped with /cancel
         if "answer" not in checkpoint:
             refusal = await self._spending.refusal(user_id)
             if refusal is not None:
@@ -269,7 +271,12 @@ class ChatService:
         )
         await self._deliver(job, where, checkpoint, live)
         await self._conversations.add_exchange(
-            where.chat_id, job_id=job.id, user_text=text, answer=checkpoint["answer"], now=self._clock.now()
+            where.chat_id,
+            job_id=job.id,
+            user_text=text,
+            answer=checkpoint["answer"],
+            now=self._clock.now(),
+            replaces_job=checkpoint.get("redo_job"),
         )
 
     async def _generate(
@@ -278,7 +285,10 @@ class ChatService:
         """The model's answer (with the streamed reply showing it, if streaming is on); None if
         the user was told instead why there is none."""
         history = await self._conversations.history(
-            where.chat_id, limit=self._history_messages, since=self._clock.now() - self._history_ttl_s
+            where.chat_id,
+            limit=self._history_messages,
+            since=self._clock.now() - self._history_ttl_s,
+            leave_out_job=checkpoint.get("redo_job"),
         )
         live = None
         if self._stream:
@@ -304,7 +314,7 @@ class ChatService:
             ):
                 return await self._complete(history, text, live), live
         except UpstreamUnavailable as exc:
-            if live is not None and live.ids:
+            if live is not None:
                 await live.mark(texts.STREAM_INTERRUPTED)
             await self._tell_wait_once(job, where, checkpoint, exc)
             raise  # the queue waits for the service without spending an attempt
@@ -312,12 +322,18 @@ class ChatService:
             await self._notice_once(job, checkpoint, where, texts.CONTEXT_TOO_LONG)
             return None
         except StoppedByUser:
-            if live is not None and live.ids:
+            checkpoint["stopped"] = 1  # a rerun of this job (after a crash) must not answer
+            await self.save(job, checkpoint)
+            if live is not None:
                 await live.mark(texts.STREAM_STOPPED)
             return None  # the /cancel job says so
-        except JobError:
-            if live is not None and live.ids:
+        except TransientError:
+            if live is not None:
                 await live.mark(texts.STREAM_INTERRUPTED)  # no half answer is kept: it retries
+            raise
+        except JobError:
+            if live is not None:
+                await live.mark(texts.STREAM_FAILED)
             raise
 
     async def _deliver(
@@ -328,6 +344,8 @@ class ChatService:
         stopped."""
         chunks = render(checkpoint["answer"])
         shown: list[int] = checkpoint.get("stream_ids", [])
+        if live is not None:
+            await live.wait_turn()  # the final edits keep the pace too
         for index in range(checkpoint["sent"], len(chunks)):
             if live is not None and live.shows(index, chunks[index]):
                 pass  # already on screen as it should end: no edit that changes nothing

@@ -47,22 +47,36 @@ class ConversationStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def history(self, chat_id: int, *, limit: int, since: float) -> list[Turn]:
-        """The last ``limit`` messages of a chat created at or after ``since``, oldest first."""
+    async def history(
+        self, chat_id: int, *, limit: int, since: float, leave_out_job: int | None = None
+    ) -> list[Turn]:
+        """The last ``limit`` messages of a chat created at or after ``since``, oldest first;
+        without the turns of ``leave_out_job`` (the exchange a /retry is redoing)."""
         if limit <= 0:
             return []
         rows = await self._db.fetchall(
             "SELECT role, content FROM (SELECT id, role, content FROM messages"
-            " WHERE chat_id = ? AND created_at >= ? ORDER BY id DESC LIMIT ?) ORDER BY id",
-            (chat_id, since, limit),
+            " WHERE chat_id = ? AND created_at >= ? AND (? IS NULL OR job_id IS NOT ?)"
+            " ORDER BY id DESC LIMIT ?) ORDER BY id",
+            (chat_id, since, leave_out_job, leave_out_job, limit),
         )
         return [Turn(role, content) for role, content in rows]
 
     async def add_exchange(
-        self, chat_id: int, *, job_id: int, user_text: str, answer: str, now: float
+        self,
+        chat_id: int,
+        *,
+        job_id: int,
+        user_text: str,
+        answer: str,
+        now: float,
+        replaces_job: int | None = None,
     ) -> None:
-        """Store a question and its answer together; storing the same job's exchange again is a no-op."""
+        """Store a question and its answer together, in place of ``replaces_job``'s if given (a
+        /retry), in one transaction; storing the same job's exchange again is a no-op."""
         async with self._db.transaction() as tx:
+            if replaces_job is not None:
+                await tx.fetchall("DELETE FROM messages WHERE job_id = ?", (replaces_job,))
             await tx.executemany(
                 "INSERT OR IGNORE INTO messages (chat_id, role, content, created_at, job_id)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -77,11 +91,6 @@ class ConversationStore:
             (chat_id,),
         )
         return None if row is None else (int(row[0]), str(row[1]))
-
-    async def forget_job(self, job_id: int) -> int:
-        """Delete the turns one job stored (a question and its answer)."""
-        rows = await self._db.fetchall("DELETE FROM messages WHERE job_id = ? RETURNING id", (job_id,))
-        return len(rows)
 
     async def reset(self, chat_id: int) -> int:
         """Delete a chat's memory (``/reset``). Returns how many messages were deleted."""

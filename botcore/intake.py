@@ -30,7 +30,8 @@ def route_to_update_job(update: dict[str, Any]) -> list[NewJob]:
     chat = message.get("chat") if isinstance(message, dict) else None
     group = f"chat:{chat['id']}" if isinstance(chat, dict) else None
     text = message.get("text") if isinstance(message, dict) else None
-    if isinstance(text, str) and re.match(r"/cancel(@\w+)?(\s|$)", text, re.IGNORECASE):
+    forwarded = isinstance(message, dict) and "forward_origin" in message
+    if isinstance(text, str) and not forwarded and re.match(r"/cancel(@\w+)?(\s|$)", text, re.IGNORECASE):
         group = None  # /cancel must not wait behind the very answer it is meant to stop
     return [NewJob(UPDATE_KIND, update, dedup_key=f"tg-update:{update['update_id']}", group_key=group)]
 

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import openai
+from loguru import logger
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletion
 
@@ -47,6 +48,7 @@ class ChatModel:
         # OpenAI's newer models refuse max_tokens; most other servers know only max_tokens.
         is_openai = urlsplit(base_url).hostname == "api.openai.com"
         self._limit = {"max_completion_tokens" if is_openai else "max_tokens": max_reply_tokens}
+        self._streams = True  # until the server shows it cannot
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -59,9 +61,12 @@ class ChatModel:
     ) -> Completion:
         """The same completion, streamed: ``on_text`` gets the text so far after each piece
         (it paces itself). A stream that breaks midway raises like a failed call."""
+        if not self._streams:
+            return await self.complete(system_prompt, turns)
         parts: list[str] = []
         usage = None
         model = self.model
+        received = finished = False
         try:
             stream = await self._client.chat.completions.create(
                 model=self.model,
@@ -72,6 +77,7 @@ class ChatModel:
             )
             async with stream:
                 async for chunk in stream:
+                    received = True
                     model = chunk.model or model
                     if chunk.usage is not None:
                         usage = chunk.usage
@@ -80,15 +86,29 @@ class ChatModel:
                     choice = chunk.choices[0]
                     if choice.finish_reason == "content_filter":
                         raise PermanentError("the model's content filter refused to answer")
+                    finished = finished or choice.finish_reason is not None
                     if choice.delta and choice.delta.content:
                         parts.append(choice.delta.content)
                         await on_text("".join(parts))
+        except openai.BadRequestError as exc:
+            error = translate(exc)
+            if isinstance(error, ContextTooLongError) or received:
+                raise error from exc
+            return await self._without_streaming(system_prompt, turns, "refused the streaming request")
         except openai.APIError as exc:
             raise translate(exc) from exc
+        except httpx.TimeoutException as exc:  # mid-stream, not wrapped by the SDK
+            raise TransientError("LLM: the stream timed out", cause=Cause.TIMEOUT) from exc
         except httpx.HTTPError as exc:  # the connection broke mid-stream
             raise TransientError(
                 f"LLM: the stream broke ({type(exc).__name__})", cause=Cause.UNAVAILABLE
             ) from exc
+        except ValueError as exc:  # an event that is not JSON
+            raise TransientError("LLM: the stream was garbled", cause=Cause.UNAVAILABLE) from exc
+        if not received:  # the server ignored "stream": it answered with plain JSON
+            return await self._without_streaming(system_prompt, turns, "does not stream")
+        if not finished:  # the stream ended cleanly but early: never keep half an answer
+            raise TransientError("LLM: the stream ended before the answer did", cause=Cause.UNAVAILABLE)
         text = "".join(parts).strip()
         if not text:
             raise PermanentError("the model returned an empty answer")
@@ -101,6 +121,13 @@ class ChatModel:
                 completion_tokens=(usage.completion_tokens or 0) if usage else 0,
             ),
         )
+
+    async def _without_streaming(self, system_prompt: str, turns: Sequence[Turn], why: str) -> Completion:
+        """Ask again without streaming; if that works, stop trying to stream (this server can't)."""
+        completion = await self.complete(system_prompt, turns)
+        self._streams = False
+        logger.warning("the LLM server {}; answering without streaming from now on (set STREAM=false)", why)
+        return completion
 
     async def complete(self, system_prompt: str, turns: Sequence[Turn]) -> Completion:
         messages = _messages(system_prompt, turns)

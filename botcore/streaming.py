@@ -5,6 +5,7 @@ a Telegram refusal never fails the answer, and flood control widens the interval
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -55,8 +56,15 @@ class StreamingReply:
         return not chunk.entities and index < len(self._shown) and self._shown[index] == chunk.text
 
     async def mark(self, note: str) -> None:
-        """The answer stops here (interrupted, stopped): show what there is, with ``note``."""
-        await self._show(f"{self._text}\n\n{note}" if self._text else note)
+        """The answer stops here (interrupted, stopped): what this attempt showed, with ``note``.
+        Nothing if this attempt showed nothing (an earlier attempt's text stays as it was)."""
+        if self._text and self.ids:
+            await self.wait_turn()
+            await self._show(f"{self._text}\n\n{note}")
+
+    async def wait_turn(self) -> None:
+        """Wait until the interval since the last edit has passed."""
+        await asyncio.sleep(max(0.0, self._last_show + self._interval - self._clock()))
 
     async def _show(self, text: str) -> None:
         self._last_show = self._clock()

@@ -30,6 +30,8 @@ class Scripted:
     piece_chars: int = 20
     piece_delay_s: float = 0.0
     cut_after: int | None = None
+    clean_cut: bool = False  # end the response properly after cut_after pieces, with no finish
+    no_stream: bool = False  # answer a streaming request with plain JSON, as some servers do
 
 
 class FakeOpenAI:
@@ -77,6 +79,8 @@ class FakeOpenAI:
         pieces = [text[i : i + step.piece_chars] for i in range(0, len(text), step.piece_chars)]
         for index, piece in enumerate(pieces):
             if step.cut_after is not None and index >= step.cut_after:
+                if step.clean_cut:
+                    return response  # a complete HTTP response that ends mid-answer
                 assert request.transport is not None
                 request.transport.close()  # the connection breaks mid-answer
                 return response
@@ -130,7 +134,7 @@ class FakeOpenAI:
             "completion_tokens": len(text.split()),
             "total_tokens": prompt_tokens + len(text.split()),
         }
-        if body.get("stream"):
+        if body.get("stream") and not step.no_stream:
             return await self._stream(request, body, step, text, usage)
         return web.json_response(
             {

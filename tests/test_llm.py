@@ -127,3 +127,52 @@ async def test_an_unreachable_server_is_transient() -> None:
             await chat.complete("", [Turn("user", "hi")])
     finally:
         await chat.aclose()
+
+
+async def test_streaming_gives_the_same_completion_and_the_text_as_it_grows(
+    llm: FakeOpenAI, model: ChatModel
+) -> None:
+    seen: list[str] = []
+
+    async def on_text(text: str) -> None:
+        seen.append(text)
+
+    llm.script.append(Scripted(text="one two three four five six", piece_chars=5))
+    streamed = await model.stream("be brief", [Turn("user", "count")], on_text)
+    llm.script.append(Scripted(text="one two three four five six"))
+    whole = await model.complete("be brief", [Turn("user", "count")])
+    assert streamed == whole  # the same text and usage either way
+    assert seen[0] == "one t" and seen[-1] == "one two three four five six" and len(seen) == 6
+
+
+@pytest.mark.parametrize(
+    ("scripted", "cause"),
+    [
+        (Scripted(text="a b c d e f", piece_chars=2, cut_after=2), Cause.UNAVAILABLE),  # connection lost
+        (Scripted(text="a b c d e f", piece_chars=2, cut_after=2, clean_cut=True), Cause.UNAVAILABLE),
+        (Scripted(status=503), Cause.UNAVAILABLE),
+    ],
+)
+async def test_a_broken_stream_is_transient_and_never_half_an_answer(
+    llm: FakeOpenAI, model: ChatModel, scripted: Scripted, cause: Cause
+) -> None:
+    llm.script.append(scripted)
+    with pytest.raises(TransientError) as caught:
+        await model.stream("", [Turn("user", "hi")])
+    assert caught.value.cause is cause
+
+
+async def test_a_server_that_cannot_stream_is_asked_without_streaming(
+    llm: FakeOpenAI, model: ChatModel
+) -> None:
+    llm.script += [Scripted(text="plain answer", no_stream=True), Scripted(text="plain answer")]
+    first = await model.stream("", [Turn("user", "hi")])
+    assert first.text == "plain answer" and len(llm.requests) == 2
+    await model.stream("", [Turn("user", "hi")])
+    assert "stream" not in llm.requests[2]  # it does not try again
+
+
+async def test_a_refused_streaming_request_falls_back_once(llm: FakeOpenAI, model: ChatModel) -> None:
+    llm.script += [Scripted(status=400, body={"error": {"message": "unknown field stream_options"}})]
+    assert (await model.stream("", [Turn("user", "hi")])).text == "echo: hi"
+    assert [bool(r.get("stream")) for r in llm.requests] == [True, False]

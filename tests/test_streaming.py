@@ -116,19 +116,23 @@ async def test_retry_regenerates_the_last_answer_and_replaces_it_in_memory(
 ) -> None:
     replies = iter(["first try", "second try", "noted"])
     llm.reply = lambda request: next(replies)
-    async with streaming_bot(tmp_path, tg, llm, STREAM="false"):
+    async with streaming_bot(tmp_path, tg, llm):
         tg.add_message(10, "/retry")
         await eventually(lambda: tg.texts_to(10) == [texts.NOTHING_TO_RETRY], timeout=20, what="nothing yet")
         tg.add_message(10, "tell me a joke")
+        await eventually(lambda: tg.current_texts(10)[-1:] == ["first try"], timeout=20, what="the answer")
+        llm.script.append(Scripted(status=404))  # the first redo fails for good…
         tg.add_message(10, "/retry")
+        await eventually(lambda: tg.current_texts(10)[-1:] == [texts.FAILED], timeout=20, what="the failure")
+        tg.add_message(10, "/retry")  # …and loses nothing: the next one redoes the same answer
+        await eventually(lambda: tg.current_texts(10)[-1:] == ["second try"], timeout=20, what="the redo")
         tg.add_message(10, "thanks")
-        await eventually(lambda: len(tg.texts_to(10)) == 4, timeout=20, what="the replies")
-    assert tg.texts_to(10)[1:] == ["first try", "second try", "noted"]
-    assert [m["content"] for m in llm.requests[1]["messages"][1:]] == ["tell me a joke"]  # the old one gone
-    assert [m["content"] for m in llm.requests[2]["messages"][1:]] == [
-        "tell me a joke",
-        "second try",
-        "thanks",
+        await eventually(lambda: tg.current_texts(10)[-1:] == ["noted"], timeout=20, what="the last answer")
+    asked = [[m["content"] for m in r["messages"][1:]] for r in llm.requests[1:]]
+    assert asked == [
+        ["tell me a joke"],  # the failed redo: the old answer left out of what the model sees
+        ["tell me a joke"],  # the redo
+        ["tell me a joke", "second try", "thanks"],  # memory: the new answer in place of the old
     ]
 
 
