@@ -40,6 +40,7 @@ from botcore.spending import Spending
 from botcore.stt import OpenAITranscriber, SpeechApiTranscriber, SpeechToText, WhisperApiTranscriber
 from botcore.stt_local import LocalWhisperTranscriber, resolve_model
 from botcore.telegram_api import make_bot
+from botcore.updates import UpdateHandler
 from botcore.usage import UsageStore
 from botcore.voice import ACK_KIND, VOICE_KIND, VoiceService, route_update
 from botcore.worker import JobKind, Worker
@@ -167,9 +168,15 @@ async def run(settings: Settings) -> None:
             history_messages=settings.history_messages,
             history_ttl_days=settings.history_ttl_days,
             bot_username=bot.username,
-            admin_ids=settings.admin_user_ids,
             stream=settings.stream,
             stream_interval_s=settings.stream_edit_interval_s,
+        )
+        updates = UpdateHandler(
+            chat=chat,
+            conversations=conversations,
+            spending=spending,
+            bot_username=bot.username,
+            admin_ids=settings.admin_user_ids,
             admin=AdminCommands(
                 queue=queue,
                 usage=usage,
@@ -196,9 +203,7 @@ async def run(settings: Settings) -> None:
             reply=settings.voice_reply,
         )
         kinds = {
-            UPDATE_KIND: JobKind(
-                chat.handle_update, on_dead=chat.on_dead, concurrency=settings.llm_concurrency
-            ),
+            UPDATE_KIND: JobKind(updates.handle, on_dead=chat.on_dead, concurrency=settings.llm_concurrency),
             ACK_KIND: JobKind(voice.acknowledge),
             NOTICE_KIND: JobKind(chat.send_notice),
             VOICE_KIND: JobKind(

@@ -1,5 +1,5 @@
-"""The chat service: handles one stored Telegram update (a ``tg-update`` job). Commands, a polite
-answer to what it cannot read, and text answered by the LLM with this chat's memory.
+"""The chat service: answers text with the LLM and this chat's memory (streamed or not), tells
+users why a message failed, durably, and alerts the admins about what only they can fix.
 
 Safe to run twice: the generated answer and the number of reply messages already sent are saved
 in the job's checkpoint, so a retry neither asks the LLM again nor re-sends what Telegram took."""
@@ -7,14 +7,12 @@ in the job's checkpoint, so a retry neither asks the LLM again nor re-sends what
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from loguru import logger
 
 from botcore import texts
-from botcore.admin import AdminCommands
 from botcore.alerts import Alerts
 from botcore.breaker import BreakerState, CircuitBreaker
 from botcore.cancels import Cancels
@@ -38,26 +36,6 @@ from botcore.streaming import StreamingReply
 
 NOTICE_KIND = "notice"
 
-# Message fields that carry something a person sent (as opposed to service messages: joins,
-# pins, title changes…, which get no answer at all).
-_CONTENT = (
-    "animation",
-    "audio",
-    "contact",
-    "dice",
-    "document",
-    "game",
-    "location",
-    "photo",
-    "poll",
-    "sticker",
-    "story",
-    "venue",
-    "video",
-    "video_note",
-    "voice",
-)
-
 
 class ChatService:
     def __init__(
@@ -75,8 +53,6 @@ class ChatService:
         history_messages: int,
         history_ttl_days: float,
         bot_username: str | None = None,
-        admin_ids: Collection[int] = (),
-        admin: AdminCommands | None = None,
         stream: bool = False,
         stream_interval_s: float = 1.0,
     ) -> None:
@@ -92,30 +68,10 @@ class ChatService:
         self._history_messages = history_messages
         self._history_ttl_s = history_ttl_days * DAY_S
         self._bot_username = bot_username
-        self._admin_ids = frozenset(admin_ids)
-        self._admin = admin
         self._stream = stream
         self._stream_interval_s = stream_interval_s
         self.cancels = Cancels()
         self._log = logger.bind(component="chat")
-
-    async def handle_update(self, job: Job) -> None:
-        message = job.payload.get("message")
-        if not isinstance(message, dict):
-            return  # edits and other update types are not answered
-        where = ReplyTarget.of(message)
-        text = message.get("text")
-        user_id = (message.get("from") or {}).get("id")
-        with logger.contextualize(update_id=job.payload.get("update_id"), chat_id=where.chat_id):
-            if isinstance(text, str) and text.strip():
-                if text.startswith("/") and "forward_origin" not in message:  # a forward is just text
-                    await self._command(job, where, user_id, text)
-                else:
-                    said = self.speaker_text(message, text)
-                    if said:
-                        await self.answer(job, where, user_id, said, dict(job.checkpoint or {}))
-            elif any(key in message for key in _CONTENT):
-                await self._notice_once(job, dict(job.checkpoint or {}), where, texts.NOT_TEXT)
 
     async def on_dead(self, job: Job, exc: BaseException | None) -> None:
         """The update could not be answered for good: say why, once, in our words."""
@@ -161,82 +117,7 @@ class ChatService:
         )
         return f"{name}: {text}" if text else ""
 
-    async def _command(self, job: Job, where: ReplyTarget, user_id: int | None, text: str) -> None:
-        word, *rest = text.split(maxsplit=1)
-        argument = rest[0] if rest else ""
-        command, _, target = word[1:].partition("@")
-        if target and self._bot_username and target.lower() != self._bot_username.lower():
-            return  # a command for another bot in a group
-        command = command.lower()
-        checkpoint = dict(job.checkpoint or {})
-        is_admin = user_id in self._admin_ids
-        if command == "start":
-            reply = texts.START
-        elif command == "help":
-            reply = texts.HELP + (texts.ADMIN_HELP if is_admin else "")
-        elif command == "usage" and user_id is not None:
-            day, month = await self._spending.of_user(user_id)
-            reply = texts.USAGE.format(
-                day=day,
-                month=month,
-                day_minutes=day.audio_seconds / 60,
-                month_minutes=month.audio_seconds / 60,
-            )
-        elif command == "cancel":
-            if "stopped" not in checkpoint:
-                checkpoint["stopped"] = self.cancels.cancel(where.chat_id)
-                await self.save(job, checkpoint)
-            reply = texts.STOPPED if checkpoint["stopped"] else texts.NOTHING_TO_STOP
-        elif command == "retry" and not argument:
-            await self._regenerate(job, where, user_id, checkpoint)
-            return
-        elif command in ("status", "dead", "retry", "cleanup") and (not is_admin or self._admin is None):
-            reply = texts.ADMIN_ONLY
-        elif command in ("status", "dead", "retry", "cleanup") and where.chat_id < 0:
-            reply = texts.ADMIN_PRIVATE  # their reports name other users and chats
-        elif command in ("status", "dead", "retry", "cleanup") and self._admin is not None:
-            if "reply" not in checkpoint:  # /retry and /cleanup act once, even if the job runs twice
-                checkpoint["reply"] = await self._admin_command(command, argument)
-                await self.save(job, checkpoint)
-            reply = checkpoint["reply"]
-        elif command == "reset":
-            if "deleted" not in checkpoint:  # a retry must not report 0 after the first run deleted
-                checkpoint["deleted"] = await self._conversations.reset(where.chat_id)
-                await self.save(job, checkpoint)
-            count = checkpoint["deleted"]
-            reply = texts.RESET.format(count=count) if count else texts.RESET_EMPTY
-        elif where.chat_id < 0:
-            return  # in a group, stay quiet about commands we do not know (another bot's)
-        else:
-            reply = texts.UNKNOWN_COMMAND
-        await self._notice_once(job, checkpoint, where, reply)
-
-    async def _regenerate(
-        self, job: Job, where: ReplyTarget, user_id: int | None, checkpoint: dict[str, Any]
-    ) -> None:
-        """``/retry``: answer this chat's last message again; the new answer replaces the old
-        one in memory."""
-        if "redo" not in checkpoint:
-            last = await self._conversations.last_exchange(where.chat_id)
-            if last is None:
-                await self._notice_once(job, checkpoint, where, texts.NOTHING_TO_RETRY)
-                return
-            checkpoint["redo"], checkpoint["redo_job"] = last[1], last[0]
-            await self.save(job, checkpoint)
-        # The old exchange stays until the new answer replaces it: a redo that fails loses nothing.
-        await self.answer(job, where, user_id, checkpoint["redo"], checkpoint)
-
-    async def _admin_command(self, command: str, argument: str) -> str:
-        assert self._admin is not None
-        if command == "status":
-            return await self._admin.status()
-        if command == "dead":
-            return await self._admin.dead()
-        if command == "retry":
-            return await self._admin.retry(argument)
-        return await self._admin.cleanup()
-
-    async def _notice_once(self, job: Job, checkpoint: dict[str, Any], where: ReplyTarget, text: str) -> None:
+    async def notice_once(self, job: Job, checkpoint: dict[str, Any], where: ReplyTarget, text: str) -> None:
         if checkpoint.get("sent"):
             return
         await self._messenger.send_text(
@@ -255,7 +136,7 @@ class ChatService:
         if "answer" not in checkpoint:
             refusal = await self._spending.refusal(user_id)
             if refusal is not None:
-                await self._notice_once(job, checkpoint, where, refusal)
+                await self.notice_once(job, checkpoint, where, refusal)
                 return
             generated = await self._generate(job, where, text, checkpoint)
             if generated is None:
@@ -319,7 +200,7 @@ class ChatService:
             await self._tell_wait_once(job, where, checkpoint, exc)
             raise  # the queue waits for the service without spending an attempt
         except ContextTooLongError:
-            await self._notice_once(job, checkpoint, where, texts.CONTEXT_TOO_LONG)
+            await self.notice_once(job, checkpoint, where, texts.CONTEXT_TOO_LONG)
             return None
         except StoppedByUser:
             checkpoint["stopped"] = 1  # a rerun of this job (after a crash) must not answer
