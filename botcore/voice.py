@@ -8,7 +8,6 @@ checkpointed, so a retry neither transcribes again nor repeats what was sent."""
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,7 +18,7 @@ from botcore.breaker import CircuitBreaker
 from botcore.chat import ChatService, ReplyTarget, wait_notice
 from botcore.clock import Clock
 from botcore.conversations import KeyValueStore
-from botcore.errors import Cause, JobError, UpstreamUnavailable
+from botcore.errors import Cause, JobError, StoppedByUser, UpstreamUnavailable
 from botcore.formatting import plain_chunks
 from botcore.intake import route_to_update_job
 from botcore.jobqueue import JobQueue
@@ -141,6 +140,8 @@ class VoiceService:
         if note is None:
             return
         checkpoint: dict[str, Any] = dict(job.checkpoint or {})
+        if checkpoint.get("stopped"):
+            return  # stopped with /cancel (this is a rerun after a crash)
         if "ack" not in checkpoint:
             checkpoint["ack"] = await self._ack_decision(note)
             if checkpoint["ack"] == _REFUSED:  # the acknowledgement job has told the user why
@@ -164,6 +165,12 @@ class VoiceService:
             except UpstreamUnavailable as exc:
                 await self._tell_wait_once(job, note, checkpoint, exc)
                 raise  # the queue waits for the service without spending an attempt
+            except StoppedByUser:  # /cancel: done, not failed; the acknowledgement says so
+                checkpoint["stopped"] = 1
+                await self._chat.save(job, checkpoint)
+                await self._show(note, checkpoint["ack"], texts.VOICE_STOPPED)
+                await self._kv.delete(_ack_key(note))
+                return
             usage = Usage("transcription", result.model, audio_seconds=note.seconds)
             checkpoint.update(transcript=result.text, stt_usage=asdict(usage))
             await self._chat.save(job, checkpoint)
@@ -236,9 +243,6 @@ class VoiceService:
         checkpoint = job.checkpoint or {}
         if cause is Cause.BLOCKED:
             pass  # nobody to tell
-        elif cause is Cause.STOPPED:  # /cancel said so; the acknowledgement says it too
-            with contextlib.suppress(JobError):
-                await self._show(note, await self._ack_id(note, checkpoint), texts.VOICE_STOPPED)
         elif checkpoint.get("shown"):  # the transcript stays; only the answer failed
             await self._chat.notify(job, note.target, texts.failed(cause))
         else:

@@ -194,3 +194,17 @@ async def test_a_failed_acknowledgement_does_not_hold_up_the_voice_note(
     tg.fail["sendMessage"] = [Failure(400, "Bad Request: message thread not found")]  # the acknowledgement
     tg.add_voice(10, AUDIO)
     await shows(tg, 10, [texts.VOICE_TRANSCRIPT.format(text=HEARD), f"echo: {HEARD}"])
+
+
+async def test_cancel_stops_a_transcription_which_is_not_retried(
+    tg: FakeTelegram, llm: FakeOpenAI, bot: BotProcess
+) -> None:
+    llm.stt_script.append(Scripted(delay_s=60.0))
+    tg.add_voice(10, AUDIO)
+    await eventually(lambda: llm.transcriptions, timeout=20, what="the transcription request")
+    tg.add_message(10, "/cancel")
+    await shows(tg, 10, [texts.VOICE_STOPPED, texts.STOPPED])
+    tg.add_message(10, "hello")
+    await eventually(lambda: tg.texts_to(10)[-1:] == ["echo: hello"], timeout=20, what="the next answer")
+    assert len(llm.transcriptions) == 1 and len(llm.requests) == 1  # not retried, not answered
+    assert "is dead" not in bot.log()  # stopped is not failed
