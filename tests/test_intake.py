@@ -130,3 +130,17 @@ async def test_get_updates_errors_are_retried(tg: FakeTelegram, bot: telegram.Bo
     poller, _ = make_poller(bot, db)
     await run_poller(poller, lambda: f"tg-update:{update}" in job_keys(db.path))
     assert [m for m, _ in tg.calls].count("getUpdates") >= 3
+
+
+async def test_an_update_the_library_cannot_parse_does_not_stop_intake(
+    tg: FakeTelegram, bot: telegram.Bot, db: Database
+) -> None:
+    odd = tg.add_message(10, "from a newer Bot API")
+    tg.pending[-1]["message"]["chat"].pop("type")  # python-telegram-bot requires it
+    tg.add_message(11, "an ordinary message")
+    poller, _ = make_poller(bot, db)
+    await run_poller(poller, lambda: len(job_keys(db.path)) == 2)
+    assert job_keys(db.path) == [f"tg-update:{odd}", f"tg-update:{odd + 1}"]  # both kept, in order
+    tg.add_message(12, "and then")  # back to the library's parsing, resuming from the stored offset
+    poller, _ = make_poller(bot, db)
+    await run_poller(poller, lambda: len(job_keys(db.path)) == 3)
