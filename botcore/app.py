@@ -88,6 +88,10 @@ def build_queue(db: Database, settings: Settings) -> JobQueue:
 async def run(settings: Settings) -> None:
     log = logger.bind(component="app")
     clock = SystemClock()
+    # Signals are handled from the start: one during startup lets it finish, then stops cleanly.
+    stop_requested = asyncio.Event()
+    stops: list[Callable[[], None]] = [stop_requested.set]
+    _install_signal_handlers(stops)
     async with AsyncExitStack() as stack:
         stack.enter_context(DataDirLock(settings.data_dir))
         db = await Database.open(settings.db_path, synchronous=settings.sqlite_synchronous)
@@ -255,7 +259,10 @@ async def run(settings: Settings) -> None:
                 where = f"{settings.metrics_host}:{settings.metrics_port}"
                 raise StartupError(f"METRICS_PORT: cannot listen on {where} ({exc.strerror})") from None
             stack.push_async_callback(health.aclose)
-        _install_signal_handlers([poller.stop, worker.request_stop])
+        stops += [poller.stop, worker.request_stop]
+        if stop_requested.is_set():  # a signal came while starting
+            for stop in stops:
+                stop()
         log.info(
             "bot {} started as @{}: model {} at {}, database {}; press Ctrl-C to stop",
             __version__,

@@ -206,3 +206,13 @@ def test_json_lines_redact_secrets_that_encoding_would_disguise(tmp_path: Path) 
     assert "secret" not in written
     assert out.getvalue().count("[REDACTED]") == 30  # every line (the file keeps only the newest)
     assert 3 <= len(list(tmp_path.glob("bot.log*"))) <= 6  # rotated; at most 5 old files kept
+
+
+async def test_sigterm_during_startup_still_stops_cleanly(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    tg.delay["getMe"] = [3.0]  # a slow Telegram while connecting
+    bot = BotProcess(tmp_path / "data", tg, llm).start()
+    await eventually(lambda: any(m == "getMe" for m, _ in tg.calls), timeout=20, what="the connection")
+    await bot.stop_clean()  # SIGTERM now: startup finishes, then the bot stops, exit status 0
+    assert "stopped cleanly" in bot.log()
