@@ -66,8 +66,20 @@ def _redacted(value: object, redact: Redactor) -> object:
 
 class Redactor:
     def __init__(self, secrets: Iterable[str]) -> None:
-        # Longest first, so a secret that contains another is replaced whole.
-        self._secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+        # Each secret also as repr() and JSON would escape it (a free-form key may hold quotes,
+        # backslashes or non-ASCII). Longest first, so one that contains another goes whole.
+        forms = {
+            form
+            for secret in secrets
+            if len(secret) >= 6
+            for form in (
+                secret,
+                repr(secret)[1:-1],
+                json.dumps(secret)[1:-1],
+                json.dumps(secret, ensure_ascii=False)[1:-1],
+            )
+        }
+        self._secrets = sorted(forms, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:

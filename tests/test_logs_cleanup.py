@@ -135,3 +135,14 @@ async def test_a_simulated_week_of_traffic_keeps_the_database_bounded(
     assert max(usage_rows) <= 60 * 54  # at most two days and a cleanup interval of usage
     file_sizes = [s[3] for s in sizes]
     assert max(file_sizes[3:]) <= 1.1 * max(file_sizes[:3])  # the files stop growing after day 3
+
+
+def test_an_escaped_secret_is_redacted_too() -> None:
+    odd = 'wk-"quoted\\back-ünïcode'
+    out = io.StringIO()
+    setup_logging("INFO", [odd], stream=out)
+    try:
+        logger.info("settings {!r}", {"key": odd})  # repr escapes it in the text log
+    finally:
+        logger.remove()
+    assert "quoted" not in out.getvalue() and "[REDACTED]" in out.getvalue()
