@@ -271,6 +271,12 @@ async def run(settings: Settings) -> None:
             settings.openai_base_url,
             settings.db_path,
         )
+        if not settings.admin_user_ids:
+            log.warning(
+                "ADMIN_USER_IDS is empty: nobody gets alerts or admin commands{}; write to the bot "
+                "to learn your Telegram id, then set it",
+                "" if settings.allowed_user_ids is None else ", and nobody is served yet",
+            )
         await worker.run()
     log.info("stopped cleanly")
 

@@ -123,7 +123,8 @@ class CircuitBreaker:
     def _move(self, state: BreakerState) -> None:
         if state is self._state:
             return
-        self._log.warning("{}: circuit {} -> {}", self.name, self._state, state)
+        level = "INFO" if state is BreakerState.CLOSED else "WARNING"  # recovery is good news
+        self._log.log(level, "{}: circuit {} -> {}", self.name, self._state, state)
         self._state = state
         self._failures = 0
         self._successes = 0

@@ -208,9 +208,12 @@ class ChatService:
             if live is not None:
                 await live.mark(texts.STREAM_STOPPED)
             return None  # the /cancel job says so
-        except TransientError:
-            if live is not None:
-                await live.mark(texts.STREAM_INTERRUPTED)  # no half answer is kept: it retries
+        except TransientError as exc:
+            retries = self._queue.will_retry(job, exc)
+            if live is not None:  # no half answer is kept: it retries, or says it could not finish
+                await live.mark(texts.STREAM_INTERRUPTED if retries else texts.STREAM_FAILED)
+            if retries:  # this failure may have opened the circuit: then the user hears why
+                await self._tell_wait_once(job, where, checkpoint, exc)
             raise
         except JobError:
             if live is not None:
@@ -264,7 +267,7 @@ class ChatService:
             return await ask([*newer, Turn("user", text)])
 
     async def _tell_wait_once(
-        self, job: Job, where: ReplyTarget, checkpoint: dict[str, Any], exc: UpstreamUnavailable
+        self, job: Job, where: ReplyTarget, checkpoint: dict[str, Any], exc: JobError
     ) -> None:
         """Say once per message why the answer is late: an outage, or the provider's rate limit."""
         text = wait_notice(self._breaker, exc, outage_text=texts.OUTAGE)
@@ -281,7 +284,7 @@ class ChatService:
             raise TransientError("lost the job's lease; a newer attempt carries on")
 
 
-def wait_notice(breaker: CircuitBreaker, exc: UpstreamUnavailable, *, outage_text: str) -> str | None:
+def wait_notice(breaker: CircuitBreaker, exc: JobError, *, outage_text: str) -> str | None:
     """What to tell a user whose message waits for an upstream (None: a wait not worth a word)."""
     if breaker.state is not BreakerState.CLOSED:
         return outage_text

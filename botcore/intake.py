@@ -24,6 +24,11 @@ from botcore.telegram_api import retry_after_seconds
 UPDATE_KIND = "tg-update"
 _OFFSET = "intake.offset"  # where polling resumes after a restart
 ALLOWED_UPDATES = ("message",)  # edits are not answered again
+# Commands that neither change nor read the conversation run at once, not in the chat's order
+# (/retry with a job id is the admin's; /retry alone and /reset must wait their turn).
+_UNORDERED = re.compile(
+    r"/(?:cancel|start|help|usage|status|dead|cleanup)(?:@\w+)?(?:\s|$)|/retry(?:@\w+)?\s+#?\d", re.IGNORECASE
+)
 
 
 def route_to_update_job(update: dict[str, Any]) -> list[NewJob]:
@@ -33,8 +38,8 @@ def route_to_update_job(update: dict[str, Any]) -> list[NewJob]:
     group = f"chat:{chat['id']}" if isinstance(chat, dict) else None
     text = message.get("text") if isinstance(message, dict) else None
     forwarded = isinstance(message, dict) and "forward_origin" in message
-    if isinstance(text, str) and not forwarded and re.match(r"/cancel(@\w+)?(\s|$)", text, re.IGNORECASE):
-        group = None  # /cancel must not wait behind the very answer it is meant to stop
+    if isinstance(text, str) and not forwarded and _UNORDERED.match(text):
+        group = None  # not behind the chat's answers: /cancel stops them, /status reports on them
     return [NewJob(UPDATE_KIND, update, dedup_key=f"tg-update:{update['update_id']}", group_key=group)]
 
 

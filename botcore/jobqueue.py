@@ -11,7 +11,7 @@ from typing import Any
 from loguru import logger
 
 from botcore.clock import Clock
-from botcore.errors import PermanentError, TransientError, UpstreamUnavailable
+from botcore.errors import Cause, PermanentError, TransientError, UpstreamUnavailable
 from botcore.jobstore import JobStore
 from botcore.models import Enqueued, Job, NewJob, PurgeResult, QueueStats
 
@@ -118,7 +118,7 @@ class JobQueue:
         error = describe_error(exc)
         if isinstance(exc, PermanentError):
             return await self._store.bury(job.id, job.lease_token, error=error, now=now)
-        if isinstance(exc, UpstreamUnavailable):
+        if isinstance(exc, UpstreamUnavailable) or self._waits_for_upstream(job, exc):
             # Read afresh: a checkpoint saved during this attempt restarted the outage clock.
             current = await self._store.get(job.id)
             since = job.deferred_since if current is None else current.deferred_since
@@ -128,7 +128,8 @@ class JobQueue:
                 error = f"upstream unavailable for over {self._outage_max_wait_s:g} s: {error}"
                 return await self._store.bury(job.id, job.lease_token, error=error, now=now)
             # Never sooner than the upstream asked (one last try may then pass the maximum).
-            delay = exc.retry_after if exc.retry_after else min(self._defer_s, remaining)
+            retry_after = getattr(exc, "retry_after", None)
+            delay = retry_after if retry_after else min(self._defer_s, remaining)
             return await self._store.reschedule(
                 job.id, job.lease_token, run_at=now + delay, error=error, now=now, deferred=True
             )
@@ -139,6 +140,27 @@ class JobQueue:
         delay += self._rng.uniform(0.0, self._jitter * delay)
         return await self._store.reschedule(
             job.id, job.lease_token, run_at=now + delay, error=error, now=now, deferred=False
+        )
+
+    def will_retry(self, job: Job, exc: BaseException) -> bool:
+        """Whether this failure leads to another attempt (short of the outage limit)."""
+        if isinstance(exc, PermanentError):
+            return False
+        return (
+            job.attempts < job.max_attempts
+            or isinstance(exc, UpstreamUnavailable)
+            or self._waits_for_upstream(job, exc)
+        )
+
+    @staticmethod
+    def _waits_for_upstream(job: Job, exc: BaseException) -> bool:
+        """An upstream that keeps failing (5xx, unreachable, timeouts) after the job's last
+        attempt: the job then waits for it, like during an open circuit, rather than drop an
+        accepted message (the breaker soon keeps the calls away)."""
+        return (
+            isinstance(exc, TransientError)
+            and exc.cause in (Cause.UNAVAILABLE, Cause.TIMEOUT)
+            and job.attempts >= job.max_attempts
         )
 
     def backoff(self, attempts: int) -> float:

@@ -99,8 +99,9 @@ ALERT_DAILY_COST = "today's cost has reached ${spent:.2f}, over DAILY_COST_ALERT
 
 # Who may use the bot, how fast and how much.
 NOT_ALLOWED = (
-    "🔒 Sorry, this is a private bot. Your Telegram user id is {user_id}: the bot's owner can let "
-    "you in by adding it to ALLOWED_USER_IDS."
+    "🔒 Sorry, this is a private bot. Your Telegram user id is {user_id}.\n\n"
+    "If this is your bot, put that id in ADMIN_USER_IDS and restart it. Otherwise its owner can "
+    "let you in by adding your id to ALLOWED_USER_IDS."
 )
 GROUP_NOT_ALLOWED = (
     "🔒 This bot isn't enabled in this group. The bot's owner can enable it by adding this chat's "

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from loguru import logger
 
-from botcore.errors import JobError
+from botcore.errors import JobError, UpstreamUnavailable
 from botcore.jobqueue import JobQueue, describe_error
 from botcore.models import Job, JobState
 
@@ -214,8 +214,10 @@ class Worker:
             await self._notify_dead([after], exc)
         else:
             wait = after.run_at - self._queue.clock.now()
-            self._log.warning(
-                "job {} ({}) will run again in {:.1f} s: {}", job.id, job.kind, wait, after.last_error
+            # A wait (for an upstream, for another job) is expected; a failed attempt is worth a warning.
+            level = "INFO" if isinstance(exc, UpstreamUnavailable) else "WARNING"
+            self._log.log(
+                level, "job {} ({}) will run again in {:.1f} s: {}", job.id, job.kind, wait, after.last_error
             )
 
     async def _notify_dead(self, jobs: Iterable[Job], exc: BaseException | None = None) -> None:

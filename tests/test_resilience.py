@@ -287,3 +287,30 @@ async def test_alerts_reach_admins_at_most_once_an_hour_and_retry_when_undeliver
         texts.ADMIN_ALERT.format(detail=d)
         for d in ("the key was refused", "the account is out of quota", "the key was refused")
     ]
+
+
+async def test_a_message_outlasting_its_attempts_waits_for_the_service_and_commands_skip_the_queue(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    llm.script += [Scripted(status=500)] * 3  # fails more often than the job has attempts
+    process = BotProcess(
+        tmp_path / "data",
+        tg,
+        llm,
+        JOB_MAX_ATTEMPTS="2",
+        BREAKER_FAIL_MAX="3",
+        BREAKER_RESET_S="3",
+        ADMIN_USER_IDS="10",
+    ).start()
+    try:
+        tg.add_message(10, "hello")
+        await eventually(lambda: len(llm.requests) >= 2, timeout=20, what="both attempts")
+        tg.add_message(10, "/status")  # not stuck behind "hello"
+        await eventually(lambda: any(t.startswith("📈 Status") for t in tg.texts_to(10)), what="/status")
+        assert "echo: hello" not in tg.texts_to(10)
+        await eventually(lambda: tg.texts_to(10)[-1:] == ["echo: hello"], timeout=30, what="the answer")
+    finally:
+        await process.stop_clean()
+    assert texts.OUTAGE in tg.texts_to(10)  # told it waits for the service once the circuit opened
+    assert not any(t in tg.texts_to(10) for t in (texts.FAILED, texts.failed(Cause.UNAVAILABLE)))
+    assert len(llm.requests) == 4  # 3 failures, then the trial that answered
