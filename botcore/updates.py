@@ -72,6 +72,8 @@ class UpdateHandler:
                     said = self._chat.speaker_text(message, text)
                     if said:
                         await self._chat.answer(job, where, user_id, said, dict(job.checkpoint or {}))
+                    else:  # only "@bot" in a group: say what the bot is for
+                        await self._chat.notice_once(job, dict(job.checkpoint or {}), where, texts.HELP)
             elif any(key in message for key in _CONTENT):
                 await self._chat.notice_once(job, dict(job.checkpoint or {}), where, texts.NOT_TEXT)
 

@@ -174,15 +174,18 @@ async def test_groups_answer_only_when_addressed_and_keep_their_own_memory(
         reply["reply_to_message"]["from"] = FakeTelegram.BOT_USER
         tg.add_message(-100, "and 3+3?", **group_message(reply))
         tg.add_message(-200, "@test_bot hi", **group_message())  # a group nobody allowed
-        await settle(tg, lambda: len(tg.texts_to(-100)) == 3 and tg.texts_to(-200), "the replies")
-        assert tg.texts_to(-100)[2] == "echo: Grace: and 3+3?"
+        tg.add_message(-100, "@test_bot", **group_message())  # only the mention: what it is for
+        await settle(tg, lambda: len(tg.texts_to(-100)) == 4 and tg.texts_to(-200), "the replies")
+        assert tg.texts_to(-100)[2:] == ["echo: Grace: and 3+3?", texts.HELP]
         assert tg.texts_to(-200) == [texts.GROUP_NOT_ALLOWED.format(chat_id=-200)]
     group_calls = [[m["content"] for m in r["messages"][1:]] for r in llm.requests[1:]]
     assert group_calls == [
         ["Grace: 🙂  what is 2+2?"],  # "hello everyone" never reached the model; no private memory
         ["Grace: 🙂  what is 2+2?", "echo: Grace: 🙂  what is 2+2?", "Grace: and 3+3?"],
     ]
-    assert jobs_in(tmp_path) == 4  # private, /status, 2+2, 3+3: the other bot's command made none
+    assert (
+        jobs_in(tmp_path) == 5
+    )  # private, /status, 2+2, 3+3, the bare mention; the other bot's command: none
 
 
 async def test_admin_status_dead_retry_and_cleanup(tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI) -> None:
