@@ -17,6 +17,7 @@ from botcore.formatting import Chunk, plain_chunks
 from botcore.messenger import Messenger
 
 GROUP_MIN_INTERVAL_S = 3.0  # Telegram allows a group about 20 messages (edits included) a minute
+MAX_MARK_WAIT_S = 5.0  # a mark that would wait longer (after flood control) is skipped
 
 
 class StreamingReply:
@@ -58,7 +59,8 @@ class StreamingReply:
     async def mark(self, note: str) -> None:
         """The answer stops here (interrupted, stopped): what this attempt showed, with ``note``.
         Nothing if this attempt showed nothing (an earlier attempt's text stays as it was)."""
-        if self._text and self.ids:
+        wait = self._last_show + self._interval - self._clock()
+        if self._text and self.ids and wait <= MAX_MARK_WAIT_S:  # not worth holding a failing job
             await self.wait_turn()
             await self._show(f"{self._text}\n\n{note}")
 
