@@ -7,7 +7,6 @@ message handling: each step is a few short, batched statements."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 from loguru import logger
 
@@ -16,11 +15,8 @@ from botcore.conversations import ConversationStore, KeyValueStore
 from botcore.db import Database
 from botcore.jobqueue import JobQueue
 from botcore.models import CleanupResult
-from botcore.usage import UsageStore
-
-
-def _date(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d")
+from botcore.spending import COST_ALERT_KEY
+from botcore.usage import UsageStore, utc_date
 
 
 class Cleanup:
@@ -61,7 +57,7 @@ class Cleanup:
             now = self._queue.clock.now()
             messages = await self._conversations.purge_expired(before=now - self._history_ttl_s)
             usage = await self._usage.purge(before=now - self._usage_retention_s)
-            await self._kv.delete_before("cost-alert:", "cost-alert:" + _date(now - 7 * DAY_S))
+            await self._kv.delete_before(COST_ALERT_KEY, COST_ALERT_KEY + utc_date(now - 7 * DAY_S))
             await self._db.maintain()
         result = CleanupResult(jobs.done, jobs.dead, messages, usage)
         if full or jobs.done or jobs.dead:

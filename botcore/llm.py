@@ -10,8 +10,9 @@ from urllib.parse import urlsplit
 import httpx
 import openai
 from loguru import logger
-from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletion
+from openai import AsyncOpenAI, AsyncStream
+from openai.types import CompletionUsage
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from botcore.errors import (
     Cause,
@@ -68,12 +69,16 @@ class ChatModel:
         model = self.model
         received = finished = False
         try:
-            stream = await self._client.chat.completions.create(
-                model=self.model,
-                messages=_messages(system_prompt, turns),  # type: ignore[arg-type]
+            stream = await self._client.post(  # raw, like complete(), for the same reason
+                "/chat/completions",
+                body={
+                    **self._body(system_prompt, turns),
+                    "stream": True,
+                    "stream_options": {"include_usage": True},
+                },
+                cast_to=ChatCompletion,
                 stream=True,
-                stream_options={"include_usage": True},
-                **self._limit,  # type: ignore[arg-type]
+                stream_cls=AsyncStream[ChatCompletionChunk],
             )
             async with stream:
                 async for chunk in stream:
@@ -112,15 +117,7 @@ class ChatModel:
         text = "".join(parts).strip()
         if not text:
             raise PermanentError("the model returned an empty answer")
-        return Completion(
-            text,
-            Usage(
-                kind="chat",
-                model=model,
-                prompt_tokens=(usage.prompt_tokens or 0) if usage else 0,
-                completion_tokens=(usage.completion_tokens or 0) if usage else 0,
-            ),
-        )
+        return _completion(text, model, usage)
 
     async def _without_streaming(self, system_prompt: str, turns: Sequence[Turn], why: str) -> Completion:
         """Ask again without streaming; if that works, stop trying to stream (this server can't)."""
@@ -130,7 +127,6 @@ class ChatModel:
         return completion
 
     async def complete(self, system_prompt: str, turns: Sequence[Turn]) -> Completion:
-        messages = _messages(system_prompt, turns)
         try:
             # client.post (the SDK's documented way to send a raw request) rather than
             # chat.completions.create: create() type-walks every message of the request body,
@@ -138,7 +134,7 @@ class ChatModel:
             # The response is parsed, and errors raised, exactly as create() does.
             response = await self._client.post(
                 "/chat/completions",
-                body={"model": self.model, "messages": messages, **self._limit},
+                body=self._body(system_prompt, turns),
                 cast_to=ChatCompletion,
             )
         except openai.APIError as exc:
@@ -153,16 +149,10 @@ class ChatModel:
             raise PermanentError("the model's content filter refused to answer")
         if not text:
             raise PermanentError("the model returned an empty answer")
-        usage = response.usage
-        return Completion(
-            text,
-            Usage(
-                kind="chat",
-                model=response.model or self.model,
-                prompt_tokens=(usage.prompt_tokens or 0) if usage else 0,
-                completion_tokens=(usage.completion_tokens or 0) if usage else 0,
-            ),
-        )
+        return _completion(text, response.model or self.model, response.usage)
+
+    def _body(self, system_prompt: str, turns: Sequence[Turn]) -> dict[str, object]:
+        return {"model": self.model, "messages": _messages(system_prompt, turns), **self._limit}
 
 
 def translate(
@@ -190,6 +180,18 @@ def translate(
             retry_after=parse_retry_after(exc.response.headers.get("retry-after")),
         )
     return TransientError(f"{service}: {type(exc).__name__}")
+
+
+def _completion(text: str, model: str, usage: CompletionUsage | None) -> Completion:
+    return Completion(
+        text,
+        Usage(
+            kind="chat",
+            model=model,
+            prompt_tokens=(usage.prompt_tokens or 0) if usage else 0,
+            completion_tokens=(usage.completion_tokens or 0) if usage else 0,
+        ),
+    )
 
 
 def _messages(system_prompt: str, turns: Sequence[Turn]) -> list[dict[str, str]]:

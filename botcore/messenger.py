@@ -27,7 +27,7 @@ class Messenger:
     ) -> list[int]:
         """Send one rendered chunk. If Telegram rejects its formatting, send the same text plain.
         Returns the ids of the messages sent."""
-        entities = [telegram.MessageEntity.de_json(dict(e), self._bot) for e in chunk.entities]
+        entities = self._entities(chunk)
         try:
             return [
                 await self._send(
@@ -45,6 +45,9 @@ class Messenger:
             ]
         except telegram.error.BadRequest as exc:
             raise _translate(exc) from exc
+
+    def _entities(self, chunk: Chunk) -> list[telegram.MessageEntity]:
+        return [telegram.MessageEntity.de_json(dict(e), self._bot) for e in chunk.entities]
 
     async def send_text(
         self, chat_id: int, text: str, *, reply_to: int | None = None, thread_id: int | None = None
@@ -110,7 +113,7 @@ class Messenger:
 
     async def edit_chunk(self, chat_id: int, message_id: int, chunk: Chunk) -> bool:
         """Like ``edit_text``, with the chunk's formatting (plain if Telegram refuses it)."""
-        entities = [telegram.MessageEntity.de_json(dict(e), self._bot) for e in chunk.entities]
+        entities = self._entities(chunk)
         if entities:
             try:
                 return await self.edit_text(chat_id, message_id, chunk.text, entities=entities)

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import replace
-from datetime import UTC, datetime
 
 from botcore import texts
 from botcore.alerts import Alerts
 from botcore.clock import Clock
 from botcore.conversations import KeyValueStore
 from botcore.models import Prices, Usage, UsageSummary
-from botcore.usage import UsageStore, day_start, month_start
+from botcore.usage import UsageStore, day_start, month_start, utc_date
+
+COST_ALERT_KEY = "cost-alert:"  # + the UTC date: the day's alert was sent (kv, purged by cleanup)
 
 
 class Spending:
@@ -44,15 +45,26 @@ class Spending:
         self._global_daily = global_daily_usd
         self._daily_alert = daily_alert_usd
         self._on_recorded = on_recorded  # told of each call recorded (once), e.g. for metrics
+        # Today's total cost, read from the table once a day and then kept up to date here, so
+        # the global budget and the daily alert do not add up the day's rows for every message.
+        self._today: tuple[float, float] | None = None  # (start of the UTC day, cost so far)
 
     async def record(self, usage: Usage, *, job_id: int, chat_id: int | None, user_id: int | None) -> None:
         """Record one call at the configured prices; once per job and kind, however often it runs."""
         priced = replace(usage, cost_usd=self._prices.cost(usage))
         now = self._clock.now()
         if await self._usage.record(priced, job_id=job_id, chat_id=chat_id, user_id=user_id, now=now):
+            if self._today is not None and self._today[0] == day_start(now):
+                self._today = (self._today[0], self._today[1] + priced.cost_usd)
             if self._on_recorded is not None:
                 self._on_recorded(priced)
             await self._alert_daily_cost()
+
+    async def _spent_today(self, now: float) -> float:
+        today = day_start(now)
+        if self._today is None or self._today[0] != today:
+            self._today = (today, (await self._usage.summary(since=today)).cost_usd)
+        return self._today[1]
 
     async def of_user(self, user_id: int) -> tuple[UsageSummary, UsageSummary]:
         """This user's usage today and this month."""
@@ -66,10 +78,7 @@ class Spending:
         """The text that says why this user may not spend now, or None when they may."""
         now = self._clock.now()
         today = day_start(now)
-        if (
-            self._global_daily is not None
-            and (await self._usage.summary(since=today)).cost_usd >= self._global_daily
-        ):
+        if self._global_daily is not None and await self._spent_today(now) >= self._global_daily:
             return texts.BUDGET_GLOBAL
         if user_id is None or user_id in self._admin_ids:
             return None
@@ -88,10 +97,10 @@ class Spending:
         if self._daily_alert is None:
             return
         now = self._clock.now()
-        spent = (await self._usage.summary(since=day_start(now))).cost_usd
+        spent = await self._spent_today(now)
         if spent < self._daily_alert:
             return
-        key = "cost-alert:" + datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+        key = COST_ALERT_KEY + utc_date(now)
         if await self._kv.add(key, f"{spent:.4f}"):  # once a day, even across restarts
             text = texts.ALERT_DAILY_COST.format(spent=spent, limit=self._daily_alert)
             if not await self._alerts.send(text):

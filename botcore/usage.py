@@ -20,6 +20,10 @@ def day_start(now: float) -> float:
     return now - now % DAY_S
 
 
+def utc_date(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d")
+
+
 def month_start(now: float) -> float:
     moment = datetime.fromtimestamp(now, UTC)
     return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
