@@ -27,11 +27,12 @@ from botcore.errors import (
     UpstreamUnavailable,
 )
 from botcore.formatting import render
+from botcore.incoming import sender_of
 from botcore.jobqueue import JobQueue
 from botcore.llm import ChatModel, Completion
 from botcore.messenger import Messenger
 from botcore.models import Job, Turn, Usage
-from botcore.spending import Spending
+from botcore.spending import Spending, billing_key, failed_call_key
 from botcore.streaming import StreamingReply
 
 NOTICE_KIND = "notice"
@@ -109,12 +110,8 @@ class ChatService:
             return text
         if self._bot_username:
             text = re.sub(rf"@{re.escape(self._bot_username)}\b", "", text, flags=re.IGNORECASE).strip()
-        sender = message.get("from") or {}
-        name = (
-            (message.get("sender_chat") or {}).get("title")  # an anonymous admin, a channel
-            or " ".join(filter(None, (sender.get("first_name"), sender.get("last_name"))))
-            or sender.get("username", "someone")
-        )
+        sender = sender_of(message)
+        name = sender.name if sender else "someone"
         return f"{name}: {text}" if text else ""
 
     async def notice_once(self, job: Job, checkpoint: dict[str, Any], where: ReplyTarget, text: str) -> None:
@@ -148,7 +145,11 @@ class ChatService:
             live = None
         # On every attempt: recording is idempotent per job, and a failure here must not lose it.
         await self._spending.record(
-            Usage(**checkpoint["usage"]), job_id=job.id, chat_id=where.chat_id, user_id=user_id
+            Usage(**checkpoint["usage"]),
+            key=billing_key(job, "chat"),
+            job_id=job.id,
+            chat_id=where.chat_id,
+            user_id=user_id,
         )
         await self._deliver(job, where, checkpoint, live)
         await self._conversations.add_exchange(

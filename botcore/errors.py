@@ -7,6 +7,7 @@ enter our code; workers and handlers see only these. Text for chat users lives e
     │   ├── SchemaTooNewError   the database was written by a newer version of the bot
     │   └── AlreadyRunningError another process holds the data directory
     └── JobError                raised by job handlers; the queue decides what happens next
+        ├── LeaseLostError      another attempt owns the job now: this one stops, nothing is blamed
         ├── TransientError      may succeed later: retried with backoff or after retry_after
         ├── UpstreamUnavailable a dependency is down (breaker open): deferred, no attempt spent
         └── PermanentError      retrying cannot help: the job goes straight to dead
@@ -14,12 +15,17 @@ enter our code; workers and handlers see only these. Text for chat users lives e
             └── StoppedByUser        the user sent /cancel
 
 Every ``JobError`` carries a ``Cause``: what the user and the admins are told depends on it,
-never on the error's own text.
+never on the error's own text. One that ended a call the provider billed anyway (an empty
+answer, a content filter, a stream broken after text) carries that call's ``usage`` too.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from botcore.models import Usage
 
 
 class Cause(StrEnum):
@@ -67,17 +73,33 @@ class JobError(BotError):
 
     default_cause = Cause.OTHER
 
-    def __init__(self, message: str, *, cause: Cause | None = None) -> None:
+    def __init__(self, message: str, *, cause: Cause | None = None, usage: Usage | None = None) -> None:
         super().__init__(message)
         self.cause = cause or self.default_cause
+        self.usage = usage  # what the failed call was billed, if the provider billed it
+
+
+class LeaseLostError(JobError):
+    """The job's lease passed to a newer attempt: this attempt stops. Not the upstream's fault,
+    so no circuit breaker counts it, and the queue's fenced writes ignore it."""
 
 
 class TransientError(JobError):
-    """Worth retrying. ``retry_after`` (seconds) overrides the backoff when the upstream said so."""
+    """Worth retrying. ``retry_after`` (seconds) overrides the backoff when the upstream said so.
+    ``shared`` is set by the circuit breaker when other callers meet the same failure (an outage,
+    not this one request): only then may a job wait for the service past its attempts."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None, cause: Cause | None = None) -> None:
-        super().__init__(message, cause=cause)
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        cause: Cause | None = None,
+        usage: Usage | None = None,
+    ) -> None:
+        super().__init__(message, cause=cause, usage=usage)
         self.retry_after = retry_after
+        self.shared = False
 
 
 class UpstreamUnavailable(JobError):

@@ -74,4 +74,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 3: budgets add up one user's spending per day and month on every message.
     ("CREATE INDEX usage_user ON usage (user_id, created_at)",),
+    # 4: usage is keyed by the billed call, not by the job row: a job revived by /retry <id> is a
+    # new row with the same dedup key, and a failed call that was billed is recorded too.
+    (
+        "ALTER TABLE usage ADD COLUMN billing_key TEXT",
+        "UPDATE usage SET billing_key = 'job:' || job_id || ':' || kind WHERE job_id IS NOT NULL",
+        "DROP INDEX usage_job_kind",
+        "CREATE UNIQUE INDEX usage_billing_key ON usage (billing_key) WHERE billing_key IS NOT NULL",
+    ),
 )

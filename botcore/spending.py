@@ -5,6 +5,7 @@ Admins are exempt from the per-user budgets."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Collection
 from dataclasses import replace
 
@@ -12,10 +13,21 @@ from botcore import texts
 from botcore.alerts import Alerts
 from botcore.clock import Clock
 from botcore.conversations import KeyValueStore
-from botcore.models import Prices, Usage, UsageSummary
+from botcore.models import Job, Prices, Usage, UsageSummary
 from botcore.usage import UsageStore, day_start, month_start, utc_date
 
 COST_ALERT_KEY = "cost-alert:"  # + the UTC date: the day's alert was sent (kv, purged by cleanup)
+
+
+def billing_key(job: Job, kind: str) -> str:
+    """The key of a job's one billed call of ``kind``. From the dedup key when the job has one, so
+    a dead job revived by ``/retry <id>`` (a new row, the same dedup key) is not billed twice."""
+    return f"{job.dedup_key or f'job:{job.id}'}:{kind}"
+
+
+def failed_call_key() -> str:
+    """A call that failed but was billed is recorded once, when it fails; a retry is another call."""
+    return f"call:{uuid.uuid4().hex}"
 
 
 class Spending:
@@ -49,11 +61,17 @@ class Spending:
         # the global budget and the daily alert do not add up the day's rows for every message.
         self._today: tuple[float, float] | None = None  # (start of the UTC day, cost so far)
 
-    async def record(self, usage: Usage, *, job_id: int, chat_id: int | None, user_id: int | None) -> None:
-        """Record one call at the configured prices; once per job and kind, however often it runs."""
+    async def record(
+        self, usage: Usage, *, key: str, job_id: int, chat_id: int | None, user_id: int | None
+    ) -> None:
+        """Record one billed call at the configured prices, once per ``key`` however often the job
+        runs (``billing_key`` for a job's own call, ``failed_call_key`` for a failed one)."""
         priced = replace(usage, cost_usd=self._prices.cost(usage))
         now = self._clock.now()
-        if await self._usage.record(priced, job_id=job_id, chat_id=chat_id, user_id=user_id, now=now):
+        recorded = await self._usage.record(
+            priced, key=key, job_id=job_id, chat_id=chat_id, user_id=user_id, now=now
+        )
+        if recorded:
             if self._today is not None and self._today[0] == day_start(now):
                 self._today = (self._today[0], self._today[1] + priced.cost_usd)
             if self._on_recorded is not None:

@@ -14,6 +14,7 @@ from botcore import texts
 from botcore.admin import AdminCommands
 from botcore.chat import ChatService, ReplyTarget
 from botcore.conversations import ConversationStore
+from botcore.incoming import sender_of
 from botcore.models import Job
 from botcore.spending import Spending
 
@@ -63,7 +64,8 @@ class UpdateHandler:
             return  # edits and other update types are not answered
         where = ReplyTarget.of(message)
         text = message.get("text")
-        user_id = (message.get("from") or {}).get("id")
+        sender = sender_of(message)
+        user_id = sender.id if sender else None
         with logger.contextualize(update_id=job.payload.get("update_id"), chat_id=where.chat_id):
             if isinstance(text, str) and text.strip():
                 if text.startswith("/") and "forward_origin" not in message:  # a forward is just text

@@ -1,6 +1,7 @@
-"""All SQL of the ``usage`` table: one row per LLM or transcription call (who, which chat, what
-kind, model, tokens, audio seconds, cost), recorded once per job however often it is retried,
-and the sums that budgets, ``/usage`` and ``/status`` read. Periods are UTC days and months."""
+"""All SQL of the ``usage`` table: one row per billed LLM or transcription call (who, which chat,
+what kind, model, tokens, audio seconds, cost), recorded once per billing key however often the
+job runs, and the sums that budgets, ``/usage`` and ``/status`` read. Periods are UTC days and
+months."""
 
 from __future__ import annotations
 
@@ -34,16 +35,24 @@ class UsageStore:
         self._db = db
 
     async def record(
-        self, usage: Usage, *, job_id: int | None, chat_id: int | None, user_id: int | None, now: float
+        self,
+        usage: Usage,
+        *,
+        key: str,
+        job_id: int | None,
+        chat_id: int | None,
+        user_id: int | None,
+        now: float,
     ) -> bool:
-        """Record one call; the same job and kind is recorded once, however often it is retried.
-        True if this call stored it."""
+        """Record one billed call; a ``key`` already recorded is not recorded again, however often
+        the job runs (or is revived). True if this call stored it."""
         rows = await self._db.fetchall(
-            "INSERT OR IGNORE INTO usage (created_at, job_id, chat_id, user_id, kind, model,"
+            "INSERT OR IGNORE INTO usage (created_at, billing_key, job_id, chat_id, user_id, kind, model,"
             " prompt_tokens, completion_tokens, audio_seconds, cost_usd)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 now,
+                key,
                 job_id,
                 chat_id,
                 user_id,

@@ -20,11 +20,12 @@ from botcore.clock import Clock
 from botcore.conversations import KeyValueStore
 from botcore.errors import Cause, JobError, StoppedByUser, UpstreamUnavailable
 from botcore.formatting import plain_chunks
+from botcore.incoming import sender_of
 from botcore.intake import route_to_update_job
 from botcore.jobqueue import JobQueue
 from botcore.messenger import Messenger
 from botcore.models import Job, JobState, NewJob, Usage
-from botcore.spending import Spending
+from botcore.spending import Spending, billing_key
 from botcore.stt import SpeechToText
 
 VOICE_KIND = "voice"
@@ -55,7 +56,7 @@ def voice_note(message: dict[str, Any]) -> VoiceNote | None:
             name = media.get("file_name") or filename
             return VoiceNote(
                 target=ReplyTarget.of(message),
-                user_id=(message.get("from") or {}).get("id"),
+                user_id=sender.id if (sender := sender_of(message)) else None,
                 file_id=str(media["file_id"]),
                 seconds=float(media.get("duration") or 0),
                 size=media.get("file_size"),
@@ -175,7 +176,11 @@ class VoiceService:
             checkpoint.update(transcript=result.text, stt_usage=asdict(usage))
             await self._chat.save(job, checkpoint)
         await self._spending.record(
-            Usage(**checkpoint["stt_usage"]), job_id=job.id, chat_id=note.target.chat_id, user_id=note.user_id
+            Usage(**checkpoint["stt_usage"]),
+            key=billing_key(job, "transcription"),
+            job_id=job.id,
+            chat_id=note.target.chat_id,
+            user_id=note.user_id,
         )
         transcript = checkpoint["transcript"]
         if not transcript:

@@ -49,14 +49,16 @@ async def test_reset_deletes_only_this_chat(db: Database) -> None:
     assert len(await store.history(2, limit=10, since=0)) == 2
 
 
-async def test_usage_is_recorded_once_per_job_and_kind_and_summed(db: Database) -> None:
+async def test_usage_is_recorded_once_per_billing_key_and_summed(db: Database) -> None:
     store = UsageStore(db)
     usage = Usage("chat", "llama3.2", prompt_tokens=30, completion_tokens=12, cost_usd=0.5)
-    for _ in range(2):
-        await store.record(usage, job_id=7, chat_id=1, user_id=11, now=5.0)
-    await store.record(usage, job_id=8, chat_id=1, user_id=11, now=6.0)
+    for job_id in (7, 70):  # the same key from another job row (a revived job): once
+        assert await store.record(usage, key="a:chat", job_id=job_id, chat_id=1, user_id=11, now=5.0) == (
+            job_id == 7
+        )
+    await store.record(usage, key="b:chat", job_id=8, chat_id=1, user_id=11, now=6.0)
     voice = Usage("transcription", "whisper-1", audio_seconds=90, cost_usd=0.25)
-    await store.record(voice, job_id=8, chat_id=2, user_id=12, now=7.0)
+    await store.record(voice, key="b:transcription", job_id=8, chat_id=2, user_id=12, now=7.0)
     assert await store.summary(since=0) == UsageSummary(3, 60, 24, 90.0, 1.25)
     assert await store.summary(since=6.0, user_id=11) == UsageSummary(1, 30, 12, 0.0, 0.5)
     assert await store.top_users(since=0) == [

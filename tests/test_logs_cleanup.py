@@ -62,7 +62,9 @@ async def test_cleanup_removes_finished_jobs_expired_memory_and_old_usage(
 ) -> None:
     conversations, usage = ConversationStore(db), UsageStore(db)
     await conversations.add_exchange(1, job_id=100, user_text="old", answer="old", now=clock.now())
-    await usage.record(Usage("chat", "m", prompt_tokens=5), job_id=100, chat_id=1, user_id=1, now=clock.now())
+    await usage.record(
+        Usage("chat", "m", prompt_tokens=5), key="k", job_id=100, chat_id=1, user_id=1, now=clock.now()
+    )
     await queue.enqueue("chat", {})
     await queue.enqueue("chat", {})
     first, second = await queue.claim({"chat": 2}, 2)
@@ -116,7 +118,12 @@ async def test_a_simulated_week_of_traffic_keeps_the_database_bounded(
                 i, job_id=job.id, user_text="q" * 100, answer="a" * 400, now=clock.now()
             )
             await usage.record(
-                Usage("chat", "m", 50, 100), job_id=job.id, chat_id=i, user_id=i, now=clock.now()
+                Usage("chat", "m", 50, 100),
+                key=f"k{job.id}",
+                job_id=job.id,
+                chat_id=i,
+                user_id=i,
+                now=clock.now(),
             )
             clock.advance(60)
         full = clock.now() >= next_full
