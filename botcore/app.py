@@ -18,7 +18,7 @@ from botcore import __version__, texts
 from botcore.admin import AdminCommands
 from botcore.alerts import Alerts
 from botcore.breaker import CircuitBreaker
-from botcore.chat import NOTICE_KIND, ChatService
+from botcore.chat import NOTICE_KIND, ChatService, unstorable_notice
 from botcore.cleanup import Cleanup
 from botcore.clock import SystemClock
 from botcore.config import Settings, load_settings
@@ -27,7 +27,7 @@ from botcore.db import Database
 from botcore.errors import StartupError
 from botcore.gate import Gate, RateLimits
 from botcore.health import HealthServer
-from botcore.intake import UPDATE_KIND, UpdatePoller
+from botcore.intake import COMMAND_KIND, UPDATE_KIND, UpdatePoller
 from botcore.jobqueue import JobQueue
 from botcore.jobstore import JobStore
 from botcore.llm import ChatModel
@@ -174,6 +174,7 @@ async def run(settings: Settings) -> None:
             bot_username=bot.username,
             stream=settings.stream,
             stream_interval_s=settings.stream_edit_interval_s,
+            llm_slots=asyncio.Semaphore(settings.llm_concurrency),
         )
         updates = UpdateHandler(
             chat=chat,
@@ -207,7 +208,10 @@ async def run(settings: Settings) -> None:
             reply=settings.voice_reply,
         )
         kinds = {
+            # Messages: at most LLM_CONCURRENCY at once (their LLM calls share the same slots with
+            # voice answers). Commands outside the chat's order never wait for an LLM slot.
             UPDATE_KIND: JobKind(updates.handle, on_dead=chat.on_dead, concurrency=settings.llm_concurrency),
+            COMMAND_KIND: JobKind(updates.handle, on_dead=chat.on_dead),
             ACK_KIND: JobKind(voice.acknowledge),
             NOTICE_KIND: JobKind(chat.send_notice),
             VOICE_KIND: JobKind(
@@ -237,7 +241,9 @@ async def run(settings: Settings) -> None:
             exempt_admins=settings.rate_limit_exempt_admins,
         )
         stack.push_async_callback(gate.aclose)
-        poller = UpdatePoller(bot, queue, kv, clock=clock, route=gate.route)
+        poller = UpdatePoller(
+            bot, queue, kv, clock=clock, route=gate.route, unstorable_notice=unstorable_notice
+        )
         polling = asyncio.create_task(poller.run())
         stack.push_async_callback(_stop_task, poller.stop, polling)
         metrics.watch(breakers=breakers, updates_received=lambda: poller.received)

@@ -11,8 +11,12 @@ mixes naive UTC and local datetimes (FIELD_NOTES). The rules here:
 
 Counted as failures: our ``TransientError`` (timeouts, connection errors, 5xx, 408) and
 ``UpstreamUnavailable`` (429 rate limiting). ``PermanentError`` (400, 401, 403, 404, 413, 422,
-content filter) counts as neither success nor failure, and neither does cancellation or a bug
-of ours. Time is a monotonic clock, injected."""
+content filter) counts as neither success nor failure, and neither does a lost lease,
+cancellation or a bug of ours. Time is a monotonic clock, injected.
+
+The breaker also tells an outage from one request that fails: a ``TransientError`` leaving it
+is marked ``shared`` when the circuit is not closed or when another caller's failure is part of
+the same run of failures. A prompt that fails alone (others succeed in between) is not shared."""
 
 from __future__ import annotations
 
@@ -54,6 +58,7 @@ class CircuitBreaker:
         self._successes = 0
         self._opened_at = 0.0
         self._trial_in_flight = False
+        self._failing_callers: set[object] = set()  # who failed since the last success
         self._log = logger.bind(component="breaker")
 
     @property
@@ -72,8 +77,9 @@ class CircuitBreaker:
         return 0.0
 
     @asynccontextmanager
-    async def call(self) -> AsyncIterator[None]:
-        """Wrap one upstream call. Raises ``UpstreamUnavailable`` without calling when open."""
+    async def call(self, caller: object = None) -> AsyncIterator[None]:
+        """Wrap one upstream call on behalf of ``caller`` (a job id). Raises ``UpstreamUnavailable``
+        without calling when open."""
         state = self.state
         if state is BreakerState.OPEN or (state is BreakerState.HALF_OPEN and self._trial_in_flight):
             raise UpstreamUnavailable(
@@ -87,8 +93,11 @@ class CircuitBreaker:
         started = self._clock()
         try:
             yield
-        except (TransientError, UpstreamUnavailable):
+        except (TransientError, UpstreamUnavailable) as exc:
             self._failure(trial)
+            self._failing_callers.add(caller)
+            if isinstance(exc, TransientError):
+                exc.shared = self._state is not BreakerState.CLOSED or len(self._failing_callers) > 1
             self._observed("failed", started)
             raise
         except BaseException:  # permanent errors, cancellation, our bugs: the upstream is not to blame
@@ -106,6 +115,7 @@ class CircuitBreaker:
 
     def _success(self, trial: bool) -> None:
         self._failures = 0
+        self._failing_callers.clear()
         if trial:
             self._successes += 1
             if self._successes >= self._success_threshold:

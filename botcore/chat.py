@@ -6,6 +6,7 @@ in the job's checkpoint, so a retry neither asks the LLM again nor re-sends what
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -22,16 +23,17 @@ from botcore.errors import (
     Cause,
     ContextTooLongError,
     JobError,
+    LeaseLostError,
     StoppedByUser,
     TransientError,
     UpstreamUnavailable,
 )
 from botcore.formatting import render
-from botcore.incoming import sender_of
+from botcore.incoming import sender_of, valid_id
 from botcore.jobqueue import JobQueue
 from botcore.llm import ChatModel, Completion
 from botcore.messenger import Messenger
-from botcore.models import Job, Turn, Usage
+from botcore.models import Job, NewJob, Turn, Usage
 from botcore.spending import Spending, billing_key, failed_call_key
 from botcore.streaming import StreamingReply
 
@@ -56,6 +58,7 @@ class ChatService:
         bot_username: str | None = None,
         stream: bool = False,
         stream_interval_s: float = 1.0,
+        llm_slots: asyncio.Semaphore | None = None,
     ) -> None:
         self._queue = queue
         self._conversations = conversations
@@ -71,6 +74,8 @@ class ChatService:
         self._bot_username = bot_username
         self._stream = stream
         self._stream_interval_s = stream_interval_s
+        # LLM_CONCURRENCY bounds every LLM call, voice answers included (they run as voice jobs).
+        self._llm_slots = llm_slots or asyncio.Semaphore(8)
         self.cancels = Cancels()
         self._log = logger.bind(component="chat")
 
@@ -135,7 +140,7 @@ class ChatService:
             if refusal is not None:
                 await self.notice_once(job, checkpoint, where, refusal)
                 return
-            generated = await self._generate(job, where, text, checkpoint)
+            generated = await self._generate(job, where, user_id, text, checkpoint)
             if generated is None:
                 return
             completion, live = generated
@@ -162,7 +167,7 @@ class ChatService:
         )
 
     async def _generate(
-        self, job: Job, where: ReplyTarget, text: str, checkpoint: dict[str, Any]
+        self, job: Job, where: ReplyTarget, user_id: int | None, text: str, checkpoint: dict[str, Any]
     ) -> tuple[Completion, StreamingReply | None] | None:
         """The model's answer (with the streamed reply showing it, if streaming is on); None if
         the user was told instead why there is none."""
@@ -190,11 +195,18 @@ class ChatService:
             )
         try:
             async with (
-                self.cancels.scope(where.chat_id, job.id),
-                self._breaker.call(),
+                self.cancels.scope(where.chat_id, job.id),  # /cancel also stops one waiting for a slot
+                self._llm_slots,
+                self._breaker.call(caller=job.id),
                 self._messenger.typing(where.chat_id),
             ):
-                return await self._complete(history, text, live), live
+                try:
+                    return await self._complete(history, text, live), live
+                except JobError as exc:
+                    await self._record_failed_call(job, where, user_id, exc)
+                    raise
+        except LeaseLostError:
+            raise  # a newer attempt owns the job and its messages now: leave them alone
         except UpstreamUnavailable as exc:
             if live is not None:
                 await live.mark(texts.STREAM_INTERRUPTED)
@@ -220,6 +232,16 @@ class ChatService:
             if live is not None:
                 await live.mark(texts.STREAM_FAILED)
             raise
+
+    async def _record_failed_call(
+        self, job: Job, where: ReplyTarget, user_id: int | None, exc: JobError
+    ) -> None:
+        """A call that failed but was billed (an empty answer, a content filter, a stream broken
+        after text) is recorded once, now: its retry, if any, is another call."""
+        if exc.usage is not None:
+            await self._spending.record(
+                exc.usage, key=failed_call_key(), job_id=job.id, chat_id=where.chat_id, user_id=user_id
+            )
 
     async def _deliver(
         self, job: Job, where: ReplyTarget, checkpoint: dict[str, Any], live: StreamingReply | None
@@ -282,7 +304,25 @@ class ChatService:
 
     async def save(self, job: Job, checkpoint: dict[str, Any]) -> None:
         if not await self._queue.save_checkpoint(job, checkpoint):
-            raise TransientError("lost the job's lease; a newer attempt carries on")
+            raise LeaseLostError("lost the job's lease; a newer attempt carries on")
+
+
+def unstorable_notice(update: dict[str, Any]) -> NewJob | None:
+    """The notice for a sender whose message was let in but could not be stored (the intake
+    keeps it as a dead letter): a ``notice`` job, when there is a chat to answer in."""
+    message = update.get("message")
+    chat = message.get("chat") if isinstance(message, dict) else None
+    chat_id = chat.get("id") if isinstance(chat, dict) else None
+    if not isinstance(message, dict) or not valid_id(chat_id):
+        return None
+    reply_to, thread_id = message.get("message_id"), message.get("message_thread_id")
+    payload = {
+        "chat_id": chat_id,
+        "reply_to": reply_to if valid_id(reply_to) else None,
+        "thread_id": thread_id if valid_id(thread_id) else None,
+        "text": texts.UNREADABLE,
+    }
+    return NewJob(NOTICE_KIND, payload, dedup_key=f"notice:update:{update.get('update_id')}")
 
 
 def wait_notice(breaker: CircuitBreaker, exc: JobError, *, outage_text: str) -> str | None:

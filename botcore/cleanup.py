@@ -12,7 +12,7 @@ from loguru import logger
 
 from botcore.clock import DAY_S
 from botcore.conversations import ConversationStore, KeyValueStore
-from botcore.db import Database
+from botcore.db import Database, storage_outage
 from botcore.jobqueue import JobQueue
 from botcore.models import CleanupResult
 from botcore.spending import COST_ALERT_KEY
@@ -83,7 +83,10 @@ class Cleanup:
                 if full:
                     next_full = clock.now() + self._full_every_s
             except Exception as exc:
-                self._log.opt(exception=exc).error("cleanup failed; will try again")
+                if storage_outage(exc):  # locked by another program, a full disk: expected, brief
+                    self._log.warning("cleanup failed: {}; will try again in {:g} s", exc, self._every_s)
+                else:
+                    self._log.opt(exception=exc).error("cleanup failed; will try again")
             await clock.wait(self._stop, self._every_s)
 
     def stop(self) -> None:

@@ -21,6 +21,16 @@ Row = tuple[Any, ...]
 _MIN_SQLITE = (3, 35, 0)  # UPDATE … RETURNING
 
 
+def storage_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database refuses work for now (locked by another program, disk
+    full, an I/O error), as opposed to refusing one piece of data: then retry the same work
+    later, rather than set that piece aside."""
+    return isinstance(exc, sqlite3.OperationalError) or (
+        isinstance(exc, sqlite3.DatabaseError)
+        and not isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError | sqlite3.ProgrammingError)
+    )
+
+
 class Database:
     """One aiosqlite connection in autocommit mode. Every call holds one asyncio lock, so a
     multi-statement ``transaction()`` never interleaves with another coroutine's statements."""

@@ -36,6 +36,7 @@ class HealthServer:
         workers_running: Callable[[], bool],
         clock: Clock,
         poll_stale_s: float = 90.0,
+        store_stale_s: float = 60.0,
     ) -> None:
         self._host, self._port = host, port
         self._poller = poller
@@ -46,6 +47,7 @@ class HealthServer:
         self._workers_running = workers_running
         self._clock = clock
         self._poll_stale_s = poll_stale_s  # a long poll lasts 30 s; three missed ones are trouble
+        self._store_stale_s = store_stale_s
         self._started = clock.now()
         self._server: asyncio.Server | None = None
         self._connections = asyncio.Semaphore(8)  # a scraper and a monitor need no more
@@ -71,6 +73,9 @@ class HealthServer:
         last_poll = self._poller.last_poll_at
         if now - (last_poll if last_poll is not None else self._started) > self._poll_stale_s:
             found.append("polling Telegram has not succeeded lately")
+        failing_since = self._poller.store_failing_since
+        if failing_since is not None and now - failing_since > self._store_stale_s:
+            found.append(f"updates could not be stored for {now - failing_since:.0f} s")
         problem = await self._database_problem()
         if problem is not None:
             found.append(problem)

@@ -9,6 +9,7 @@ import json
 import re
 import warnings
 from collections.abc import Callable, Coroutine, Sequence
+from enum import StrEnum
 from typing import Any
 
 import telegram
@@ -17,30 +18,61 @@ from telegram.warnings import PTBUserWarning
 
 from botcore.clock import Clock
 from botcore.conversations import KeyValueStore
-from botcore.jobqueue import JobQueue
-from botcore.models import NewJob
+from botcore.db import storage_outage
+from botcore.incoming import clean, valid_id
+from botcore.jobqueue import JobQueue, describe_error
+from botcore.models import Enqueued, NewJob
 from botcore.telegram_api import retry_after_seconds
 
-UPDATE_KIND = "tg-update"
+UPDATE_KIND = "tg-update"  # a message, answered in its chat's order within LLM_CONCURRENCY
+COMMAND_KIND = "tg-command"  # a command that neither reads nor changes the conversation
 _OFFSET = "intake.offset"  # where polling resumes after a restart
 ALLOWED_UPDATES = ("message",)  # edits are not answered again
-# Commands that neither change nor read the conversation run at once, not in the chat's order
-# (/retry with a job id is the admin's; /retry alone and /reset must wait their turn).
+# Commands that neither change nor read the conversation run at once, not in the chat's order and
+# not within the LLM's slots (/retry with a job id is the admin's; /retry alone and /reset must
+# wait their turn).
 _UNORDERED = re.compile(
     r"/(?:cancel|start|help|usage|status|dead|cleanup)(?:@\w+)?(?:\s|$)|/retry(?:@\w+)?\s+#?\d", re.IGNORECASE
 )
+_PAUSE_FIRST_S, _PAUSE_MAX_S = 1.0, 30.0  # after a failure: 1 s, doubling to 30 s
+_MAX_RAW_CHARS = 20_000  # of an update kept in its dead letter
+
+
+class Outcome(StrEnum):
+    """What became of one update at intake: exactly one of these, whatever it holds."""
+
+    STORED = "stored"  # one or more jobs (new, or already there: a redelivery)
+    REFUSED = "refused"  # not for us, not allowed or over a limit: no job (the gate told the sender)
+    DEAD = "dead"  # could not be routed or stored: kept as a dead letter with its reason
 
 
 def route_to_update_job(update: dict[str, Any]) -> list[NewJob]:
-    """One ``tg-update`` job per update, in its chat's order, de-duplicated on the update id."""
+    """One job per update, de-duplicated on the update id: in its chat's order, or a command job
+    outside it."""
     message = update.get("message")
     chat = message.get("chat") if isinstance(message, dict) else None
-    group = f"chat:{chat['id']}" if isinstance(chat, dict) else None
+    chat_id = chat.get("id") if isinstance(chat, dict) else None
+    group = f"chat:{chat_id}" if valid_id(chat_id) else None
     text = message.get("text") if isinstance(message, dict) else None
     forwarded = isinstance(message, dict) and "forward_origin" in message
+    key = f"tg-update:{update['update_id']}"
     if isinstance(text, str) and not forwarded and _UNORDERED.match(text):
-        group = None  # not behind the chat's answers: /cancel stops them, /status reports on them
-    return [NewJob(UPDATE_KIND, update, dedup_key=f"tg-update:{update['update_id']}", group_key=group)]
+        # Not behind the chat's answers: /cancel stops them, /status reports on them.
+        return [NewJob(COMMAND_KIND, update, dedup_key=key)]
+    return [NewJob(UPDATE_KIND, update, dedup_key=key, group_key=group)]
+
+
+def dead_letter(update: dict[str, Any], reason: str) -> NewJob:
+    """An update that could not be routed or stored, kept for ``/dead`` with its reason. Its raw
+    form is kept as escaped JSON text, so whatever broke storing it cannot break this."""
+    raw = json.dumps(update, ensure_ascii=True, default=repr)[:_MAX_RAW_CHARS]
+    update_id = update.get("update_id")
+    return NewJob(
+        UPDATE_KIND,
+        {"update_id": update_id, "unreadable": raw},
+        dedup_key=f"tg-update:{update_id}",
+        dead_reason=reason,
+    )
 
 
 class UpdatePoller:
@@ -61,29 +93,38 @@ class UpdatePoller:
         *,
         clock: Clock,
         poll_timeout_s: float = 30.0,
-        error_pause_s: float = 2.0,
+        error_pause_s: float = _PAUSE_FIRST_S,
+        max_pause_s: float = _PAUSE_MAX_S,
         route: Callable[[dict[str, Any]], list[NewJob]] = route_to_update_job,
+        unstorable_notice: Callable[[dict[str, Any]], NewJob | None] | None = None,
     ) -> None:
         self._bot = bot
         self._queue = queue
         self._kv = kv
         self._clock = clock
         self._poll_timeout_s = poll_timeout_s
-        self._error_pause_s = error_pause_s
+        self._first_pause_s = error_pause_s
+        self._max_pause_s = max_pause_s
         self._route = route  # which jobs an update becomes: services decide, the intake stores
+        # The notice (a job) that tells a sender their message could not be kept, if any.
+        self._unstorable_notice = unstorable_notice
         self._stop = asyncio.Event()
         self._log = logger.bind(component="intake")
         self.last_poll_at: float | None = None  # for health checks
+        # Since when batches that came could not be stored (None: the last one was), for health.
+        self.store_failing_since: float | None = None
         self.received = 0  # updates taken from Telegram, for metrics
 
     def stop(self) -> None:
         self._stop.set()
 
     async def run(self) -> None:
-        stored = await self._kv.get(_OFFSET)
+        stored = await self._read_offset()
         offset: int | None = int(stored) if stored is not None else None
         unreadable = False  # the last batch broke python-telegram-bot's parser
+        pause = self._first_pause_s
         while not self._stop.is_set():
+            storing = False
             try:
                 updates = await (self._poll_raw(offset) if unreadable else self._poll(offset))
                 unreadable = False
@@ -91,34 +132,58 @@ class UpdatePoller:
                     return
                 self.last_poll_at = self._clock.now()
                 if updates:
+                    storing = True
                     self.received += len(updates)
-                    await self._persist(updates)
-                    offset = int(updates[-1]["update_id"]) + 1  # confirmed by the next getUpdates
+                    await self.persist(updates)
+                    offset = _next_offset(updates, offset)  # confirmed by the next getUpdates
                     await self._kv.put(_OFFSET, str(offset))
-            except (TypeError, ValueError, KeyError, AttributeError) as exc:
+                    self.store_failing_since = None
+                pause = self._first_pause_s
+            except _UnparsableBatch as exc:
                 # An update the library cannot parse (Telegram's API ahead of it): fetch this
                 # batch as plain JSON once, so one odd update cannot stop all intake.
                 self._log.warning("an update could not be parsed ({}); reading the batch as JSON", exc)
                 unreadable = True
             except Exception as exc:
-                # Telegram trouble (network, 5xx, flood control, a second poller), or the database
-                # refusing the batch: nothing was confirmed, so nothing is lost. Pause, try again.
-                pause = self._pause_after(exc)
-                self._log.warning("intake failed: {}; retrying in {:g} s", _describe(exc), pause)
-                await self._clock.wait(self._stop, pause)
+                if storing and self.store_failing_since is None:
+                    self.store_failing_since = self._clock.now()
+                pause = await self._failed(exc, pause)
 
-    def _pause_after(self, exc: Exception) -> float:
+    async def _read_offset(self) -> str | None:
+        """The stored offset; a database that refuses even this is waited for, not fatal."""
+        pause = self._first_pause_s
+        while not self._stop.is_set():
+            try:
+                return await self._kv.get(_OFFSET)
+            except Exception as exc:
+                pause = await self._failed(exc, pause)
+        return None
+
+    async def _failed(self, exc: Exception, pause: float) -> float:
+        """Telegram trouble (network, 5xx, flood control, a second poller), or the database
+        refusing the batch: nothing was confirmed, so nothing is lost. Back off (1 s doubling to
+        30 s, or as long as Telegram asked), never re-poll at once. Returns the next pause."""
+        wait = self._pause_after(exc, pause)
+        self._log.warning("intake failed: {}; retrying in {:g} s", _describe(exc), wait)
+        await self._clock.wait(self._stop, wait)
+        return min(pause * 2, self._max_pause_s)
+
+    @staticmethod
+    def _pause_after(exc: Exception, pause: float) -> float:
         if isinstance(exc, telegram.error.RetryAfter):
-            return max(self._error_pause_s, retry_after_seconds(exc))
-        return self._error_pause_s
+            return max(pause, retry_after_seconds(exc))
+        return pause
 
     async def _poll(self, offset: int | None) -> list[dict[str, Any]] | None:
         """getUpdates, abandoned (not confirmed) as soon as stop is requested."""
-        updates = await self._unless_stopped(
-            self._bot.get_updates(
-                offset=offset, timeout=int(self._poll_timeout_s), allowed_updates=list(ALLOWED_UPDATES)
+        try:
+            updates = await self._unless_stopped(
+                self._bot.get_updates(
+                    offset=offset, timeout=int(self._poll_timeout_s), allowed_updates=list(ALLOWED_UPDATES)
+                )
             )
-        )
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise _UnparsableBatch(str(exc)) from exc
         return None if updates is None else [json.loads(update.to_json()) for update in updates]
 
     async def _poll_raw(self, offset: int | None) -> list[dict[str, Any]]:
@@ -144,18 +209,80 @@ class UpdatePoller:
             return None
         return call.result()
 
-    async def _persist(self, updates: Sequence[dict[str, Any]]) -> None:
-        jobs = [job for update in updates for job in self._route(update)]
-        results = await self._queue.enqueue_many(jobs)
+    async def persist(self, updates: Sequence[dict[str, Any]]) -> list[Outcome]:
+        """Store a batch: each update's text made valid, routed once, and all the jobs written in
+        one transaction. If that fails for one update's sake (its routing raised, or storing it
+        did), that update alone becomes a dead letter and the rest are stored normally. Raises
+        only when the database itself refuses (locked, full): then nothing is confirmed."""
+        routed: list[tuple[dict[str, Any], list[NewJob]]] = []
+        dead: list[NewJob] = []
+        outcomes: list[Outcome] = []
+        for raw in updates:
+            update = clean(raw)
+            try:
+                jobs = self._route(update)
+            except Exception as exc:  # a bug: this update must not hold up the others
+                self._log.opt(exception=exc).error("update {} could not be routed", update.get("update_id"))
+                dead.append(dead_letter(update, f"could not be routed: {describe_error(exc)}"))
+                outcomes.append(Outcome.DEAD)
+                continue
+            routed.append((update, jobs))
+            outcomes.append(Outcome.STORED if jobs else Outcome.REFUSED)
+        jobs = [job for _, update_jobs in routed for job in update_jobs] + dead
+        try:
+            results = await self._queue.enqueue_many(jobs)
+        except Exception as exc:
+            if storage_outage(exc):
+                raise
+            results = await self._isolate(routed, dead, outcomes)
         self._log.debug(
             "stored {} update(s) as {} job(s), {} new",
             len(updates),
             len(results),
             sum(r.created for r in results),
         )
+        return outcomes
+
+    async def _isolate(
+        self, routed: list[tuple[dict[str, Any], list[NewJob]]], dead: list[NewJob], outcomes: list[Outcome]
+    ) -> list[Enqueued]:
+        """The batch could not be stored whole: store each update on its own, and the ones that
+        still fail as dead letters (with a notice to their sender, who was let in)."""
+        results: list[Enqueued] = []
+        index = {id(update): i for i, update in enumerate(u for u, _ in routed)}
+        positions = [i for i, o in enumerate(outcomes) if o is not Outcome.DEAD]
+        for update, jobs in routed:
+            if not jobs:
+                continue
+            try:
+                results += await self._queue.enqueue_many(jobs)
+            except Exception as exc:
+                if storage_outage(exc):
+                    raise
+                self._log.opt(exception=exc).error("update {} could not be stored", update.get("update_id"))
+                dead.append(dead_letter(update, f"could not be stored: {describe_error(exc)}"))
+                notice = self._unstorable_notice(update) if self._unstorable_notice else None
+                if notice is not None:
+                    dead.append(notice)
+                outcomes[positions[index[id(update)]]] = Outcome.DEAD
+        if dead:
+            results += await self._queue.enqueue_many(dead)
+        return results
+
+
+def _next_offset(updates: Sequence[dict[str, Any]], offset: int | None) -> int | None:
+    """One past the highest update id: every update below it is confirmed by the next call."""
+    ids = [u["update_id"] for u in updates if valid_id(u.get("update_id"))]
+    return max(ids) + 1 if ids else offset
+
+
+class _UnparsableBatch(Exception):
+    """python-telegram-bot could not turn a batch into its classes (Telegram's API ahead of it)."""
 
 
 def _describe(exc: Exception) -> str:
+    if storage_outage(exc):
+        return f"the database refused the batch ({exc})"  # "database is locked", "disk is full"
     if isinstance(exc, telegram.error.Conflict):
         return "409 Conflict: another process is polling with this bot token"
     # The class name only: a network error's text can carry the request URL, and so the token.

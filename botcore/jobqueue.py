@@ -154,11 +154,14 @@ class JobQueue:
 
     @staticmethod
     def _waits_for_upstream(job: Job, exc: BaseException) -> bool:
-        """An upstream that keeps failing (5xx, unreachable, timeouts) after the job's last
-        attempt: the job then waits for it, like during an open circuit, rather than drop an
-        accepted message (the breaker soon keeps the calls away)."""
+        """An upstream that keeps failing (5xx, unreachable, timeouts) for other jobs too, after
+        this job's last attempt: the job then waits for it, like during an open circuit, rather
+        than drop an accepted message (the breaker soon keeps the calls away). A request that
+        fails alone (``shared`` unset: other calls succeed) ends after its attempts, so one
+        prompt that always fails cannot hold its chat for OUTAGE_MAX_WAIT_S."""
         return (
             isinstance(exc, TransientError)
+            and exc.shared
             and exc.cause in (Cause.UNAVAILABLE, Cause.TIMEOUT)
             and job.attempts >= job.max_attempts
         )

@@ -16,8 +16,9 @@ _COLUMNS = (
 )
 _INSERT = f"""
 INSERT INTO jobs (kind, payload, dedup_key, group_key, state, max_attempts, run_at,
-                  created_at, updated_at)
-VALUES (:kind, :payload, :dedup_key, :group_key, 'queued', :max_attempts, :run_at, :now, :now)
+                  created_at, updated_at, finished_at, last_error)
+VALUES (:kind, :payload, :dedup_key, :group_key, :state, :max_attempts, :run_at, :now, :now,
+        :finished_at, :last_error)
 ON CONFLICT (dedup_key) DO NOTHING
 RETURNING {_COLUMNS}
 """
@@ -110,6 +111,9 @@ class JobStore:
             "max_attempts": new.max_attempts or max_attempts,
             "run_at": now + max(0.0, new.delay_s),
             "now": now,
+            "state": "queued" if new.dead_reason is None else "dead",
+            "finished_at": None if new.dead_reason is None else now,
+            "last_error": new.dead_reason,
         }
 
     async def claim(self, wants: Mapping[str, int], *, limit: int, now: float, lease_s: float) -> list[Job]:

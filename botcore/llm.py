@@ -3,8 +3,10 @@ OpenAI-compatible server. Translates the SDK's errors into ours; retries belong 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -17,14 +19,17 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from botcore.errors import (
     Cause,
     ContextTooLongError,
+    JobError,
     PermanentError,
     TransientError,
     http_error,
     parse_retry_after,
 )
+from botcore.incoming import clean_text
 from botcore.models import Turn, Usage
 
 _NOT_A_COMPLETION = "the LLM server's answer was not a chat completion (is OPENAI_BASE_URL right?)"
+_CHARS_PER_TOKEN = 4
 
 
 async def _noop(_text: str) -> None:
@@ -68,14 +73,19 @@ class ChatModel:
         usage = None
         model = self.model
         received = finished = False
+        body = self._body(system_prompt, turns)
+
+        def billed() -> Usage | None:
+            """What a stream that fails now was billed: its usage chunk, else an estimate once
+            text was produced (a provider bills what it generated)."""
+            if usage is not None:
+                return _usage(model, usage)
+            return _estimate(model, body, "".join(parts)) if parts else None
+
         try:
             stream = await self._client.post(  # raw, like complete(), for the same reason
                 "/chat/completions",
-                body={
-                    **self._body(system_prompt, turns),
-                    "stream": True,
-                    "stream_options": {"include_usage": True},
-                },
+                body={**body, "stream": True, "stream_options": {"include_usage": True}},
                 cast_to=ChatCompletion,
                 stream=True,
                 stream_cls=AsyncStream[ChatCompletionChunk],
@@ -90,34 +100,43 @@ class ChatModel:
                         continue
                     choice = chunk.choices[0]
                     if choice.finish_reason == "content_filter":
-                        raise PermanentError("the model's content filter refused to answer")
+                        raise PermanentError("the model's content filter refused to answer", usage=billed())
                     finished = finished or choice.finish_reason is not None
                     if choice.delta and choice.delta.content:
-                        parts.append(choice.delta.content)
+                        parts.append(clean_text(choice.delta.content))
                         await on_text("".join(parts))
         except openai.BadRequestError as exc:
             error = translate(exc)
             if isinstance(error, ContextTooLongError) or received:
+                error.usage = billed()
                 raise error from exc
             return await self._without_streaming(system_prompt, turns, "refused the streaming request")
         except openai.APIError as exc:
-            raise translate(exc) from exc
+            error = translate(exc)
+            error.usage = billed()
+            raise error from exc
         except httpx.TimeoutException as exc:  # mid-stream, not wrapped by the SDK
-            raise TransientError("LLM: the stream timed out", cause=Cause.TIMEOUT) from exc
+            raise TransientError("LLM: the stream timed out", cause=Cause.TIMEOUT, usage=billed()) from exc
         except httpx.HTTPError as exc:  # the connection broke mid-stream
             raise TransientError(
-                f"LLM: the stream broke ({type(exc).__name__})", cause=Cause.UNAVAILABLE
+                f"LLM: the stream broke ({type(exc).__name__})", cause=Cause.UNAVAILABLE, usage=billed()
             ) from exc
         except ValueError as exc:  # an event that is not JSON
-            raise TransientError("LLM: the stream was garbled", cause=Cause.UNAVAILABLE) from exc
+            raise TransientError(
+                "LLM: the stream was garbled", cause=Cause.UNAVAILABLE, usage=billed()
+            ) from exc
         if not received:  # the server ignored "stream": it answered with plain JSON
             return await self._without_streaming(system_prompt, turns, "does not stream")
         if not finished:  # the stream ended cleanly but early: never keep half an answer
-            raise TransientError("LLM: the stream ended before the answer did", cause=Cause.UNAVAILABLE)
+            raise TransientError(
+                "LLM: the stream ended before the answer did", cause=Cause.UNAVAILABLE, usage=billed()
+            )
         text = "".join(parts).strip()
         if not text:
-            raise PermanentError("the model returned an empty answer")
-        return _completion(text, model, usage)
+            raise PermanentError(
+                "the model returned an empty answer", usage=billed() or _estimate(model, body, "")
+            )
+        return Completion(text, _usage(model, usage))
 
     async def _without_streaming(self, system_prompt: str, turns: Sequence[Turn], why: str) -> Completion:
         """Ask again without streaming; if that works, stop trying to stream (this server can't)."""
@@ -132,11 +151,8 @@ class ChatModel:
             # chat.completions.create: create() type-walks every message of the request body,
             # which cost about 5 ms of CPU per call with ten messages of history (measured).
             # The response is parsed, and errors raised, exactly as create() does.
-            response = await self._client.post(
-                "/chat/completions",
-                body=self._body(system_prompt, turns),
-                cast_to=ChatCompletion,
-            )
+            body = self._body(system_prompt, turns)
+            response = await self._client.post("/chat/completions", body=body, cast_to=ChatCompletion)
         except openai.APIError as exc:
             raise translate(exc) from exc
         except (ValueError, TypeError) as exc:  # a 200 that is not a completion
@@ -144,20 +160,22 @@ class ChatModel:
         if not isinstance(response, ChatCompletion):  # e.g. a web page: the SDK hands back its text
             raise PermanentError(_NOT_A_COMPLETION)
         choice = response.choices[0] if response.choices else None
-        text = (choice.message.content or "").strip() if choice else ""
+        text = clean_text(choice.message.content or "").strip() if choice else ""
+        model = response.model or self.model
+        billed = _usage(model, response.usage) if response.usage else _estimate(model, body, text)
         if choice is not None and getattr(choice, "finish_reason", None) == "content_filter":
-            raise PermanentError("the model's content filter refused to answer")
-        if not text:
-            raise PermanentError("the model returned an empty answer")
-        return _completion(text, response.model or self.model, response.usage)
+            raise PermanentError("the model's content filter refused to answer", usage=billed)
+        if not text:  # e.g. a reasoning model that spent MAX_REPLY_TOKENS thinking: billed all the same
+            raise PermanentError("the model returned an empty answer", usage=billed)
+        return Completion(text, _usage(model, response.usage))
 
-    def _body(self, system_prompt: str, turns: Sequence[Turn]) -> dict[str, object]:
+    def _body(self, system_prompt: str, turns: Sequence[Turn]) -> dict[str, Any]:
         return {"model": self.model, "messages": _messages(system_prompt, turns), **self._limit}
 
 
 def translate(
     exc: openai.APIError, *, service: str = "LLM", key_variable: str = "OPENAI_API_KEY"
-) -> Exception:
+) -> JobError:
     """Map an SDK error to our taxonomy: worth retrying, worth waiting for, or not. The messages
     are ours (admins may read them); the server's own text is never passed on."""
     if isinstance(exc, openai.APITimeoutError):
@@ -182,15 +200,25 @@ def translate(
     return TransientError(f"{service}: {type(exc).__name__}")
 
 
-def _completion(text: str, model: str, usage: CompletionUsage | None) -> Completion:
-    return Completion(
-        text,
-        Usage(
-            kind="chat",
-            model=model,
-            prompt_tokens=(usage.prompt_tokens or 0) if usage else 0,
-            completion_tokens=(usage.completion_tokens or 0) if usage else 0,
-        ),
+def _usage(model: str, usage: CompletionUsage | None) -> Usage:
+    return Usage(
+        kind="chat",
+        model=model,
+        prompt_tokens=(usage.prompt_tokens or 0) if usage else 0,
+        completion_tokens=(usage.completion_tokens or 0) if usage else 0,
+    )
+
+
+def _estimate(model: str, body: dict[str, Any], text: str) -> Usage:
+    """Tokens a failed call was billed when the server did not say: about four characters a
+    token (an estimate; a tokenizer per model would be a model table, which we do not keep)."""
+    messages = body.get("messages")
+    prompt_chars = sum(len(str(m.get("content", ""))) for m in messages) if isinstance(messages, list) else 0
+    return Usage(
+        kind="chat",
+        model=model,
+        prompt_tokens=math.ceil(prompt_chars / _CHARS_PER_TOKEN),
+        completion_tokens=math.ceil(len(text) / _CHARS_PER_TOKEN),
     )
 
 

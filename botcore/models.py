@@ -24,6 +24,7 @@ class NewJob:
     group_key: str | None = None
     delay_s: float = 0.0
     max_attempts: int | None = None  # None: the queue's default
+    dead_reason: str | None = None  # stored dead at once, with this reason (an unusable update)
 
 
 class Job(NamedTuple):

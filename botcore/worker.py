@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from loguru import logger
 
+from botcore.db import storage_outage
 from botcore.errors import JobError, UpstreamUnavailable
 from botcore.jobqueue import JobQueue, describe_error
 from botcore.models import Job, JobState
@@ -22,6 +23,7 @@ Observer = Callable[[Job, str, float, float], None]
 # Told once when a job fails for good, with the error that ended it (None: it never finished,
 # e.g. it crashed the process on every attempt).
 DeadHandler = Callable[[Job, BaseException | None], Awaitable[None]]
+_PAUSE_FIRST_S, _PAUSE_MAX_S = 1.0, 10.0  # after a database error: 1 s, doubling to 10 s
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,28 +89,40 @@ class Worker:
             await self._shutdown()
 
     async def _recover(self) -> None:
+        pause = _PAUSE_FIRST_S
         while not self._stopping.is_set():
             try:
                 await self._notify_dead(await self._queue.recover_after_crash())
                 return
             except Exception as exc:
-                self._log.opt(exception=exc).error("could not recover interrupted jobs; retrying in 1 s")
-                await self._queue.clock.wait(self._stopping, 1.0)
+                self._database_failed(exc, f"could not recover interrupted jobs; retrying in {pause:g} s")
+                await self._queue.clock.wait(self._stopping, pause)
+                pause = min(pause * 2, _PAUSE_MAX_S)
 
     async def _dispatch(self) -> None:
         clock, wake = self._queue.clock, self._queue.wake
+        pause = _PAUSE_FIRST_S
         while not self._stopping.is_set():
             wake.clear()
             try:
                 timeout = await self._dispatch_once()
+                pause = _PAUSE_FIRST_S
             except Exception as exc:
                 # The database refused (locked by another program, disk full…): nothing is lost,
-                # since finished jobs stay pending here and leases protect the rest. Try again.
-                self._log.opt(exception=exc).error("could not claim or record jobs; retrying in 1 s")
-                timeout = 1.0
+                # since finished jobs stay pending here and leases protect the rest. Back off.
+                self._database_failed(exc, f"could not claim or record jobs; retrying in {pause:g} s")
+                timeout, pause = pause, min(pause * 2, _PAUSE_MAX_S)
                 wake.clear()
             if timeout is not None and not wake.is_set():
                 await clock.wait(wake, timeout)
+
+    def _database_failed(self, exc: Exception, what: str) -> None:
+        """A database that refuses for now is expected (a backup holding a lock, a full disk):
+        one line, no traceback. Anything else is a bug worth its traceback."""
+        if storage_outage(exc):
+            self._log.warning("{}: {}", what, exc)
+        else:
+            self._log.opt(exception=exc).error(what)
 
     async def _dispatch_once(self) -> float | None:
         """One round: record finished jobs and claim new ones. Returns how long to wait for a
@@ -174,9 +188,9 @@ class Worker:
                     try:
                         await self._after_failure(job, exc)
                     except Exception as record_exc:
-                        self._log.opt(exception=record_exc).error(
-                            "could not record the failure of job {}; it runs again when its lease ends",
-                            job.id,
+                        self._database_failed(
+                            record_exc,
+                            f"could not record how job {job.id} failed; it runs again once its lease ends",
                         )
                     self._leased.pop(job.id, None)
                 else:
@@ -196,7 +210,9 @@ class Worker:
             self._observe(job, outcome, self._queue.clock.now() - started, max(0.0, started - job.run_at))
 
     async def _after_failure(self, job: Job, exc: Exception) -> None:
-        if not isinstance(exc, JobError):
+        if storage_outage(exc):
+            self._log.warning("job {} ({}): the database refused: {}", job.id, job.kind, exc)
+        elif not isinstance(exc, JobError):
             # A bug or an untranslated error: log it whole (variables are never shown) and retry.
             self._log.opt(exception=exc).error("job {} ({}) raised unexpectedly", job.id, job.kind)
         after = await self._queue.fail(job, exc)
@@ -247,7 +263,7 @@ class Worker:
                         self._log.warning("lost the lease of job {}; its result will be discarded", job.id)
                 await self._notify_dead(await self._queue.recover_expired())
             except Exception as exc:
-                self._log.opt(exception=exc).error("lease heartbeat failed; will try again")
+                self._database_failed(exc, "lease heartbeat failed; will try again")
 
     async def _shutdown(self) -> None:
         if self._tasks:
