@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import httpx
 import telegram
 from loguru import logger
 
@@ -189,8 +190,12 @@ def _translate(exc: telegram.error.TelegramError) -> Exception:
         # duplicate it, so this spends attempts (at most JOB_MAX_ATTEMPTS copies, not one every
         # few seconds for as long as an outage may last).
         return TransientError("Telegram timed out", cause=Cause.TELEGRAM)
-    if isinstance(exc, telegram.error.NetworkError):
-        # Telegram down or unreachable (connection refused, 5xx): the request did not land, the
+    if isinstance(exc, telegram.error.NetworkError) and isinstance(exc.__cause__, httpx.ConnectError):
+        # Telegram unreachable (connection refused, no route, DNS): the request never left, the
         # reply is kept, and the job waits for Telegram without spending attempts.
-        return UpstreamUnavailable(f"Telegram unreachable: {type(exc).__name__}", cause=Cause.TELEGRAM)
+        return UpstreamUnavailable("Telegram unreachable (could not connect)", cause=Cause.TELEGRAM)
+    if isinstance(exc, telegram.error.NetworkError):
+        # A 5xx, or a connection reset after the request was written: like a timeout, Telegram
+        # may have acted on it, so this spends attempts rather than resend for as long as it lasts.
+        return TransientError(f"Telegram failed: {type(exc).__name__}", cause=Cause.TELEGRAM)
     return TransientError(f"Telegram error: {type(exc).__name__}", cause=Cause.TELEGRAM)

@@ -43,6 +43,9 @@ class FakeOpenAI:
         self.headers: list[dict[str, str]] = []
         self.script: list[Scripted] = []
         self.by_prompt: dict[str, Scripted] = {}  # answers chosen by the last user message instead
+        self.by_marker: dict[str, Scripted] = {}  # … or by a word it contains
+        self.in_flight = 0  # chat completions being answered now, and the most there ever were
+        self.max_in_flight = 0
         self.transcriptions: list[dict[str, Any]] = []  # form fields; "file" is (name, bytes)
         self.stt_script: list[Scripted] = []
         self.transcript: Callable[[bytes], str] = lambda audio: f"heard {len(audio)} bytes"
@@ -109,15 +112,26 @@ class FakeOpenAI:
         audio = fields["file"][1]
         return web.json_response({"text": step.text if step.text is not None else self.transcript(audio)})
 
-    async def _completions(self, request: web.Request) -> web.Response:
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
         self.headers.append(dict(request.headers))
         prompt = body["messages"][-1]["content"]
+        marked = [step for marker, step in self.by_marker.items() if marker in prompt]
         if prompt in self.by_prompt:
             step = self.by_prompt[prompt]
+        elif marked:
+            step = marked[0]
         else:
             step = self.script.pop(0) if self.script else Scripted()
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer(request, body, step)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request, body: dict[str, Any], step: Scripted) -> web.StreamResponse:
         if step.delay_s:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), step.delay_s)
@@ -442,7 +456,7 @@ class FakeSpeechServices:
                 step.body or {"error": "scripted"}, status=step.status, headers=step.headers
             )
         text = step.text if step.text is not None else f"heard {len(fields[field][1])} bytes"
-        return web.json_response({"text": text, **extra})
+        return web.json_response({"text": text, **extra, **(step.body or {})})  # body: more fields
 
     async def _whisper_api(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":

@@ -3,6 +3,7 @@ what users and admins are told for each kind of failure, and Telegram's own fail
 (flood control, a blocked bot, an outage) with the real bot process."""
 
 import asyncio
+import socket
 from pathlib import Path
 
 import pytest
@@ -217,7 +218,7 @@ async def test_telegram_down_for_ten_seconds_then_every_reply_is_delivered_once(
     last = tg.add_message(11, "two")
     tg.add_message(12, "three")
     await eventually(lambda: tg.confirmed_below > last, what="the updates taken")
-    tg.down = True
+    tg.down = True  # 502s: each spends an attempt, and 2 + 4 + 8 s of retries outlast 10 s
     tg.add_message(13, "four")  # arrives at Telegram during its outage
     await asyncio.sleep(10)
     assert len(tg.sent) == 1  # nothing could be delivered meanwhile
@@ -252,7 +253,9 @@ async def test_a_rate_limit_that_becomes_an_outage_is_announced_once(
     assert len(llm.requests) == 2  # the breaker kept every later try away
 
 
-async def test_a_telegram_timeout_spends_attempts_and_a_refused_connection_waits(tg: FakeTelegram) -> None:
+async def test_a_telegram_timeout_or_5xx_spends_attempts_and_a_refused_connection_waits(
+    tg: FakeTelegram,
+) -> None:
     bot = telegram.Bot(TOKEN, base_url=f"{tg.base_url}/bot", request=HTTPXRequest(read_timeout=0.3))
     messenger = Messenger(bot)
     async with bot:
@@ -260,11 +263,20 @@ async def test_a_telegram_timeout_spends_attempts_and_a_refused_connection_waits
         with pytest.raises(TransientError) as slow:
             await messenger.send_text(10, "hi")
         assert slow.value.cause is Cause.TELEGRAM
-        tg.down = True  # 502: the request did not land, so waiting for Telegram costs nothing
-        with pytest.raises(UpstreamUnavailable) as down:
+        tg.down = True  # 502: Telegram may have acted on it, like a timeout: attempts are spent
+        with pytest.raises(TransientError) as failing:
             await messenger.send_text(10, "hi")
-        assert down.value.cause is Cause.TELEGRAM
+        assert failing.value.cause is Cause.TELEGRAM
         tg.down = False
+        # Connection refused: the request never left, so waiting for Telegram costs nothing.
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            port = closed.getsockname()[1]
+        unreachable = telegram.Bot(TOKEN, base_url=f"http://127.0.0.1:{port}/bot")
+        with pytest.raises(UpstreamUnavailable) as down:
+            await Messenger(unreachable).send_text(10, "hi")
+        assert down.value.cause is Cause.TELEGRAM
+        await unreachable.shutdown()
         tg.fail["sendMessage"] = [Failure(403, "Forbidden: bot was blocked by the user")]
         with pytest.raises(PermanentError) as blocked:
             await messenger.send_text(10, "hi")
@@ -289,10 +301,10 @@ async def test_alerts_reach_admins_at_most_once_an_hour_and_retry_when_undeliver
     ]
 
 
-async def test_a_message_outlasting_its_attempts_waits_for_the_service_and_commands_skip_the_queue(
+async def test_messages_outlasting_their_attempts_in_an_outage_wait_for_the_service(
     tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
 ) -> None:
-    llm.script += [Scripted(status=500)] * 3  # fails more often than the job has attempts
+    llm.script += [Scripted(status=500)] * 3  # two chats fail: an outage, not one prompt
     process = BotProcess(
         tmp_path / "data",
         tg,
@@ -304,13 +316,39 @@ async def test_a_message_outlasting_its_attempts_waits_for_the_service_and_comma
     ).start()
     try:
         tg.add_message(10, "hello")
-        await eventually(lambda: len(llm.requests) >= 2, timeout=20, what="both attempts")
+        tg.add_message(11, "hi")
+        await eventually(lambda: len(llm.requests) >= 3, timeout=20, what="the failures")
         tg.add_message(10, "/status")  # not stuck behind "hello"
         await eventually(lambda: any(t.startswith("📈 Status") for t in tg.texts_to(10)), what="/status")
         assert "echo: hello" not in tg.texts_to(10)
         await eventually(lambda: tg.texts_to(10)[-1:] == ["echo: hello"], timeout=30, what="the answer")
+        await eventually(lambda: tg.texts_to(11)[-1:] == ["echo: hi"], timeout=30, what="the other answer")
     finally:
         await process.stop_clean()
     assert texts.OUTAGE in tg.texts_to(10)  # told it waits for the service once the circuit opened
     assert not any(t in tg.texts_to(10) for t in (texts.FAILED, texts.failed(Cause.UNAVAILABLE)))
-    assert len(llm.requests) == 4  # 3 failures, then the trial that answered
+    assert len(llm.requests) == 5  # 3 failures, then the two trials that answered
+
+
+async def test_a_prompt_that_always_fails_alone_ends_after_its_attempts_and_the_chat_moves_on(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    llm.by_marker["CURSED"] = Scripted(status=500)  # the service is healthy for everything else
+    process = BotProcess(tmp_path / "data", tg, llm).start()  # JOB_MAX_ATTEMPTS=4 by default
+    try:
+        tg.add_message(10, "this one is CURSED")
+        tg.add_message(10, "and the next one")
+        for n in range(12):  # other chats keep being answered meanwhile
+            tg.add_message(20 + n % 3, f"other {n}")
+            await asyncio.sleep(1.0)
+        await eventually(
+            lambda: tg.texts_to(10) == [texts.failed(Cause.UNAVAILABLE), "echo: and the next one"],
+            timeout=60,
+            what="the failure notice, then the next answer in that chat",
+        )
+    finally:
+        await process.stop_clean()
+    cursed = [r for r in llm.requests if "CURSED" in r["messages"][-1]["content"]]
+    assert len(cursed) == 4  # JOB_MAX_ATTEMPTS calls, not one every 5 s for OUTAGE_MAX_WAIT_S
+    assert all(len(tg.texts_to(20 + c)) == 4 for c in range(3))
+    assert "circuit closed -> open" not in process.log()
