@@ -7,14 +7,18 @@ from pathlib import Path
 
 import pytest
 import telegram
+from loguru import logger
 
-from botcore.clock import SystemClock
+from botcore.clock import ManualClock, SystemClock
 from botcore.conversations import KeyValueStore
 from botcore.db import Database
+from botcore.health import HealthServer
 from botcore.intake import UpdatePoller
 from botcore.jobqueue import JobQueue
 from botcore.jobstore import JobStore
+from botcore.metrics import Metrics
 from botcore.telegram_api import make_bot
+from botcore.usage import UsageStore
 
 from .conftest import TOKEN, eventually
 from .fakes import Failure, FakeTelegram
@@ -144,3 +148,59 @@ async def test_an_update_the_library_cannot_parse_does_not_stop_intake(
     tg.add_message(12, "and then")  # back to the library's parsing, resuming from the stored offset
     poller, _ = make_poller(bot, db)
     await run_poller(poller, lambda: len(job_keys(db.path)) == 3)
+
+
+async def test_batches_that_cannot_be_stored_back_off_and_turn_health_red_after_a_minute(
+    tg: FakeTelegram, bot: telegram.Bot, tmp_path: Path
+) -> None:
+    clock = ManualClock()
+    db = await Database.open(tmp_path / "locked.db", busy_timeout_ms=20)
+    other = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    queue = JobQueue(JobStore(db), clock=clock)
+    kv = KeyValueStore(db)
+    poller = UpdatePoller(bot, queue, kv, clock=clock, poll_timeout_s=1)
+    health = HealthServer(
+        host="127.0.0.1",
+        port=0,
+        poller=poller,
+        kv=kv,
+        queue=queue,
+        usage=UsageStore(db),
+        metrics=Metrics(),
+        workers_running=lambda: True,
+        clock=clock,
+    )
+    failures: list[str] = []  # logged just before each pause
+    sink = logger.add(lambda m: failures.append(str(m)), filter=lambda r: "intake failed" in r["message"])
+    task = None
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another program holds the write lock
+        update = tg.add_message(10, "hello")
+        task = asyncio.create_task(poller.run())
+        await eventually(lambda: failures, what="a failed store")
+        assert poller.store_failing_since is not None
+        polls = [m for m, _ in tg.calls].count("getUpdates")
+        for _ in range(5):  # the clock stands still: no poll without the pause passing
+            await asyncio.sleep(0.05)
+        assert [m for m, _ in tg.calls].count("getUpdates") == polls
+        for pause in (1, 2, 4, 8, 16, 30, 30):  # 1 s doubling to 30 s
+            assert failures[-1].rstrip().endswith(f"retrying in {pause} s")
+            clock.advance(pause)
+            seen = len(failures)
+            await eventually(lambda n=seen: len(failures) > n, what="the next try to fail")
+        assert [m for m, _ in tg.calls].count("getUpdates") == polls + 7  # one poll per pause
+        assert any("could not be stored for" in p for p in await health.problems())  # past 60 s
+        other.execute("ROLLBACK")
+        clock.advance(30)
+        await eventually(lambda: tg.confirmed_below > update, what="the update stored and confirmed")
+        assert poller.store_failing_since is None
+        clock.advance(10)  # the write probe is cached for a few seconds
+        assert not any("stored" in p for p in await health.problems())
+    finally:
+        logger.remove(sink)
+        poller.stop()
+        if task is not None:
+            await asyncio.wait_for(task, 10)
+        await health.aclose()
+        other.close()
+        await db.close()

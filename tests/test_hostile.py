@@ -1,0 +1,134 @@
+"""Hostile conditions end to end, with the real ``bot.py``: a text SQLite cannot encode, a database
+locked by another program while users write, /cancel while every LLM slot is busy, and voice
+answers sharing the LLM's slots."""
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+from pathlib import Path
+
+from botcore import texts
+
+from .botproc import BotProcess
+from .conftest import eventually
+from .fakes import FakeOpenAI, FakeTelegram, Scripted
+
+
+async def test_a_text_sqlite_cannot_encode_costs_nobody_their_message(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    # One batch: a lone UTF-16 surrogate (the JSON escape \ud83d, as a broken client sends it)
+    # from a rate-exempt admin, between two other users' messages.
+    tg.add_message(2, "before")
+    tg.add_message(1, "half an emoji \ud83d here")
+    tg.add_message(3, "after")
+    process = BotProcess(tmp_path / "data", tg, llm, ADMIN_USER_IDS="1").start()
+    try:
+        await eventually(
+            lambda: tg.texts_to(2) == ["echo: before"] and tg.texts_to(3) == ["echo: after"],
+            timeout=20,
+            what="the other users' answers",
+        )
+        await eventually(lambda: tg.texts_to(1) == ["echo: half an emoji \ufffd here"], what="its answer")
+        await asyncio.sleep(1.0)  # intake settles into its long poll: no spinning
+    finally:
+        await process.stop_clean()
+    polls = sum(1 for method, _ in tg.calls if method == "getUpdates")
+    assert polls < 10, f"{polls} getUpdates calls"
+    assert "intake failed" not in process.log()
+
+
+async def test_a_database_locked_by_another_program_refuses_and_loses_nothing(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    """Another program holds the database under BEGIN EXCLUSIVE for 20 s while six users send
+    eight messages each, within their limit (10 a minute): Telegram redelivers what could not
+    be stored, and a redelivered message must not count against its sender's limit again."""
+    process = BotProcess(
+        tmp_path / "data",
+        tg,
+        llm,
+        RATE_LIMIT_USER_PER_MIN="10",
+        RATE_LIMIT_GLOBAL_PER_MIN="100",
+    ).start()
+    users = range(1, 7)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with contextlib.closing(sqlite3.connect(tmp_path / "data" / "bot.db", isolation_level=None)) as other:
+            other.execute("BEGIN EXCLUSIVE")
+            locked.set()
+            release.wait(60)
+            other.execute("ROLLBACK")
+
+    holder = threading.Thread(target=hold_the_lock)
+    try:
+        tg.add_message(99, "warm up")
+        await eventually(lambda: tg.texts_to(99), timeout=20, what="the bot to be up")
+        holder.start()
+        assert await asyncio.to_thread(locked.wait, 10)
+        for n in range(8):
+            for user in users:
+                tg.add_message(user, f"u{user} m{n}")
+            await asyncio.sleep(2.0)  # 16 s of messages while the lock is held
+        await asyncio.sleep(4.0)
+        release.set()
+        await asyncio.to_thread(holder.join, 10)
+        want = {user: [f"echo: u{user} m{n}" for n in range(8)] for user in users}
+        await eventually(
+            lambda: all(tg.texts_to(user) == replies for user, replies in want.items()),
+            timeout=90,
+            what="every message answered once, in order",
+        )
+        await asyncio.sleep(1.0)  # and nothing more comes
+    finally:
+        release.set()
+        if holder.is_alive():
+            holder.join(10)
+        await process.stop_clean()
+    for user in users:
+        assert tg.texts_to(user) == want[user]
+    assert "faster than I can take them" not in "".join(m["text"] for m in tg.sent)
+    assert "the database refused" in process.log()  # the lock really was met
+
+
+async def test_cancel_and_commands_do_not_wait_for_a_busy_llm_slot(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    llm.by_prompt["think hard"] = Scripted(delay_s=60)  # holds the only slot past the test's bound
+    process = BotProcess(tmp_path / "data", tg, llm, LLM_CONCURRENCY="1").start()
+    try:
+        tg.add_message(10, "think hard")
+        await eventually(lambda: len(llm.requests) == 1, timeout=20, what="the answer to start")
+        tg.add_message(20, "/help")  # another chat's command
+        await eventually(lambda: tg.texts_to(20) == [texts.HELP], timeout=10, what="/help")
+        tg.add_message(10, "/cancel")
+        await eventually(lambda: tg.texts_to(10) == [texts.STOPPED], timeout=10, what="/cancel")
+        tg.add_message(10, "and now?")  # the slot is free again
+        await eventually(lambda: tg.texts_to(10)[-1:] == ["echo: and now?"], timeout=20, what="answer")
+    finally:
+        await process.stop_clean()
+
+
+async def test_llm_concurrency_bounds_voice_answers_too(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    llm.reply = lambda req: "ok"
+    llm.script += [Scripted(delay_s=1.0)] * 6  # each answer takes a while
+    audio = b"OggS" + bytes(range(256)) * 4  # the fake transcribes any bytes
+    process = BotProcess(tmp_path / "data", tg, llm, LLM_CONCURRENCY="1").start()
+    try:
+        for chat in (1, 2, 3):
+            tg.add_message(chat, "text")
+        for chat in (4, 5, 6):
+            tg.add_voice(chat, audio, duration=2)
+        await eventually(
+            lambda: all(tg.current_texts(chat)[-1:] == ["ok"] for chat in range(1, 7)),
+            timeout=60,
+            what="six answers",
+        )
+    finally:
+        await process.stop_clean()
+    assert llm.max_in_flight == 1
+
