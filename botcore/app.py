@@ -103,6 +103,7 @@ async def run(settings: Settings) -> None:
             settings.telegram_api_url,
             rate_per_s=settings.telegram_rate_per_s,
             group_rate_per_min=settings.telegram_group_rate_per_min,
+            local_mode=settings.telegram_local_mode,
         )
         stack.push_async_callback(bot.shutdown)
         await _connect(bot, settings.telegram_api_url)

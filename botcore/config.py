@@ -32,6 +32,7 @@ _LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICA
 class Settings:
     telegram_bot_token: str = field(repr=False)
     telegram_api_url: str
+    telegram_local_mode: bool  # a self-hosted Bot API server in --local mode: files are local paths
     openai_api_key: str = field(repr=False)
     openai_base_url: str
     openai_model: str
@@ -149,6 +150,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
     return Settings(
         telegram_bot_token=token,
         telegram_api_url=reader.url("TELEGRAM_API_URL", "https://api.telegram.org"),
+        telegram_local_mode=reader.flag("TELEGRAM_LOCAL_MODE", False),
         openai_api_key=openai_api_key,
         openai_base_url=openai_base_url,
         openai_model=reader.get("OPENAI_MODEL", "gpt-4o-mini"),
@@ -186,7 +188,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         transcription_concurrency=reader.number("TRANSCRIPTION_CONCURRENCY", 3, int, minimum=1),
         job_lease_s=reader.number("JOB_LEASE_S", 60.0, float, minimum=3),
         job_max_attempts=reader.number("JOB_MAX_ATTEMPTS", 4, int, minimum=1),
-        outage_max_wait_s=reader.number("OUTAGE_MAX_WAIT_S", 600.0, float, minimum=0),
+        outage_max_wait_s=reader.number("OUTAGE_MAX_WAIT_S", 600.0, float, minimum=30),
         breaker_fail_max=reader.number("BREAKER_FAIL_MAX", 5, int, minimum=1),
         breaker_reset_s=reader.number("BREAKER_RESET_S", 60.0, float, minimum=0.1),
         breaker_success_threshold=reader.number("BREAKER_SUCCESS_THRESHOLD", 2, int, minimum=1),

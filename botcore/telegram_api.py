@@ -11,9 +11,17 @@ from telegram.ext import AIORateLimiter, ExtBot
 
 
 def make_bot(
-    token: str, api_url: str, *, rate_per_s: float = 30.0, group_rate_per_min: float = 20.0
+    token: str,
+    api_url: str,
+    *,
+    rate_per_s: float = 30.0,
+    group_rate_per_min: float = 20.0,
+    local_mode: bool = False,
 ) -> telegram.Bot:
-    """Requests go to ``{api_url}/bot<token>/…`` and files come from ``{api_url}/file/bot<token>/…``.
+    """Requests go to ``{api_url}/bot<token>/…`` and files come from ``{api_url}/file/bot<token>/…``,
+    or, with ``local_mode`` (a self-hosted Bot API server started with ``--local``), from the
+    absolute path ``getFile`` returns, read from this machine's disk: such a server does not
+    serve ``/file/bot…``, and lifts the 20 MB download limit.
 
     Outgoing requests pass python-telegram-bot's ``AIORateLimiter``, which paces them to
     Telegram's flood limits (``rate_per_s`` overall, ``group_rate_per_min`` per group;
@@ -33,7 +41,13 @@ def make_bot(
         if rate_per_s > 0
         else None
     )
-    return ExtBot(token, base_url=f"{api_url}/bot", base_file_url=f"{api_url}/file/bot", rate_limiter=limiter)
+    return ExtBot(
+        token,
+        base_url=f"{api_url}/bot",
+        base_file_url=f"{api_url}/file/bot",
+        rate_limiter=limiter,
+        local_mode=local_mode,
+    )
 
 
 def retry_after_seconds(exc: telegram.error.RetryAfter) -> float:

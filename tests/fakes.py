@@ -10,6 +10,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from aiohttp import web
@@ -203,6 +204,7 @@ class FakeTelegram:
         self.on_send: Callable[[dict[str, Any]], None] | None = None
         self.files: dict[str, bytes] = {}  # file_id -> content, served by getFile and /file/
         self.downloads: list[str] = []  # file paths fetched
+        self.local_dir: Path | None = None  # set: behave like a Bot API server run with --local
         self.deleted: set[tuple[int, int]] = set()  # (chat_id, message_id) of deleted messages
         self._next_update_id = 1000
         self._next_message_id = 1
@@ -329,11 +331,16 @@ class FakeTelegram:
         file_id = str(params["file_id"])
         if file_id not in self.files:
             return None
+        path = f"voice/{file_id}.oga"
+        if self.local_dir is not None:  # a server started with --local: an absolute path on disk
+            local = self.local_dir / f"{file_id}.oga"
+            local.write_bytes(self.files[file_id])
+            path = str(local)
         return {
             "file_id": file_id,
             "file_unique_id": f"u{file_id}",
             "file_size": len(self.files[file_id]),
-            "file_path": f"voice/{file_id}.oga",
+            "file_path": path,
         }
 
     async def _download(self, request: web.Request) -> web.Response:

@@ -119,6 +119,9 @@ def test_any_openai_compatible_server_and_model() -> None:
         ({**BASE, "USER_DAILY_BUDGET_USD": "-3"}, "USER_DAILY_BUDGET_USD"),
         ({**BASE, "PRICE_INPUT_PER_1M": "free"}, "PRICE_INPUT_PER_1M"),
         ({**BASE, "TELEGRAM_RATE_PER_S": "-1"}, "TELEGRAM_RATE_PER_S"),
+        ({**BASE, "OUTAGE_MAX_WAIT_S": "0"}, "OUTAGE_MAX_WAIT_S"),  # at least 30: a wait worth the name
+        ({**BASE, "OUTAGE_MAX_WAIT_S": "29"}, "OUTAGE_MAX_WAIT_S"),
+        ({**BASE, "TELEGRAM_LOCAL_MODE": "sometimes"}, "TELEGRAM_LOCAL_MODE"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:

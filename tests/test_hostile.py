@@ -132,3 +132,25 @@ async def test_llm_concurrency_bounds_voice_answers_too(
         await process.stop_clean()
     assert llm.max_in_flight == 1
 
+
+
+async def test_a_local_bot_api_server_hands_over_file_paths(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    """A self-hosted Bot API server started with --local answers getFile with an absolute path
+    and serves no /file/bot… URL: with TELEGRAM_LOCAL_MODE the bot reads the file from disk."""
+    tg.local_dir = tmp_path / "server-files"
+    tg.local_dir.mkdir()
+    audio = b"OggS" + bytes(range(256)) * 4
+    process = BotProcess(tmp_path / "data", tg, llm, TELEGRAM_LOCAL_MODE="true").start()
+    try:
+        tg.add_voice(10, audio, duration=2)
+        await eventually(
+            lambda: tg.current_texts(10)[-1:] == [f"echo: heard {len(audio)} bytes"],
+            timeout=20,
+            what="the voice note answered",
+        )
+    finally:
+        await process.stop_clean()
+    assert tg.downloads == []  # nothing was fetched over HTTP
+    assert llm.transcriptions[0]["file"][1] == audio
