@@ -33,6 +33,7 @@ class Scripted:
     cut_after: int | None = None
     clean_cut: bool = False  # end the response properly after cut_after pieces, with no finish
     no_stream: bool = False  # answer a streaming request with plain JSON, as some servers do
+    finish_reason: str = "stop"  # e.g. "content_filter", or "length" (a reasoning model out of tokens)
 
 
 class FakeOpenAI:
@@ -93,7 +94,7 @@ class FakeOpenAI:
             if step.piece_delay_s:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._closing.wait(), step.piece_delay_s)
-        await event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        await event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": step.finish_reason}]})
         if (body.get("stream_options") or {}).get("include_usage"):
             await event({**base, "choices": [], "usage": usage})
         await response.write(b"data: [DONE]\n\n")
@@ -158,7 +159,11 @@ class FakeOpenAI:
                 "created": int(time.time()),
                 "model": body["model"],
                 "choices": [
-                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+                    {
+                        "index": 0,
+                        "finish_reason": step.finish_reason,
+                        "message": {"role": "assistant", "content": text},
+                    }
                 ],
                 "usage": usage,
             }

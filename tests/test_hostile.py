@@ -12,7 +12,7 @@ from botcore import texts
 
 from .botproc import BotProcess
 from .conftest import eventually
-from .fakes import FakeOpenAI, FakeTelegram, Scripted
+from .fakes import Failure, FakeOpenAI, FakeTelegram, Scripted
 
 
 async def test_a_text_sqlite_cannot_encode_costs_nobody_their_message(
@@ -133,7 +133,6 @@ async def test_llm_concurrency_bounds_voice_answers_too(
     assert llm.max_in_flight == 1
 
 
-
 async def test_a_local_bot_api_server_hands_over_file_paths(
     tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
 ) -> None:
@@ -154,3 +153,61 @@ async def test_a_local_bot_api_server_hands_over_file_paths(
         await process.stop_clean()
     assert tg.downloads == []  # nothing was fetched over HTTP
     assert llm.transcriptions[0]["file"][1] == audio
+
+
+def usage_by_chat(db_path: Path) -> dict[int, int]:
+    """How many billed calls each chat has in the usage table (read while the bot runs: WAL)."""
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        return dict(db.execute("SELECT chat_id, count(*) FROM usage GROUP BY chat_id").fetchall())
+
+
+async def test_every_billed_call_is_recorded_once_and_a_revived_job_is_not_billed_again(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    llm.by_prompt["think"] = Scripted(text="", finish_reason="length")  # billed, yet no answer
+    llm.by_prompt["rude"] = Scripted(text="no", finish_reason="content_filter")
+    tg.fail["sendMessage"] = [Failure(400, "Bad Request: chat not found")]  # the answer: dead
+    db_path = tmp_path / "data" / "bot.db"
+    process = BotProcess(tmp_path / "data", tg, llm, ADMIN_USER_IDS="99").start()
+    try:
+        tg.add_message(20, "answered, undeliverable, revived")
+        await eventually(lambda: "is dead after 1 attempt(s)" in process.log(), timeout=20, what="dead")
+        with contextlib.closing(sqlite3.connect(db_path)) as db:
+            [(dead_id,)] = db.execute("SELECT id FROM jobs WHERE state = 'dead'").fetchall()
+        tg.add_message(99, f"/retry {dead_id}")  # its answer was generated and billed already
+        await eventually(
+            lambda: tg.texts_to(20)[-1:] == ["echo: answered, undeliverable, revived"],
+            timeout=20,
+            what="the revived job's answer",
+        )
+        tg.add_message(40, "think")
+        tg.add_message(50, "rude")
+        await eventually(
+            lambda: tg.texts_to(40)[-1:] == [texts.FAILED] and tg.texts_to(50)[-1:] == [texts.FAILED],
+            timeout=20,
+            what="both told politely",
+        )
+    finally:
+        await process.stop_clean()
+    # One call answered chat 20, revived or not; the empty answer and the filtered one were
+    # billed by the provider, so they are recorded, once each.
+    assert usage_by_chat(db_path) == {20: 1, 40: 1, 50: 1}
+    assert len(llm.requests) == 3
+
+
+async def test_a_stream_broken_after_text_is_billed_and_so_is_its_retry(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    llm.script.append(Scripted(text="z" * 300, piece_chars=50, cut_after=2))
+    db_path = tmp_path / "data" / "bot.db"
+    process = BotProcess(tmp_path / "data", tg, llm, STREAM="true").start()
+    try:
+        tg.add_message(30, "broken then fine")
+        await eventually(
+            lambda: tg.current_texts(30)[-1:] == ["echo: broken then fine"], timeout=20, what="the answer"
+        )
+    finally:
+        await process.stop_clean()
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        rows = db.execute("SELECT prompt_tokens, completion_tokens FROM usage ORDER BY id").fetchall()
+    assert len(rows) == 2 and rows[0][1] == 25  # 100 characters streamed before the break: ~25 tokens

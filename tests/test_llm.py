@@ -176,3 +176,42 @@ async def test_a_refused_streaming_request_falls_back_once(llm: FakeOpenAI, mode
     llm.script += [Scripted(status=400, body={"error": {"message": "unknown field stream_options"}})]
     assert (await model.stream("", [Turn("user", "hi")])).text == "echo: hi"
     assert [bool(r.get("stream")) for r in llm.requests] == [True, False]
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+@pytest.mark.parametrize(
+    "step",
+    [
+        Scripted(text="", finish_reason="length"),  # a reasoning model that spent its tokens thinking
+        Scripted(text="something unwelcome", finish_reason="content_filter"),
+    ],
+)
+async def test_a_failed_call_that_was_billed_carries_its_usage(
+    llm: FakeOpenAI, model: ChatModel, step: Scripted, streamed: bool
+) -> None:
+    llm.script.append(step)
+    with pytest.raises(PermanentError) as failed:
+        if streamed:
+            await model.stream("", [Turn("user", "four words of prompt")])
+        else:
+            await model.complete("", [Turn("user", "four words of prompt")])
+    usage = failed.value.usage
+    assert usage is not None and usage.kind == "chat" and usage.model == "llama3.2:3b"
+    assert usage.prompt_tokens > 0  # the server's count, or an estimate when it gave none
+
+
+async def test_a_stream_broken_after_text_carries_an_estimate_of_what_it_cost(
+    llm: FakeOpenAI, model: ChatModel
+) -> None:
+    llm.script.append(Scripted(text="x" * 400, piece_chars=100, cut_after=2))
+    with pytest.raises(TransientError) as broken:
+        await model.stream("", [Turn("user", "y" * 40)])
+    usage = broken.value.usage
+    assert usage is not None and (usage.prompt_tokens, usage.completion_tokens) == (
+        10,
+        50,
+    )  # ~4 chars a token
+    llm.script.append(Scripted(status=500))
+    with pytest.raises(TransientError) as refused:  # nothing was generated: nothing billed
+        await model.stream("", [Turn("user", "y" * 40)])
+    assert refused.value.usage is None
