@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from botcore.breaker import BreakerState, CircuitBreaker
-from botcore.errors import PermanentError, TransientError, UpstreamUnavailable
+from botcore.errors import LeaseLostError, PermanentError, TransientError, UpstreamUnavailable
 
 
 class Clock:
@@ -111,3 +111,33 @@ async def test_cancellation_is_never_counted() -> None:
         await task
     assert breaker.state is BreakerState.HALF_OPEN
     await attempt(breaker)  # the next trial may go
+
+
+async def test_a_lost_lease_is_nobodys_failure() -> None:
+    """A streamed answer whose job lost its lease stops with LeaseLostError: the upstream did
+    nothing wrong, so it is counted neither way."""
+    breaker = CircuitBreaker("llm", clock=Clock(), fail_max=2)
+    for _ in range(5):
+        with pytest.raises(LeaseLostError):
+            await attempt(breaker, LeaseLostError("lost the job's lease"))
+    assert breaker.state is BreakerState.CLOSED
+
+
+async def test_a_failure_is_shared_only_when_other_callers_fail_too() -> None:
+    breaker = CircuitBreaker("llm", clock=Clock(), fail_max=5)
+
+    async def fails(caller: int) -> TransientError:
+        with pytest.raises(TransientError) as failed:
+            async with breaker.call(caller=caller):
+                raise TransientError("HTTP 500")
+        return failed.value
+
+    assert not (await fails(1)).shared  # one request failing, so far alone
+    assert not (await fails(1)).shared  # its retry: still alone
+    async with breaker.call(caller=2):
+        pass  # someone else is served: the service is fine, the first request is the problem
+    assert not (await fails(1)).shared
+    assert (await fails(3)).shared  # now a second caller fails in the same run: an outage
+    assert (await fails(1)).shared
+    await fail(breaker, 3)
+    assert breaker.state is BreakerState.OPEN
