@@ -214,10 +214,10 @@ class UpdatePoller:
         one transaction. If that fails for one update's sake (its routing raised, or storing it
         did), that update alone becomes a dead letter and the rest are stored normally. Raises
         only when the database itself refuses (locked, full): then nothing is confirmed."""
-        routed: list[tuple[dict[str, Any], list[NewJob]]] = []
+        routed: list[_Routed] = []
         dead: list[NewJob] = []
         outcomes: list[Outcome] = []
-        for raw in updates:
+        for position, raw in enumerate(updates):
             update = clean(raw)
             try:
                 jobs = self._route(update)
@@ -226,9 +226,9 @@ class UpdatePoller:
                 dead.append(dead_letter(update, f"could not be routed: {describe_error(exc)}"))
                 outcomes.append(Outcome.DEAD)
                 continue
-            routed.append((update, jobs))
+            routed.append((position, update, jobs))
             outcomes.append(Outcome.STORED if jobs else Outcome.REFUSED)
-        jobs = [job for _, update_jobs in routed for job in update_jobs] + dead
+        jobs = [job for _, _, update_jobs in routed for job in update_jobs] + dead
         try:
             results = await self._queue.enqueue_many(jobs)
         except Exception as exc:
@@ -244,14 +244,12 @@ class UpdatePoller:
         return outcomes
 
     async def _isolate(
-        self, routed: list[tuple[dict[str, Any], list[NewJob]]], dead: list[NewJob], outcomes: list[Outcome]
+        self, routed: list[_Routed], dead: list[NewJob], outcomes: list[Outcome]
     ) -> list[Enqueued]:
         """The batch could not be stored whole: store each update on its own, and the ones that
         still fail as dead letters (with a notice to their sender, who was let in)."""
         results: list[Enqueued] = []
-        index = {id(update): i for i, update in enumerate(u for u, _ in routed)}
-        positions = [i for i, o in enumerate(outcomes) if o is not Outcome.DEAD]
-        for update, jobs in routed:
+        for position, update, jobs in routed:
             if not jobs:
                 continue
             try:
@@ -264,7 +262,7 @@ class UpdatePoller:
                 notice = self._unstorable_notice(update) if self._unstorable_notice else None
                 if notice is not None:
                     dead.append(notice)
-                outcomes[positions[index[id(update)]]] = Outcome.DEAD
+                outcomes[position] = Outcome.DEAD
         if dead:
             results += await self._queue.enqueue_many(dead)
         return results
@@ -274,6 +272,9 @@ def _next_offset(updates: Sequence[dict[str, Any]], offset: int | None) -> int |
     """One past the highest update id: every update below it is confirmed by the next call."""
     ids = [u["update_id"] for u in updates if valid_id(u.get("update_id"))]
     return max(ids) + 1 if ids else offset
+
+
+_Routed = tuple[int, dict[str, Any], list[NewJob]]  # an update's place in its batch, it, its jobs
 
 
 class _UnparsableBatch(Exception):
