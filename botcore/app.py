@@ -71,6 +71,7 @@ def build_transcriber(settings: Settings) -> SpeechToText | None:
             model=resolve_model(settings.local_whisper_model),
             threads=settings.local_whisper_threads,
             language=settings.transcription_language,
+            max_seconds=settings.max_voice_seconds,
         )
     return None
 

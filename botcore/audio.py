@@ -22,6 +22,11 @@ def measure_seconds(data: bytes) -> float | None:
     except Exception as exc:
         logger.bind(component="audio").debug("could not measure the audio: {}", type(exc).__name__)
         return None
-    if isinstance(length, bool) or not isinstance(length, int | float):
+    return usable_seconds(length)
+
+
+def usable_seconds(value: object) -> float | None:
+    """``value`` as a duration in seconds if it is a finite, positive number; else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(length) if math.isfinite(length) and length > 0 else None
+    return float(value) if math.isfinite(value) and value > 0 else None

@@ -11,6 +11,7 @@ import httpx
 import openai
 from openai import AsyncOpenAI
 
+from botcore.audio import usable_seconds
 from botcore.errors import Cause, PermanentError, TransientError, http_error, parse_retry_after
 from botcore.llm import translate
 
@@ -22,13 +23,19 @@ class Transcript:
     text: str  # may be empty: nothing was heard
     model: str
     language: str | None = None
+    duration_s: float | None = None  # the audio the provider says it processed (and billed), if it says
 
 
 class SpeechToText(Protocol):
     name: str
     max_bytes: int | None  # the largest upload the provider takes (None: no limit of its own)
 
-    async def transcribe(self, audio: bytes, *, filename: str, mime: str) -> Transcript: ...
+    async def transcribe(
+        self, audio: bytes, *, filename: str, mime: str, seconds: float | None = None
+    ) -> Transcript:
+        """``seconds``: how long the audio is as far as the caller knows (measured from the
+        container, else declared by the sender); None when nobody can tell."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -46,7 +53,9 @@ class OpenAITranscriber:
         self._model = model
         self._language = language
 
-    async def transcribe(self, audio: bytes, *, filename: str, mime: str) -> Transcript:
+    async def transcribe(
+        self, audio: bytes, *, filename: str, mime: str, seconds: float | None = None
+    ) -> Transcript:
         if len(audio) > OPENAI_UPLOAD_LIMIT:
             raise PermanentError("audio over the 25 MiB upload limit of the transcription API")
         extra: dict[str, Any] = {"language": self._language} if self._language else {}
@@ -57,7 +66,7 @@ class OpenAITranscriber:
         except openai.APIError as exc:
             raise translate(exc, service="transcription") from exc
         text = getattr(result, "text", result if isinstance(result, str) else "")
-        return Transcript(str(text).strip(), self._model, self._language)
+        return Transcript(str(text).strip(), self._model, self._language, _billed_seconds(result))
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -114,12 +123,19 @@ class WhisperApiTranscriber(_HttpTranscriber):
         self._url = url
         self._language = language
 
-    async def transcribe(self, audio: bytes, *, filename: str, mime: str) -> Transcript:
+    async def transcribe(
+        self, audio: bytes, *, filename: str, mime: str, seconds: float | None = None
+    ) -> Transcript:
         data = {"fileType": filename.rsplit(".", 1)[-1], "task": "transcribe"}
         if self._language:
             data["language"] = self._language
         body = await self._post(self._url, files={"file": (filename, audio, mime)}, data=data)
-        return Transcript(body.get("text", "").strip(), "whisperapi.com", self._language)
+        return Transcript(
+            body.get("text", "").strip(),
+            "whisperapi.com",
+            self._language,
+            usable_seconds(body.get("duration")),
+        )
 
 
 class SpeechApiTranscriber(_HttpTranscriber):
@@ -132,9 +148,28 @@ class SpeechApiTranscriber(_HttpTranscriber):
         super().__init__(timeout_s=timeout_s)
         self._url = url.rstrip("/") + "/transcribe"
 
-    async def transcribe(self, audio: bytes, *, filename: str, mime: str) -> Transcript:
+    async def transcribe(
+        self, audio: bytes, *, filename: str, mime: str, seconds: float | None = None
+    ) -> Transcript:
         body = await self._post(self._url, files={"audio": (filename, audio, mime)}, data={})
         language = body.get("language")
         return Transcript(
-            body.get("text", "").strip(), "speech-rest-api", language if isinstance(language, str) else None
+            body.get("text", "").strip(),
+            "speech-rest-api",
+            language if isinstance(language, str) else None,
+            usable_seconds(body.get("duration")),
         )
+
+
+def _billed_seconds(result: object) -> float | None:
+    """The seconds an OpenAI-compatible server says it processed: ``usage`` of type "duration"
+    (newer OpenAI models), else ``duration`` (verbose_json, and some compatible servers)."""
+    usage = _field(result, "usage")
+    if _field(usage, "type") == "duration":
+        return usable_seconds(_field(usage, "seconds"))
+    return usable_seconds(_field(result, "duration"))
+
+
+def _field(obj: object, name: str) -> object:
+    """A field of the SDK's object, or of a plain dict where the SDK did not know the field."""
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)

@@ -4,23 +4,27 @@ background, the acknowledgement edited into the transcript, then answered like t
 Each voice update becomes two jobs when it is stored (``route_update``): ``voice-ack``, outside
 the chat's order so the user hears back at once, and ``voice``, in the chat's order, which
 downloads (by file_id, again on every retry), transcribes, edits and answers. Progress is
-checkpointed, so a retry neither transcribes again nor repeats what was sent."""
+checkpointed, so a retry neither transcribes again nor repeats what was sent. A note is judged by
+its audio, not its sender's claims: measured after download, refused past the limit, and billed
+by the seconds the provider reports, else those measured, else those declared."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from loguru import logger
 
 from botcore import texts
+from botcore.audio import measure_seconds
 from botcore.breaker import CircuitBreaker
 from botcore.chat import ChatService, ReplyTarget, wait_notice
 from botcore.clock import Clock
 from botcore.conversations import KeyValueStore
 from botcore.errors import Cause, JobError, StoppedByUser, UpstreamUnavailable
 from botcore.formatting import plain_chunks
-from botcore.incoming import sender_of
+from botcore.incoming import clean_text, sender_of
 from botcore.intake import route_to_update_job
 from botcore.jobqueue import JobQueue
 from botcore.messenger import Messenger
@@ -160,9 +164,20 @@ class VoiceService:
                 await self._kv.delete(_ack_key(note))
                 return
             audio = await self._messenger.download(note.file_id)
+            # What the sender declared is only a claim: the container says how long it really is.
+            measured = await asyncio.to_thread(measure_seconds, audio)
+            if measured is not None and measured > self._max_seconds:
+                text = texts.VOICE_TOO_LONG.format(minutes=measured / 60, limit=self._max_seconds / 60)
+                await self._show(note, checkpoint["ack"], text)
+                await self._kv.delete(_ack_key(note))
+                return
+            # Unmeasurable audio still goes to the provider, which may decode it all the same.
+            seconds = measured if measured is not None else note.seconds or None
             try:
                 async with self._chat.cancels.scope(note.target.chat_id, job.id), self._breaker.call():
-                    result = await self._stt.transcribe(audio, filename=note.filename, mime=note.mime)
+                    result = await self._stt.transcribe(
+                        audio, filename=note.filename, mime=note.mime, seconds=seconds
+                    )
             except UpstreamUnavailable as exc:
                 await self._tell_wait_once(job, note, checkpoint, exc)
                 raise  # the queue waits for the service without spending an attempt
@@ -172,8 +187,10 @@ class VoiceService:
                 await self._show(note, checkpoint["ack"], texts.VOICE_STOPPED)
                 await self._kv.delete(_ack_key(note))
                 return
-            usage = Usage("transcription", result.model, audio_seconds=note.seconds)
-            checkpoint.update(transcript=result.text, stt_usage=asdict(usage))
+            # Billed by what the provider says it processed, else by what was measured or declared.
+            billed = result.duration_s if result.duration_s is not None else seconds or 0.0
+            usage = Usage("transcription", result.model, audio_seconds=billed)
+            checkpoint.update(transcript=clean_text(result.text), stt_usage=asdict(usage))  # any provider
             await self._chat.save(job, checkpoint)
         await self._spending.record(
             Usage(**checkpoint["stt_usage"]),

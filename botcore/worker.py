@@ -24,6 +24,7 @@ Observer = Callable[[Job, str, float, float], None]
 # e.g. it crashed the process on every attempt).
 DeadHandler = Callable[[Job, BaseException | None], Awaitable[None]]
 _PAUSE_FIRST_S, _PAUSE_MAX_S = 1.0, 10.0  # after a database error: 1 s, doubling to 10 s
+_CANCEL_WAIT_S = 2.0  # at least this long for cancelled handlers to finish at shutdown
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,8 +272,8 @@ class Worker:
             _, pending = await asyncio.wait(list(self._tasks.values()), timeout=self._grace_s)
             for task in pending:
                 task.cancel()
-            if pending:
-                _, stuck = await asyncio.wait(pending, timeout=self._grace_s)
+            if pending:  # a cancelled handler may still clean up (kill a child process): a moment
+                _, stuck = await asyncio.wait(pending, timeout=max(self._grace_s, _CANCEL_WAIT_S))
                 if stuck:  # a handler that ignores cancellation must not hold up the exit
                     self._log.error("{} job(s) ignored cancellation; releasing them anyway", len(stuck))
         if self._succeeded:

@@ -1,8 +1,15 @@
 """Voice notes end to end: ``bot.py`` against the fake Telegram server (which serves the audio
 file) and the fake OpenAI-compatible server (chat and /audio/transcriptions)."""
 
+import contextlib
+import io
 import signal
+import sqlite3
 from pathlib import Path
+
+import mutagen
+import pytest
+from mutagen.ogg import OggPage
 
 from botcore import texts
 from botcore.errors import Cause
@@ -10,9 +17,19 @@ from botcore.errors import Cause
 from .botproc import BotProcess
 from .conftest import eventually
 from .fakes import Failure, FakeOpenAI, FakeTelegram, Scripted
+from .test_stt import ogg_claiming
+from .test_stt_local import gone
 
-AUDIO = b"OggS" + bytes(range(256)) * 4  # the fakes never decode it
+AUDIO = b"OggS" + bytes(range(256)) * 4  # the fakes never decode it (nor can mutagen measure it)
 HEARD = f"heard {len(AUDIO)} bytes"
+SPEECH = (Path(__file__).with_name("fixtures") / "capital.ogg").read_bytes()
+SPEECH_SECONDS = mutagen.File(io.BytesIO(SPEECH)).info.length  # 2.3 s
+
+
+def usage_rows(data_dir: Path) -> list[tuple[int, str, float]]:
+    """(chat, kind, audio seconds) of each call billed, read from a stopped bot's database."""
+    with contextlib.closing(sqlite3.connect(data_dir / "bot.db")) as db:
+        return db.execute("SELECT chat_id, kind, audio_seconds FROM usage ORDER BY id").fetchall()
 
 
 async def shows(tg: FakeTelegram, chat_id: int, expected: list[str], timeout: float = 20) -> None:
@@ -86,6 +103,44 @@ async def test_oversize_and_overlong_are_refused_before_download(
     assert tg.downloads == [] and llm.transcriptions == []
 
 
+async def test_audio_longer_than_it_claims_is_refused_after_download(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    """It declares 1 s; its container says two hours. Nothing is transcribed, nothing billed."""
+    process = BotProcess(tmp_path / "data", tg, llm).start()
+    try:
+        tg.add_voice(10, ogg_claiming(7200), duration=1)
+        too_long = texts.VOICE_TOO_LONG.format(minutes=7200 / 60, limit=10)
+        await shows(tg, 10, [too_long])  # the acknowledgement, edited
+        tg.add_message(10, "ok")  # in the chat's order: answered once the voice job is over
+        await shows(tg, 10, [too_long, "echo: ok"])
+    finally:
+        await process.stop_clean()
+    assert len(tg.downloads) == 1 and llm.transcriptions == []
+    assert [kind for _, kind, _ in usage_rows(tmp_path / "data")] == ["chat"]  # "ok" only
+
+
+async def test_transcription_is_billed_by_the_provider_else_measured_else_declared(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    process = BotProcess(tmp_path / "data", tg, llm).start()
+    try:
+        heard = f"heard {len(SPEECH)} bytes"
+        tg.add_voice(10, SPEECH, duration=1)  # really 2.3 s
+        await shows(tg, 10, [texts.VOICE_TRANSCRIPT.format(text=heard), f"echo: {heard}"])
+        llm.stt_script.append(Scripted(body={"text": "hello", "usage": {"type": "duration", "seconds": 3}}))
+        tg.add_voice(20, SPEECH, duration=1)  # the provider says it processed 3 s
+        await shows(tg, 20, [texts.VOICE_TRANSCRIPT.format(text="hello"), "echo: hello"])
+        tg.add_voice(30, AUDIO, duration=4)  # no container to measure: what was declared
+        await shows(tg, 30, [texts.VOICE_TRANSCRIPT.format(text=HEARD), f"echo: {HEARD}"])
+    finally:
+        await process.stop_clean()
+    billed = {
+        chat: seconds for chat, kind, seconds in usage_rows(tmp_path / "data") if kind == "transcription"
+    }
+    assert billed == {10: pytest.approx(SPEECH_SECONDS), 20: 3.0, 30: 4.0}
+
+
 async def test_audio_files_and_video_notes_too(tg: FakeTelegram, llm: FakeOpenAI, bot: BotProcess) -> None:
     tg.add_voice(10, AUDIO, kind="audio")
     tg.add_voice(20, AUDIO, kind="video_note")
@@ -139,6 +194,87 @@ async def test_local_transcription_end_to_end(tmp_path: Path, tg: FakeTelegram, 
     assert transcript.startswith("🎤 ") and "capital" in transcript.lower() and "france" in transcript.lower()
     assert answer == "echo: " + transcript.removeprefix("🎤 ")
     assert llm.transcriptions == []  # nothing left the process
+
+
+def ogg_repeated(ogg: bytes, times: int) -> bytes:
+    """One Ogg/Opus stream playing ``ogg``'s audio ``times`` times over: its audio pages repeated
+    with granule positions and page numbers moved on (long speech without a large fixture)."""
+    stream = io.BytesIO(ogg)
+    pages = []
+    while True:
+        try:
+            pages.append(OggPage(stream))
+        except EOFError:
+            break
+    headers = [page for page in pages if page.position == 0]
+    audio = [(page, page.position) for page in pages[len(headers) :]]
+    out = [page.write() for page in headers]
+    for round_ in range(times):
+        for index, (page, position) in enumerate(audio):
+            page.position = position + round_ * audio[-1][1]
+            page.sequence = len(out)
+            page.last = round_ == times - 1 and index == len(audio) - 1
+            out.append(page.write())
+    return b"".join(out)
+
+
+def transcribing_children(pid: int) -> list[int]:
+    """The multiprocessing children of process ``pid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent == pid and b"spawn_main" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+    return found
+
+
+async def transcribing_an_hour(process: BotProcess, tg: FakeTelegram) -> list[int]:
+    """Send the bot (in local mode) an hour of speech, minutes of work for tiny.en here; returns
+    once a child process transcribes it."""
+    hour = ogg_repeated((Path(__file__).with_name("fixtures") / "long.ogg").read_bytes(), 112)
+    tg.add_voice(10, hour, duration=3600)
+    assert process.proc is not None
+    pid, children = process.proc.pid, []
+    await eventually(
+        lambda: children.extend(transcribing_children(pid)) or children,
+        timeout=60,
+        what="the transcribing child",
+    )
+    return children
+
+
+LOCAL_HOUR = {"TRANSCRIPTION_MODE": "local", "MAX_VOICE_SECONDS": "3660"}
+
+
+async def test_shutdown_does_not_wait_for_a_local_transcription(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    """Past SHUTDOWN_GRACE_S the transcribing child is killed, so the bot exits at once (it used
+    to wait for the transcription to end)."""
+    process = BotProcess(tmp_path / "data", tg, llm, SHUTDOWN_GRACE_S="1", **LOCAL_HOUR).start()
+    try:
+        children = await transcribing_an_hour(process, tg)
+        await process.stop_clean()  # exit status 0 within stop()'s 30 s, no traceback
+    finally:
+        if process.proc is not None and process.proc.poll() is None:
+            await process.kill()
+    assert all(gone(child) for child in children)  # killed and reaped, not left behind
+    assert "ignored cancellation" not in process.log()  # it stopped when cancelled
+    assert tg.current_texts(10) == [texts.VOICE_ACK] and llm.transcriptions == []
+
+
+async def test_cancel_kills_a_local_transcription(tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI) -> None:
+    process = BotProcess(tmp_path / "data", tg, llm, **LOCAL_HOUR).start()
+    try:
+        children = await transcribing_an_hour(process, tg)
+        tg.add_message(10, "/cancel")
+        await shows(tg, 10, [texts.VOICE_STOPPED, texts.STOPPED])
+        assert all(gone(child) for child in children)  # it used to transcribe on, for nobody
+        await process.stop_clean()
+    finally:
+        if process.proc is not None and process.proc.poll() is None:
+            await process.kill()
 
 
 async def test_local_mode_without_faster_whisper_is_a_startup_error(
