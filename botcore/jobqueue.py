@@ -127,9 +127,12 @@ class JobQueue:
             if remaining <= 0:
                 error = f"upstream unavailable for over {self._outage_max_wait_s:g} s: {error}"
                 return await self._store.bury(job.id, job.lease_token, error=error, now=now)
-            # Never sooner than the upstream asked (one last try may then pass the maximum).
+            # Never sooner than the upstream asked (one last try may then pass the maximum), but
+            # our own open circuit is only waited for up to the maximum: it would refuse anyway.
             retry_after = getattr(exc, "retry_after", None)
             delay = retry_after if retry_after else min(self._defer_s, remaining)
+            if getattr(exc, "cause", None) is Cause.CIRCUIT_OPEN:
+                delay = min(delay, remaining)
             return await self._store.reschedule(
                 job.id, job.lease_token, run_at=now + delay, error=error, now=now, deferred=True
             )

