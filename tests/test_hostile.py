@@ -42,7 +42,7 @@ async def test_a_text_sqlite_cannot_encode_costs_nobody_their_message(
 async def test_a_database_locked_by_another_program_refuses_and_loses_nothing(
     tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
 ) -> None:
-    """Another program holds the database under BEGIN EXCLUSIVE for 20 s while six users send
+    """Another program holds the database under BEGIN EXCLUSIVE for 30 s while six users send
     eight messages each, within their limit (10 a minute): Telegram redelivers what could not
     be stored, and a redelivered message must not count against its sender's limit again."""
     process = BotProcess(
@@ -71,8 +71,8 @@ async def test_a_database_locked_by_another_program_refuses_and_loses_nothing(
         for n in range(8):
             for user in users:
                 tg.add_message(user, f"u{user} m{n}")
-            await asyncio.sleep(2.0)  # 16 s of messages while the lock is held
-        await asyncio.sleep(4.0)
+            await asyncio.sleep(3.0)  # 24 s of messages while the lock is held: intake tries again
+        await asyncio.sleep(6.0)  # and again, each time counting what Telegram sent again
         release.set()
         await asyncio.to_thread(holder.join, 10)
         want = {user: [f"echo: u{user} m{n}" for n in range(8)] for user in users}
