@@ -58,7 +58,7 @@ class ChatService:
         bot_username: str | None = None,
         stream: bool = False,
         stream_interval_s: float = 1.0,
-        llm_slots: asyncio.Semaphore | None = None,
+        llm_slots: asyncio.Semaphore,
     ) -> None:
         self._queue = queue
         self._conversations = conversations
@@ -75,7 +75,7 @@ class ChatService:
         self._stream = stream
         self._stream_interval_s = stream_interval_s
         # LLM_CONCURRENCY bounds every LLM call, voice answers included (they run as voice jobs).
-        self._llm_slots = llm_slots or asyncio.Semaphore(8)
+        self._llm_slots = llm_slots
         self.cancels = Cancels()
         self._log = logger.bind(component="chat")
 
