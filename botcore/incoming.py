@@ -4,22 +4,22 @@ who sent a Telegram message. A leaf: it imports nothing of ours and does no I/O.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
 # Telegram ids fit in 52 bits; anything outside a signed 64-bit integer cannot be stored anyway.
 _MAX_ID = 2**63 - 1
 
 
 def clean_text(text: str) -> str:
-    """``text`` with every lone surrogate replaced by U+FFFD (the common case costs one encode)."""
+    """``text`` as valid Unicode: a surrogate pair that arrived as two code points (split across
+    two JSON escapes or two stream chunks) becomes its character, and every lone surrogate
+    becomes U+FFFD. The common case costs one encode."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return _SURROGATE.sub("\ufffd", text)
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     return text
 
 

@@ -103,8 +103,8 @@ class ChatModel:
                         raise PermanentError("the model's content filter refused to answer", usage=billed())
                     finished = finished or choice.finish_reason is not None
                     if choice.delta and choice.delta.content:
-                        parts.append(clean_text(choice.delta.content))
-                        await on_text("".join(parts))
+                        parts.append(choice.delta.content)
+                        await on_text(clean_text("".join(parts)))
         except openai.BadRequestError as exc:
             error = translate(exc)
             if isinstance(error, ContextTooLongError) or received:
@@ -131,7 +131,7 @@ class ChatModel:
             raise TransientError(
                 "LLM: the stream ended before the answer did", cause=Cause.UNAVAILABLE, usage=billed()
             )
-        text = "".join(parts).strip()
+        text = clean_text("".join(parts)).strip()
         if not text:
             raise PermanentError(
                 "the model returned an empty answer", usage=billed() or _estimate(model, body, "")
@@ -162,12 +162,14 @@ class ChatModel:
         choice = response.choices[0] if response.choices else None
         text = clean_text(choice.message.content or "").strip() if choice else ""
         model = response.model or self.model
-        billed = _usage(model, response.usage) if response.usage else _estimate(model, body, text)
+        usage = _usage(model, response.usage)
         if choice is not None and getattr(choice, "finish_reason", None) == "content_filter":
-            raise PermanentError("the model's content filter refused to answer", usage=billed)
+            raise PermanentError(
+                "the model's content filter refused to answer", usage=_billed(usage, body, text)
+            )
         if not text:  # e.g. a reasoning model that spent MAX_REPLY_TOKENS thinking: billed all the same
-            raise PermanentError("the model returned an empty answer", usage=billed)
-        return Completion(text, _usage(model, response.usage))
+            raise PermanentError("the model returned an empty answer", usage=_billed(usage, body, text))
+        return Completion(text, usage)
 
     def _body(self, system_prompt: str, turns: Sequence[Turn]) -> dict[str, Any]:
         return {"model": self.model, "messages": _messages(system_prompt, turns), **self._limit}
@@ -207,6 +209,11 @@ def _usage(model: str, usage: CompletionUsage | None) -> Usage:
         prompt_tokens=(usage.prompt_tokens or 0) if usage else 0,
         completion_tokens=(usage.completion_tokens or 0) if usage else 0,
     )
+
+
+def _billed(usage: Usage, body: dict[str, Any], text: str) -> Usage:
+    """A failed call's usage: the server's count, or an estimate when it sent none."""
+    return usage if usage.prompt_tokens or usage.completion_tokens else _estimate(usage.model, body, text)
 
 
 def _estimate(model: str, body: dict[str, Any], text: str) -> Usage:
