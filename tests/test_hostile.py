@@ -211,3 +211,38 @@ async def test_a_stream_broken_after_text_is_billed_and_so_is_its_retry(
     with contextlib.closing(sqlite3.connect(db_path)) as db:
         rows = db.execute("SELECT prompt_tokens, completion_tokens FROM usage ORDER BY id").fetchall()
     assert len(rows) == 2 and rows[0][1] == 25  # 100 characters streamed before the break: ~25 tokens
+
+
+async def test_anonymous_admins_of_two_groups_are_two_senders_with_their_own_budgets(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    """An anonymous admin's "from" is GroupAnonymousBot, the same in every group: budgets and
+    usage follow the chat they speak as, so one group's spending does not stop the other's."""
+    anonymous = {"id": 1087968824, "is_bot": True, "first_name": "Group", "username": "GroupAnonymousBot"}
+
+    def say(group: int, text: str) -> None:
+        chat = {"id": group, "type": "supergroup", "title": f"Group {group}"}
+        tg.add_message(group, text, chat_type="supergroup", extra={"from": anonymous, "sender_chat": chat})
+
+    process = BotProcess(
+        tmp_path / "data",
+        tg,
+        llm,
+        ALLOWED_CHAT_IDS="*",
+        USER_DAILY_BUDGET_USD="0.000001",  # one answer spends it
+    ).start()
+    try:
+        say(-101, "@test_bot first")
+        await eventually(lambda: len(tg.texts_to(-101)) == 1, timeout=20, what="group 1's answer")
+        say(-101, "@test_bot second")
+        await eventually(lambda: len(tg.texts_to(-101)) == 2, timeout=20, what="group 1's refusal")
+        say(-102, "@test_bot first")  # another group's anonymous admin: another sender
+        await eventually(lambda: len(tg.texts_to(-102)) == 1, timeout=20, what="group 2's answer")
+    finally:
+        await process.stop_clean()
+    assert tg.texts_to(-101)[0].startswith("echo: Group -101: first")
+    assert tg.texts_to(-101)[1].startswith("💸 You've used today's budget")
+    assert tg.texts_to(-102)[0].startswith("echo: Group -102: first")
+    with contextlib.closing(sqlite3.connect(tmp_path / "data" / "bot.db")) as db:
+        users = db.execute("SELECT user_id FROM usage ORDER BY id").fetchall()
+    assert users == [(-101,), (-102,)]
