@@ -251,20 +251,24 @@ class ChatService:
         stopped."""
         chunks = render(checkpoint["answer"])
         shown: list[int] = checkpoint.get("stream_ids", [])
-        if live is not None:
-            await live.wait_turn()  # the final edits keep the pace too
+        paced = False
         for index in range(checkpoint["sent"], len(chunks)):
-            if live is not None and live.shows(index, chunks[index]):
-                pass  # already on screen as it should end: no edit that changes nothing
-            elif index >= len(shown) or not await self._messenger.edit_chunk(
-                where.chat_id, shown[index], chunks[index]
-            ):
-                await self._messenger.send_chunk(
-                    where.chat_id,
-                    chunks[index],
-                    reply_to=where.message_id if index == 0 else None,
-                    thread_id=where.thread_id,
-                )
+            chunk = chunks[index]
+            if live is None or not live.shows(index, chunk):  # else on screen as it should end
+                if live is not None and not paced:
+                    # The final edits keep the pace too, but only when one is needed: an answer
+                    # the stream already shows in full frees its worker at once.
+                    await live.wait_turn()
+                    paced = True
+                if index >= len(shown) or not await self._messenger.edit_chunk(
+                    where.chat_id, shown[index], chunk
+                ):
+                    await self._messenger.send_chunk(
+                        where.chat_id,
+                        chunk,
+                        reply_to=where.message_id if index == 0 else None,
+                        thread_id=where.thread_id,
+                    )
             checkpoint["sent"] = index + 1
             await self.save(job, checkpoint)
         for extra in shown[len(chunks) :]:
