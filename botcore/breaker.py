@@ -4,7 +4,8 @@ Our own small module rather than aiobreaker 1.2: that one closes on the first ha
 lets every concurrent call through while half-open, counts excluded errors as successes and
 mixes naive UTC and local datetimes (FIELD_NOTES). The rules here:
 
-- CLOSED: calls go through; ``fail_max`` consecutive counted failures open it.
+- CLOSED: calls go through; ``fail_max`` consecutive counted failures open it, when they come
+  from more than one caller (a conversation: one chat's failing prompt is not an outage).
 - OPEN: no call reaches the upstream (``UpstreamUnavailable`` with the time left) for ``reset_s``.
 - HALF_OPEN: one trial call at a time; ``success_threshold`` consecutive successes close it,
   a failed trial opens it again.
@@ -16,7 +17,9 @@ cancellation or a bug of ours. Time is a monotonic clock, injected.
 
 The breaker also tells an outage from one request that fails: a ``TransientError`` leaving it
 is marked ``shared`` when the circuit is not closed or when another caller's failure is part of
-the same run of failures. A prompt that fails alone (others succeed in between) is not shared."""
+the same run of failures (or when it was shared already: an unreachable server is everyone's).
+A prompt that fails alone is not shared. Calls with no caller (None) are nobody in particular:
+their failures open the circuit as in a plain breaker."""
 
 from __future__ import annotations
 
@@ -78,8 +81,8 @@ class CircuitBreaker:
 
     @asynccontextmanager
     async def call(self, caller: object = None) -> AsyncIterator[None]:
-        """Wrap one upstream call on behalf of ``caller`` (a job id). Raises ``UpstreamUnavailable``
-        without calling when open."""
+        """Wrap one upstream call on behalf of ``caller`` (a chat: its messages and their retries
+        are one caller). Raises ``UpstreamUnavailable`` without calling when open."""
         state = self.state
         if state is BreakerState.OPEN or (state is BreakerState.HALF_OPEN and self._trial_in_flight):
             raise UpstreamUnavailable(
@@ -94,10 +97,11 @@ class CircuitBreaker:
         try:
             yield
         except (TransientError, UpstreamUnavailable) as exc:
-            self._failure(trial)
             self._failing_callers.add(caller)
+            self._failure(trial)
             if isinstance(exc, TransientError):
-                exc.shared = self._state is not BreakerState.CLOSED or len(self._failing_callers) > 1
+                others = len(self._failing_callers) > 1
+                exc.shared = exc.shared or others or self._state is not BreakerState.CLOSED
             self._observed("failed", started)
             raise
         except BaseException:  # permanent errors, cancellation, our bugs: the upstream is not to blame
@@ -127,7 +131,10 @@ class CircuitBreaker:
             return
         if self._state is BreakerState.CLOSED:
             self._failures += 1
-            if self._failures >= self._fail_max:
+            # One conversation's prompt that keeps failing (its retries, the user sending it
+            # again) must not close the service to everyone: it takes failures seen by two.
+            one_caller = len(self._failing_callers) == 1 and None not in self._failing_callers
+            if self._failures >= self._fail_max and not one_caller:
                 self._move(BreakerState.OPEN)
 
     def _move(self, state: BreakerState) -> None:

@@ -197,7 +197,7 @@ class ChatService:
             async with (
                 self.cancels.scope(where.chat_id, job.id),  # /cancel also stops one waiting for a slot
                 self._llm_slots,
-                self._breaker.call(caller=job.id),
+                self._breaker.call(caller=where.chat_id),
                 self._messenger.typing(where.chat_id),
             ):
                 try:

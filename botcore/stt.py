@@ -89,9 +89,11 @@ class _HttpTranscriber:
         except httpx.TimeoutException as exc:
             raise TransientError(f"{self.name}: timed out", cause=Cause.TIMEOUT) from exc
         except httpx.HTTPError as exc:
-            raise TransientError(
+            error = TransientError(
                 f"{self.name}: unreachable ({type(exc).__name__})", cause=Cause.UNAVAILABLE
-            ) from exc
+            )
+            error.shared = True  # an unreachable server is an outage, whatever the audio
+            raise error from exc
         status = response.status_code
         if status >= 400:
             raise http_error(

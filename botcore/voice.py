@@ -174,7 +174,10 @@ class VoiceService:
             # Unmeasurable audio still goes to the provider, which may decode it all the same.
             seconds = measured if measured is not None else note.seconds or None
             try:
-                async with self._chat.cancels.scope(note.target.chat_id, job.id), self._breaker.call():
+                async with (
+                    self._chat.cancels.scope(note.target.chat_id, job.id),
+                    self._breaker.call(caller=note.target.chat_id),
+                ):
                     result = await self._stt.transcribe(
                         audio, filename=note.filename, mime=note.mime, seconds=seconds
                     )

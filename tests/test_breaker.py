@@ -141,3 +141,20 @@ async def test_a_failure_is_shared_only_when_other_callers_fail_too() -> None:
     assert (await fails(1)).shared
     await fail(breaker, 3)
     assert breaker.state is BreakerState.OPEN
+
+
+async def test_one_conversation_failing_again_and_again_never_opens_it() -> None:
+    """A prompt the server chokes on, retried and sent again by its user: one caller (the chat),
+    so the service stays open to everyone else; a second chat failing in the same run opens it."""
+    breaker = CircuitBreaker("llm", clock=Clock(), fail_max=5)
+
+    async def fails(caller: int) -> None:
+        with pytest.raises(TransientError):
+            async with breaker.call(caller=caller):
+                raise TransientError("HTTP 500")
+
+    for _ in range(12):
+        await fails(10)
+    assert breaker.state is BreakerState.CLOSED
+    await fails(20)
+    assert breaker.state is BreakerState.OPEN

@@ -1,5 +1,6 @@
 """The LLM adapter through the real OpenAI SDK against a llm server on 127.0.0.1."""
 
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -215,3 +216,18 @@ async def test_a_stream_broken_after_text_carries_an_estimate_of_what_it_cost(
     with pytest.raises(TransientError) as refused:  # nothing was generated: nothing billed
         await model.stream("", [Turn("user", "y" * 40)])
     assert refused.value.usage is None
+
+
+async def test_an_unreachable_server_is_an_outage_whoever_asked() -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    model = ChatModel(
+        api_key="", base_url=f"http://127.0.0.1:{port}/v1", model="m", timeout_s=2, max_reply_tokens=50
+    )
+    try:
+        with pytest.raises(TransientError) as refused:
+            await model.complete("", [Turn("user", "hi")])
+    finally:
+        await model.aclose()
+    assert refused.value.cause is Cause.UNAVAILABLE and refused.value.shared  # not this prompt's fault

@@ -338,18 +338,20 @@ async def test_a_prompt_that_always_fails_alone_ends_after_its_attempts_and_the_
     process = BotProcess(tmp_path / "data", tg, llm).start()  # JOB_MAX_ATTEMPTS=4 by default
     try:
         tg.add_message(10, "this one is CURSED")
+        tg.add_message(10, "CURSED again")  # sent again: still one conversation's trouble
         tg.add_message(10, "and the next one")
         for n in range(12):  # other chats keep being answered meanwhile
             tg.add_message(20 + n % 3, f"other {n}")
             await asyncio.sleep(1.0)
+        failed = texts.failed(Cause.UNAVAILABLE)
         await eventually(
-            lambda: tg.texts_to(10) == [texts.failed(Cause.UNAVAILABLE), "echo: and the next one"],
-            timeout=60,
-            what="the failure notice, then the next answer in that chat",
+            lambda: tg.texts_to(10) == [failed, failed, "echo: and the next one"],
+            timeout=90,
+            what="the failure notices, then the next answer in that chat",
         )
     finally:
         await process.stop_clean()
     cursed = [r for r in llm.requests if "CURSED" in r["messages"][-1]["content"]]
-    assert len(cursed) == 4  # JOB_MAX_ATTEMPTS calls, not one every 5 s for OUTAGE_MAX_WAIT_S
+    assert len(cursed) == 8  # JOB_MAX_ATTEMPTS calls each, not one every 5 s for OUTAGE_MAX_WAIT_S
     assert all(len(tg.texts_to(20 + c)) == 4 for c in range(3))
-    assert "circuit closed -> open" not in process.log()
+    assert "circuit closed -> open" not in process.log()  # eight failures, one chat: no outage
