@@ -202,8 +202,14 @@ class ChatService:
             ):
                 try:
                     return await self._complete(history, text, live), live
-                except JobError as exc:
-                    await self._record_failed_call(job, where, user_id, exc)
+                except JobError as exc:  # a failure the provider may have billed
+                    partial = self._partial_usage(history, text, live)
+                    await self._record_failed_call(job, where, user_id, exc.usage or partial)
+                    raise
+                except asyncio.CancelledError:  # /cancel or shutdown: what was written was billed
+                    await self._record_failed_call(
+                        job, where, user_id, self._partial_usage(history, text, live)
+                    )
                     raise
         except LeaseLostError:
             raise  # a newer attempt owns the job and its messages now: leave them alone
@@ -234,14 +240,21 @@ class ChatService:
             raise
 
     async def _record_failed_call(
-        self, job: Job, where: ReplyTarget, user_id: int | None, exc: JobError
+        self, job: Job, where: ReplyTarget, user_id: int | None, usage: Usage | None
     ) -> None:
-        """A call that failed but was billed (an empty answer, a content filter, a stream broken
-        after text) is recorded once, now: its retry, if any, is another call."""
-        if exc.usage is not None:
+        """A call that ended without an answer but was billed (an empty answer, a content
+        filter, a stream broken or stopped after text) is recorded once, now: a retry, if any,
+        is another call."""
+        if usage is not None:
             await self._spending.record(
-                exc.usage, key=failed_call_key(), job_id=job.id, chat_id=where.chat_id, user_id=user_id
+                usage, key=failed_call_key(), job_id=job.id, chat_id=where.chat_id, user_id=user_id
             )
+
+    def _partial_usage(self, history: list[Turn], text: str, live: StreamingReply | None) -> Usage | None:
+        """An estimate of what a streamed call that stopped had cost, from the text it showed."""
+        if live is None or not live.text:
+            return None
+        return self._model.estimate(self._system_prompt, [*history, Turn("user", text)], live.text)
 
     async def _deliver(
         self, job: Job, where: ReplyTarget, checkpoint: dict[str, Any], live: StreamingReply | None

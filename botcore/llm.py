@@ -171,6 +171,10 @@ class ChatModel:
             raise PermanentError("the model returned an empty answer", usage=_billed(usage, body, text))
         return Completion(text, usage)
 
+    def estimate(self, system_prompt: str, turns: Sequence[Turn], text: str) -> Usage:
+        """What a call that stopped after writing ``text`` cost, estimated (the server never said)."""
+        return _estimate(self.model, self._body(system_prompt, turns), text)
+
     def _body(self, system_prompt: str, turns: Sequence[Turn]) -> dict[str, Any]:
         return {"model": self.model, "messages": _messages(system_prompt, turns), **self._limit}
 

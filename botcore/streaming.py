@@ -46,6 +46,11 @@ class StreamingReply:
         self._text = ""
         self._log = logger.bind(component="stream")
 
+    @property
+    def text(self) -> str:
+        """The answer so far, as the model has written it (shown or about to be)."""
+        return self._text
+
     async def update(self, text: str) -> None:
         """The whole answer so far; shown now if the interval has passed since the last show."""
         self._text = text

@@ -246,3 +246,21 @@ async def test_anonymous_admins_of_two_groups_are_two_senders_with_their_own_bud
     with contextlib.closing(sqlite3.connect(tmp_path / "data" / "bot.db")) as db:
         users = db.execute("SELECT user_id FROM usage ORDER BY id").fetchall()
     assert users == [(-101,), (-102,)]
+
+
+async def test_an_answer_stopped_with_cancel_is_billed_for_what_it_wrote(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    llm.script.append(Scripted(text="w" * 2000, piece_chars=100, piece_delay_s=0.3))  # about 6 s
+    db_path = tmp_path / "data" / "bot.db"
+    process = BotProcess(tmp_path / "data", tg, llm, STREAM="true").start()
+    try:
+        tg.add_message(10, "write a lot")
+        await eventually(lambda: any(len(t) >= 300 for t in tg.current_texts(10)), timeout=20, what="text")
+        tg.add_message(10, "/cancel")
+        await eventually(lambda: texts.STOPPED in tg.texts_to(10), timeout=10, what="stopped")
+    finally:
+        await process.stop_clean()
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        rows = db.execute("SELECT completion_tokens FROM usage WHERE chat_id = 10").fetchall()
+    assert len(rows) == 1 and 75 <= rows[0][0] < 500  # 300+ of the 2,000 characters: ~4 a token
