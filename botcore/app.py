@@ -210,9 +210,11 @@ async def run(settings: Settings) -> None:
             reply=settings.voice_reply,
         )
         kinds = {
-            # Messages: at most LLM_CONCURRENCY at once (their LLM calls share the same slots with
-            # voice answers). Commands outside the chat's order never wait for an LLM slot.
-            UPDATE_KIND: JobKind(updates.handle, on_dead=chat.on_dead, concurrency=settings.llm_concurrency),
+            # LLM calls are bounded by the chat service's slots (LLM_CONCURRENCY, voice answers
+            # included), not here: a /reset or a budget notice in one chat must not queue behind
+            # answers in others. A quarter of the workers stays free for everything else
+            # (commands outside the chat's order, acknowledgements, notices, voice).
+            UPDATE_KIND: JobKind(updates.handle, on_dead=chat.on_dead, concurrency=_message_slots(settings)),
             COMMAND_KIND: JobKind(updates.handle, on_dead=chat.on_dead),
             ACK_KIND: JobKind(voice.acknowledge),
             NOTICE_KIND: JobKind(chat.send_notice),
@@ -287,6 +289,12 @@ async def run(settings: Settings) -> None:
             )
         await worker.run()
     log.info("stopped cleanly")
+
+
+def _message_slots(settings: Settings) -> int:
+    """How many ``tg-update`` jobs may run at once: all the workers but a quarter (at least two),
+    kept for the other kinds. Their LLM calls wait for LLM_CONCURRENCY's slots."""
+    return max(1, settings.worker_concurrency - max(2, settings.worker_concurrency // 4))
 
 
 async def _connect(bot: telegram.Bot, api_url: str) -> None:
