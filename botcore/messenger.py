@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import telegram
@@ -135,12 +136,17 @@ class Messenger:
             raise _translate(exc) from exc
 
     async def download(self, file_id: str) -> bytes:
-        """A file the user sent, by its file_id (getFile, then the file URL)."""
+        """A file the user sent, by its file_id (getFile, then the file URL; with a local Bot API
+        server, the path it names, read in a thread: a large file must not stall the loop)."""
         try:
             file = await self._bot.get_file(file_id)
+            if self._bot.local_mode and file.file_path and Path(file.file_path).is_absolute():
+                return await asyncio.to_thread(Path(file.file_path).read_bytes)
             return bytes(await file.download_as_bytearray())
         except telegram.error.TelegramError as exc:
             raise _translate(exc) from exc
+        except OSError as exc:  # the local server's file is gone or unreadable: its trouble, for now
+            raise TransientError(f"could not read the local Bot API server's file ({exc.strerror})") from exc
 
     @contextlib.asynccontextmanager
     async def typing(self, chat_id: int) -> AsyncIterator[None]:

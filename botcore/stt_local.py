@@ -242,22 +242,31 @@ def _decode(audio: bytes, max_seconds: float) -> Any:
     resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
     chunks: list[Any] = []
     total = 0
+
+    def keep(frame: Any) -> None:  # None flushes the resampler
+        nonlocal total
+        if frame is not None:
+            frame.pts = None  # the resampler checks timestamps; damaged input breaks them
+        for out in resampler.resample(frame):
+            chunk = out.to_ndarray().reshape(-1)[: limit - total]
+            chunks.append(chunk)
+            total += len(chunk)
+
     try:
         with av.open(io.BytesIO(audio), mode="r", metadata_errors="ignore") as container:
-            frames = container.decode(audio=0)
-            while total < limit:
+            stream = container.streams.audio[0]
+            # Packet by packet, each decoded on its own: a damaged packet is skipped, as ffmpeg
+            # does, instead of ending the decoding there (a generator that raised is finished).
+            for packet in container.demux(stream):
                 try:
-                    frame = next(frames, None)
-                except av.error.InvalidDataError:  # one damaged packet: skip it, as ffmpeg does
+                    frames = packet.decode()
+                except av.error.InvalidDataError:
                     continue
-                if frame is not None:
-                    frame.pts = None  # the resampler checks timestamps; damaged input breaks them
-                for out in resampler.resample(frame):  # None at the end flushes the resampler
-                    chunk = out.to_ndarray().reshape(-1)[: limit - total]
-                    chunks.append(chunk)
-                    total += len(chunk)
-                if frame is None:
+                for frame in frames:
+                    keep(frame)
+                if total >= limit:
                     break
+            keep(None)
     except (av.error.FFmpegError, IndexError, EOFError) as exc:  # FIELD_NOTES: junk raises these
         raise _UndecodableAudio(type(exc).__name__) from None
     if not total:

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from botcore import texts
 from botcore.gate import Gate, RateLimits
 from botcore.incoming import Sender, sender_of
 from botcore.intake import route_to_update_job
@@ -113,7 +112,3 @@ def test_rate_limit_memory_stays_bounded_however_many_users_come() -> None:
         tracemalloc.stop()
     # The first round's peak sizes the tables; later rounds add nothing lasting.
     assert retained[2] < retained[0] * 1.2 + 100_000, retained
-
-
-def test_a_notice_names_the_wait() -> None:
-    assert "{seconds}" in texts.RATE_LIMITED_USER

@@ -202,6 +202,13 @@ def test_a_container_claiming_hours_is_measured_as_hours() -> None:
     assert measure_seconds(ogg_claiming(7200)) == pytest.approx(7200, abs=0.1)
 
 
+def test_an_mp3_whose_header_understates_its_frames_is_measured_by_its_bytes() -> None:
+    """Fifty copies of a 2.4 s MP3: its first header speaks of 2.4 s, its bytes hold two minutes
+    (about 2 min decoded), and the bytes at the header's bit rate tell."""
+    fifty = (FIXTURES / "capital.mp3").read_bytes() * 50
+    assert measure_seconds(fifty) == pytest.approx(50 * 2.43, rel=0.05)
+
+
 @pytest.mark.parametrize("junk", [b"", AUDIO, b"not audio at all" * 50, b"OggS" + bytes(200), SPEECH[:60]])
 def test_audio_that_cannot_be_measured_is_none(junk: bytes) -> None:
     assert measure_seconds(junk) is None

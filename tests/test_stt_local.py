@@ -142,3 +142,12 @@ async def test_a_child_that_dies_is_transient_and_replaced(stt: LocalWhisperTran
     assert "died" in str(task.exception()) and gone(pid)
     result = await stt.transcribe(SPEECH, filename="v.ogg", mime="audio/ogg")
     assert "france" in result.text.lower()
+
+
+async def test_decoding_goes_on_past_a_damaged_stretch(stt: LocalWhisperTranscriber) -> None:
+    """Fifty MP3s back to back: each new header is a damaged packet to the decoder, which skips
+    it and goes on (decoding stopped at the first one before), so the duration billed is the
+    audio's, about two minutes, not the first header's 2.4 s."""
+    fifty = (FIXTURES / "capital.mp3").read_bytes() * 50
+    result = await stt.transcribe(fifty, filename="audio.mp3", mime="audio/mpeg", seconds=120)
+    assert result.duration_s is not None and result.duration_s > 100
