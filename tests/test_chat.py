@@ -1,0 +1,80 @@
+"""The chat service built from real parts (SQLite, the real SDKs against the fakes, a manual
+clock for the queue): what happens when a streamed answer's job loses its lease midway."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from botcore import texts
+from botcore.alerts import Alerts
+from botcore.breaker import CircuitBreaker
+from botcore.chat import ChatService, ReplyTarget
+from botcore.clock import ManualClock
+from botcore.conversations import ConversationStore, KeyValueStore
+from botcore.db import Database
+from botcore.errors import LeaseLostError
+from botcore.jobqueue import JobQueue
+from botcore.llm import ChatModel
+from botcore.messenger import Messenger
+from botcore.models import Prices
+from botcore.spending import Spending
+from botcore.telegram_api import make_bot
+from botcore.usage import UsageStore
+
+from .conftest import TOKEN
+from .fakes import FakeOpenAI, FakeTelegram, Scripted
+
+
+@pytest.fixture
+async def service(
+    db: Database, queue: JobQueue, clock: ManualClock, tg: FakeTelegram, llm: FakeOpenAI
+) -> AsyncIterator[tuple[ChatService, list[str]]]:
+    outcomes: list[str] = []  # what the breaker counted of each call
+    model = ChatModel(api_key="", base_url=llm.base_url, model="m", timeout_s=5, max_reply_tokens=100)
+    async with make_bot(TOKEN, tg.base_url) as bot:
+        messenger = Messenger(bot)
+        alerts = Alerts(messenger, [], clock=clock)
+        kv = KeyValueStore(db)
+        chat = ChatService(
+            queue=queue,
+            conversations=ConversationStore(db),
+            model=model,
+            messenger=messenger,
+            breaker=CircuitBreaker("LLM", observe=lambda _name, outcome, _s: outcomes.append(outcome)),
+            alerts=alerts,
+            spending=Spending(UsageStore(db), kv, alerts, prices=Prices(0.15, 0.6, 0.006), clock=clock),
+            clock=clock,
+            system_prompt="",
+            history_messages=10,
+            history_ttl_days=7,
+            stream=True,
+            stream_interval_s=0.5,
+            llm_slots=asyncio.Semaphore(1),
+        )
+        yield chat, outcomes
+    await model.aclose()
+
+
+async def test_a_stream_whose_job_lost_its_lease_stops_and_blames_nobody(
+    service: tuple[ChatService, list[str]],
+    queue: JobQueue,
+    clock: ManualClock,
+    tg: FakeTelegram,
+    llm: FakeOpenAI,
+) -> None:
+    chat, outcomes = service
+    llm.script.append(Scripted(text="a long answer " * 40, piece_chars=40, piece_delay_s=0.05))
+    await queue.enqueue("tg-update", {"n": 1})
+    [stale] = await queue.claim({"tg-update": 1}, 1)
+    clock.advance(queue.lease_s + 1)  # the worker stalled: its lease ran out
+    await queue.recover_expired()
+    [newer] = await queue.claim({"tg-update": 1}, 1)
+    assert newer.id == stale.id and newer.lease_token != stale.lease_token
+    with pytest.raises(LeaseLostError):  # at the first checkpoint (the streamed message's id)
+        await chat.answer(stale, ReplyTarget(10, 1, None), 10, "hi", {})
+    assert outcomes == []  # neither a failure nor a success of the LLM: the breaker ignores it
+    # The newer attempt owns the job and the message now: the stale one marked nothing.
+    assert not any(texts.STREAM_FAILED in t or texts.STREAM_INTERRUPTED in t for t in tg.texts_to(10))
