@@ -18,8 +18,9 @@ cancellation or a bug of ours. Time is a monotonic clock, injected.
 The breaker also tells an outage from one request that fails: a ``TransientError`` leaving it
 is marked ``shared`` when the circuit is not closed or when another caller's failure is part of
 the same run of failures (or when it was shared already: an unreachable server is everyone's).
-A prompt that fails alone is not shared. Calls with no caller (None) are nobody in particular:
-their failures open the circuit as in a plain breaker."""
+A prompt that fails alone is not shared. Calls with no caller (None), rate limits (429) and an
+unreachable server are nobody in particular: their failures open the circuit as in a plain
+breaker."""
 
 from __future__ import annotations
 
@@ -97,7 +98,9 @@ class CircuitBreaker:
         try:
             yield
         except (TransientError, UpstreamUnavailable) as exc:
-            self._failing_callers.add(caller)
+            # A rate limit or an unreachable server is nobody's prompt: it counts as everyone's.
+            everyone = isinstance(exc, UpstreamUnavailable) or exc.shared
+            self._failing_callers.add(None if everyone else caller)
             self._failure(trial)
             if isinstance(exc, TransientError):
                 others = len(self._failing_callers) > 1

@@ -182,19 +182,29 @@ async def test_kill_9_between_the_parts_of_a_long_answer_resumes_where_it_stoppe
 async def test_an_llm_outage_opens_the_breaker_tells_the_user_once_and_recovers(
     tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
 ) -> None:
-    llm.script.append(Scripted(status=500))  # one failure opens the breaker (BREAKER_FAIL_MAX=1)
-    process = BotProcess(tmp_path / "data", tg, llm, BREAKER_FAIL_MAX="1", BREAKER_RESET_S="4").start()
+    llm.script += [Scripted(status=500)] * 2  # two chats fail: that opens it (BREAKER_FAIL_MAX=2)
+    process = BotProcess(tmp_path / "data", tg, llm, BREAKER_FAIL_MAX="2", BREAKER_RESET_S="4").start()
     try:
         tg.add_message(10, "hello")
-        # The retry 2 s later finds the breaker open: no request, the user is told, the job waits.
-        await eventually(lambda: tg.texts_to(10) == [texts.OUTAGE], timeout=20, what="the outage notice")
-        assert len(llm.requests) == 1
+        tg.add_message(11, "hi")
+        # The retries 2 s later find the breaker open: no request, the users are told, jobs wait.
         await eventually(
-            lambda: tg.texts_to(10) == [texts.OUTAGE, "echo: hello"], timeout=30, what="the answer"
+            lambda: tg.texts_to(10) == [texts.OUTAGE] and tg.texts_to(11) == [texts.OUTAGE],
+            timeout=20,
+            what="the outage notices",
+        )
+        assert len(llm.requests) == 2
+        await eventually(
+            lambda: (
+                tg.texts_to(10) == [texts.OUTAGE, "echo: hello"]
+                and tg.texts_to(11) == [texts.OUTAGE, "echo: hi"]
+            ),
+            timeout=30,
+            what="the answers",
         )
     finally:
         assert await process.stop() == 0, process.log()
-    assert len(llm.requests) == 2  # the failure, then the half-open trial that succeeded
+    assert len(llm.requests) == 4  # the failures, then the half-open trials that succeeded
 
 
 async def test_a_too_long_conversation_drops_its_oldest_half_then_asks_for_reset(
