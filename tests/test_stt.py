@@ -22,16 +22,21 @@ FIXTURES = Path(__file__).with_name("fixtures")
 SPEECH = (FIXTURES / "capital.ogg").read_bytes()  # 2.3 s of espeak-ng speech
 
 
-def ogg_claiming(seconds: float, ogg: bytes = SPEECH) -> bytes:
-    """``ogg`` with its last page's granule position rewritten so that the container claims
-    ``seconds`` (mutagen recomputes the page's CRC): a few seconds of audio posing as hours."""
+def ogg_pages(ogg: bytes) -> list[OggPage]:
+    """The pages of an Ogg stream, as mutagen reads them (it recomputes CRCs when writing)."""
     stream = io.BytesIO(ogg)
     pages = []
     while True:
         try:
             pages.append(OggPage(stream))
         except EOFError:
-            break
+            return pages
+
+
+def ogg_claiming(seconds: float, ogg: bytes = SPEECH) -> bytes:
+    """``ogg`` with its last page's granule position rewritten so that the container claims
+    ``seconds`` (mutagen recomputes the page's CRC): a few seconds of audio posing as hours."""
+    pages = ogg_pages(ogg)
     pages[-1].position = int(seconds * 48_000)  # Opus granules count 48 kHz samples
     return b"".join(page.write() for page in pages)
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import mutagen
 import pytest
-from mutagen.ogg import OggPage
 
 from botcore import texts
 from botcore.errors import Cause
@@ -17,7 +16,7 @@ from botcore.errors import Cause
 from .botproc import BotProcess
 from .conftest import eventually
 from .fakes import Failure, FakeOpenAI, FakeTelegram, Scripted
-from .test_stt import ogg_claiming
+from .test_stt import ogg_claiming, ogg_pages
 from .test_stt_local import gone
 
 AUDIO = b"OggS" + bytes(range(256)) * 4  # the fakes never decode it (nor can mutagen measure it)
@@ -199,13 +198,7 @@ async def test_local_transcription_end_to_end(tmp_path: Path, tg: FakeTelegram, 
 def ogg_repeated(ogg: bytes, times: int) -> bytes:
     """One Ogg/Opus stream playing ``ogg``'s audio ``times`` times over: its audio pages repeated
     with granule positions and page numbers moved on (long speech without a large fixture)."""
-    stream = io.BytesIO(ogg)
-    pages = []
-    while True:
-        try:
-            pages.append(OggPage(stream))
-        except EOFError:
-            break
+    pages = ogg_pages(ogg)
     headers = [page for page in pages if page.position == 0]
     audio = [(page, page.position) for page in pages[len(headers) :]]
     out = [page.write() for page in headers]
