@@ -103,6 +103,8 @@ class Gate:
         chat_type = chat.get("type") if isinstance(chat, dict) else None
         if sender is None or not valid_id(chat_id) or chat_type == "channel":
             return []  # channel posts and the like: nobody to serve
+        if not valid_id(message.get("message_id")):
+            return []  # Telegram always sends one: without it this is no message to answer
         is_admin = sender.id in self._admins
         if chat_type in _GROUPS:
             if not self.addressed(message):

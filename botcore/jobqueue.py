@@ -11,6 +11,7 @@ from typing import Any
 from loguru import logger
 
 from botcore.clock import Clock
+from botcore.db import storage_outage
 from botcore.errors import Cause, PermanentError, TransientError, UpstreamUnavailable
 from botcore.jobstore import JobStore
 from botcore.models import Enqueued, Job, NewJob, PurgeResult, QueueStats
@@ -203,9 +204,22 @@ class JobQueue:
         return jobs
 
     async def save_checkpoint(self, job: Job, data: Mapping[str, Any]) -> bool:
-        """Keep progress across attempts (e.g. an answer already generated). Fenced by the lease."""
+        """Keep progress across attempts (e.g. an answer already generated). Fenced by the lease.
+        A database that refuses for a moment (another program holding its lock) is waited for,
+        up to about half the lease: the progress in hand (an answer the provider billed) is worth
+        more than the attempt that would otherwise make it again."""
         assert job.lease_token is not None, "only a claimed job can save progress"
-        return await self._store.save_checkpoint(job.id, job.lease_token, data, now=self.clock.now())
+        deadline = self.clock.now() + self.lease_s / 2
+        pause = 0.5
+        while True:
+            try:
+                return await self._store.save_checkpoint(job.id, job.lease_token, data, now=self.clock.now())
+            except Exception as exc:
+                if not storage_outage(exc) or self.clock.now() + pause > deadline:
+                    raise
+                self._log.warning("job {}: the database refused its progress ({}); trying again", job.id, exc)
+                await self.clock.wait(asyncio.Event(), pause)
+                pause = min(pause * 2, 4.0)
 
     # -- operators -------------------------------------------------------------------------
 

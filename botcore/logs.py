@@ -101,6 +101,10 @@ class _ToLoguru(logging.Handler):
         logger.bind(component=component).opt(exception=record.exc_info).log(level, record.getMessage())
 
 
+def _drop_unparsable_batch(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Error while parsing updates")
+
+
 def setup_logging(
     level: str,
     secrets: Iterable[str],
@@ -138,6 +142,11 @@ def setup_logging(
     # With max_retries=0 the rate limiter logs every flood-control answer with a traceback; the
     # queue owns that retry and logs it in one line.
     logging.getLogger("telegram.ext.AIORateLimiter").setLevel(logging.CRITICAL)
+    # An update python-telegram-bot cannot parse makes it log the whole batch, every user's text
+    # included, at CRITICAL with a traceback. The intake says so in one line of its own and reads
+    # the batch as plain JSON: the library's line is noise, and other people's messages.
+    for name in ("telegram.Bot", "telegram.ext.ExtBot"):
+        logging.getLogger(name).addFilter(_drop_unparsable_batch)
 
 
 def setup_sentry(dsn: str, secrets: Iterable[str], *, release: str) -> None:

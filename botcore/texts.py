@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from botcore.errors import Cause
 
 START = (
@@ -35,7 +37,7 @@ VOICE_TRANSCRIPT = "🎤 {text}"
 VOICE_NO_SPEECH = "🎤 I couldn't hear any speech in that voice message."
 VOICE_OFF = "Voice messages are turned off here. Please type your message."
 VOICE_TOO_BIG = "🎤 That recording is too large for me ({size:.0f} MB; the limit is {limit:.0f} MB)."
-VOICE_TOO_LONG = "🎤 That recording is too long for me ({minutes:.0f} min; the limit is {limit:.0f} min)."
+VOICE_TOO_LONG = "🎤 That recording is too long for me ({length}; the limit is {limit})."
 CONTEXT_TOO_LONG = (
     "Our conversation has grown too long for me to follow. Send /reset and ask me again, please."
 )
@@ -82,6 +84,15 @@ _VOICE_FAILED_BY_CAUSE = {
         "🎤 Telegram was having trouble, so I couldn't finish with your voice message. Please send it again."
     ),
 }
+
+
+def duration(seconds: float) -> str:
+    """A length for people: seconds under two minutes, minutes and seconds above (rounded down,
+    so a note just over a limit never reads as equal to it)."""
+    if seconds < 120:  # tenths rounded up, so 10.04 s never reads as a limit of 10 s
+        return f"{math.ceil(seconds * 10) / 10:.1f}".rstrip("0").rstrip(".") + " s"
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes} min {rest} s" if rest else f"{minutes} min"
 
 
 def failed(cause: Cause | None) -> str:

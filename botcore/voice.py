@@ -17,14 +17,14 @@ from typing import Any
 from loguru import logger
 
 from botcore import texts
-from botcore.audio import measure_seconds
+from botcore.audio import measure_seconds, usable_seconds
 from botcore.breaker import CircuitBreaker
 from botcore.chat import ChatService, ReplyTarget, wait_notice
 from botcore.clock import Clock
 from botcore.conversations import KeyValueStore
 from botcore.errors import Cause, JobError, StoppedByUser, UpstreamUnavailable
 from botcore.formatting import plain_chunks
-from botcore.incoming import clean_text, sender_of
+from botcore.incoming import clean_text, sender_of, valid_id
 from botcore.intake import route_to_update_job
 from botcore.jobqueue import JobQueue
 from botcore.messenger import Messenger
@@ -56,16 +56,18 @@ class VoiceNote:
 def voice_note(message: dict[str, Any]) -> VoiceNote | None:
     for field, (filename, mime) in _MEDIA.items():
         media = message.get(field)
-        if isinstance(media, dict) and media.get("file_id"):
-            name = media.get("file_name") or filename
+        if isinstance(media, dict) and isinstance(media.get("file_id"), str) and media["file_id"]:
+            name, size = media.get("file_name"), media.get("file_size")
+            declared = media.get("mime_type")
             return VoiceNote(
                 target=ReplyTarget.of(message),
                 user_id=sender.id if (sender := sender_of(message)) else None,
-                file_id=str(media["file_id"]),
-                seconds=float(media.get("duration") or 0),
-                size=media.get("file_size"),
-                filename=name,
-                mime=media.get("mime_type") or mime,
+                file_id=media["file_id"],
+                # The sender's claims, where they make sense at all: measured after download.
+                seconds=usable_seconds(media.get("duration")) or 0.0,
+                size=size if valid_id(size) else None,
+                filename=name if isinstance(name, str) and name else filename,
+                mime=declared if isinstance(declared, str) and declared else mime,
             )
     return None
 
@@ -112,6 +114,11 @@ class VoiceService:
         self._reply = reply
         self._log = logger.bind(component="voice")
 
+    def _too_long(self, seconds: float) -> str:
+        return texts.VOICE_TOO_LONG.format(
+            length=texts.duration(seconds), limit=texts.duration(self._max_seconds)
+        )
+
     def _refusal(self, note: VoiceNote) -> str | None:
         """Decided from the message alone, before anything is downloaded."""
         if self._stt is None:
@@ -120,7 +127,7 @@ class VoiceService:
         if note.size is not None and note.size > limit:
             return texts.VOICE_TOO_BIG.format(size=note.size / 1024 / 1024, limit=limit / 1024 / 1024)
         if note.seconds > self._max_seconds:
-            return texts.VOICE_TOO_LONG.format(minutes=note.seconds / 60, limit=self._max_seconds / 60)
+            return self._too_long(note.seconds)
         return None
 
     async def acknowledge(self, job: Job) -> None:
@@ -167,7 +174,7 @@ class VoiceService:
             # What the sender declared is only a claim: the container says how long it really is.
             measured = await asyncio.to_thread(measure_seconds, audio)
             if measured is not None and measured > self._max_seconds:
-                text = texts.VOICE_TOO_LONG.format(minutes=measured / 60, limit=self._max_seconds / 60)
+                text = self._too_long(measured)
                 await self._show(note, checkpoint["ack"], text)
                 await self._kv.delete(_ack_key(note))
                 return

@@ -230,7 +230,7 @@ class Worker:
             )
             await self._notify_dead([after], exc)
         else:
-            wait = after.run_at - self._queue.clock.now()
+            wait = max(0.0, after.run_at - self._queue.clock.now())  # recording may have taken a while
             # A wait (for an upstream, for another job) is expected; a failed attempt is worth a warning.
             level = "INFO" if isinstance(exc, UpstreamUnavailable) else "WARNING"
             self._log.log(

@@ -1,6 +1,7 @@
 """``python bot.py`` as a user runs it: starts on a fresh data directory, stops cleanly on a
 signal, refuses a second instance, and says in one line when Telegram is out of reach."""
 
+import asyncio
 import signal
 from pathlib import Path
 
@@ -47,3 +48,13 @@ async def test_a_rejected_token_is_one_line_and_status_2(
     assert bot.log().splitlines()[-1] == (
         "bot.py: TELEGRAM_BOT_TOKEN: Telegram rejected this token (revoked or mistyped?)"
     )
+
+
+async def test_sigterm_while_still_loading_is_a_clean_exit(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    """A supervisor stopping the bot in its first moments (still importing its libraries)."""
+    bot = BotProcess(tmp_path, tg, llm).start()
+    await asyncio.sleep(0.1)
+    assert await bot.stop() == 0, bot.log()
+    assert "Traceback" not in bot.log()

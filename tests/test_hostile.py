@@ -266,3 +266,61 @@ async def test_an_answer_stopped_with_cancel_is_billed_for_what_it_wrote(
     with contextlib.closing(sqlite3.connect(db_path)) as db:
         rows = db.execute("SELECT completion_tokens FROM usage WHERE chat_id = 10").fetchall()
     assert len(rows) == 1 and 75 <= rows[0][0] < 500  # 300+ of the 2,000 characters: ~4 a token
+
+
+async def test_an_answer_generated_while_the_database_is_locked_is_kept_not_asked_again(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    """The provider billed the answer: a brief lock by another program when it comes must not
+    throw it away (and pay for it again on the retry)."""
+    llm.by_prompt["slow one"] = Scripted(delay_s=2.0)
+    process = BotProcess(tmp_path / "data", tg, llm).start()
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with contextlib.closing(sqlite3.connect(tmp_path / "data" / "bot.db", isolation_level=None)) as other:
+            other.execute("BEGIN EXCLUSIVE")
+            locked.set()
+            release.wait(60)
+            other.execute("ROLLBACK")
+
+    holder = threading.Thread(target=hold_the_lock)
+    try:
+        tg.add_message(10, "warm up")
+        await eventually(lambda: tg.texts_to(10), timeout=20, what="the bot to be up")
+        tg.add_message(10, "slow one")
+        await eventually(lambda: len(llm.requests) == 2, timeout=20, what="the slow call to start")
+        holder.start()
+        assert await asyncio.to_thread(locked.wait, 10)
+        await asyncio.sleep(12.0)  # the answer comes at 2 s; its checkpoint waits for the lock
+        release.set()
+        await asyncio.to_thread(holder.join, 10)
+        await eventually(lambda: tg.texts_to(10)[-1:] == ["echo: slow one"], timeout=30, what="the answer")
+    finally:
+        release.set()
+        if holder.is_alive():
+            holder.join(10)
+        await process.stop_clean()
+    assert [r["messages"][-1]["content"] for r in llm.requests].count("slow one") == 1
+    with contextlib.closing(sqlite3.connect(tmp_path / "data" / "bot.db")) as db:
+        assert db.execute("SELECT count(*) FROM usage").fetchone()[0] == 2  # warm up, slow one
+
+
+async def test_a_batch_the_library_cannot_parse_is_not_logged_with_everyones_messages(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    tg.add_message(10, "from a client ahead of the library")
+    del tg.pending[-1]["message"]["date"]  # python-telegram-bot requires it
+    tg.add_message(11, "a private matter 4711")
+    process = BotProcess(tmp_path / "data", tg, llm).start()
+    try:
+        await eventually(
+            lambda: tg.texts_to(10) and tg.texts_to(11) == ["echo: a private matter 4711"],
+            timeout=20,
+            what="both answered",
+        )
+    finally:
+        await process.stop_clean()  # no traceback in the log
+    log = process.log()
+    assert "reading the batch as JSON" in log  # our one line says what happened
+    assert "Error while parsing updates" not in log and "private matter 4711" not in log

@@ -96,9 +96,9 @@ async def test_oversize_and_overlong_are_refused_before_download(
     tg.add_voice(10, AUDIO, file_size=25 * 1024 * 1024)
     tg.add_voice(20, AUDIO, duration=700)
     await shows(tg, 10, [texts.VOICE_TOO_BIG.format(size=25, limit=20)])
-    await shows(tg, 20, [texts.VOICE_TOO_LONG.format(minutes=700 / 60, limit=10)])
+    await shows(tg, 20, [texts.VOICE_TOO_LONG.format(length="11 min 40 s", limit="10 min")])
     tg.add_message(20, "ok")  # in the chat's order: answered after the voice job had its turn
-    await shows(tg, 20, [texts.VOICE_TOO_LONG.format(minutes=700 / 60, limit=10), "echo: ok"])
+    await shows(tg, 20, [texts.VOICE_TOO_LONG.format(length="11 min 40 s", limit="10 min"), "echo: ok"])
     assert tg.downloads == [] and llm.transcriptions == []
 
 
@@ -109,7 +109,7 @@ async def test_audio_longer_than_it_claims_is_refused_after_download(
     process = BotProcess(tmp_path / "data", tg, llm).start()
     try:
         tg.add_voice(10, ogg_claiming(7200), duration=1)
-        too_long = texts.VOICE_TOO_LONG.format(minutes=7200 / 60, limit=10)
+        too_long = texts.VOICE_TOO_LONG.format(length="120 min", limit="10 min")
         await shows(tg, 10, [too_long])  # the acknowledgement, edited
         tg.add_message(10, "ok")  # in the chat's order: answered once the voice job is over
         await shows(tg, 10, [too_long, "echo: ok"])
