@@ -15,6 +15,32 @@ from .conftest import eventually
 from .fakes import Failure, FakeOpenAI, FakeTelegram, Scripted
 
 
+class ExclusiveLock:
+    """Another program holding the bot's database under BEGIN EXCLUSIVE, from a thread of this
+    one (SQLite's locks are per process, so to the bot it is another program), until released."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._locked, self._release = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._hold)
+
+    def _hold(self) -> None:
+        with contextlib.closing(sqlite3.connect(self._path, isolation_level=None)) as other:
+            other.execute("BEGIN EXCLUSIVE")
+            self._locked.set()
+            self._release.wait(60)
+            other.execute("ROLLBACK")
+
+    async def take(self) -> None:
+        self._thread.start()
+        assert await asyncio.to_thread(self._locked.wait, 10)
+
+    async def release(self) -> None:
+        self._release.set()
+        if self._thread.is_alive():
+            await asyncio.to_thread(self._thread.join, 10)
+
+
 async def test_a_text_sqlite_cannot_encode_costs_nobody_their_message(
     tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
 ) -> None:
@@ -53,28 +79,17 @@ async def test_a_database_locked_by_another_program_refuses_and_loses_nothing(
         RATE_LIMIT_GLOBAL_PER_MIN="100",
     ).start()
     users = range(1, 7)
-    locked, release = threading.Event(), threading.Event()
-
-    def hold_the_lock() -> None:
-        with contextlib.closing(sqlite3.connect(tmp_path / "data" / "bot.db", isolation_level=None)) as other:
-            other.execute("BEGIN EXCLUSIVE")
-            locked.set()
-            release.wait(60)
-            other.execute("ROLLBACK")
-
-    holder = threading.Thread(target=hold_the_lock)
+    lock = ExclusiveLock(tmp_path / "data" / "bot.db")
     try:
         tg.add_message(99, "warm up")
         await eventually(lambda: tg.texts_to(99), timeout=20, what="the bot to be up")
-        holder.start()
-        assert await asyncio.to_thread(locked.wait, 10)
+        await lock.take()
         for n in range(8):
             for user in users:
                 tg.add_message(user, f"u{user} m{n}")
             await asyncio.sleep(3.0)  # 24 s of messages while the lock is held: intake tries again
         await asyncio.sleep(6.0)  # and again, each time counting what Telegram sent again
-        release.set()
-        await asyncio.to_thread(holder.join, 10)
+        await lock.release()
         want = {user: [f"echo: u{user} m{n}" for n in range(8)] for user in users}
         await eventually(
             lambda: all(tg.texts_to(user) == replies for user, replies in want.items()),
@@ -83,9 +98,7 @@ async def test_a_database_locked_by_another_program_refuses_and_loses_nothing(
         )
         await asyncio.sleep(1.0)  # and nothing more comes
     finally:
-        release.set()
-        if holder.is_alive():
-            holder.join(10)
+        await lock.release()
         await process.stop_clean()
     for user in users:
         assert tg.texts_to(user) == want[user]
@@ -275,31 +288,18 @@ async def test_an_answer_generated_while_the_database_is_locked_is_kept_not_aske
     throw it away (and pay for it again on the retry)."""
     llm.by_prompt["slow one"] = Scripted(delay_s=2.0)
     process = BotProcess(tmp_path / "data", tg, llm).start()
-    locked, release = threading.Event(), threading.Event()
-
-    def hold_the_lock() -> None:
-        with contextlib.closing(sqlite3.connect(tmp_path / "data" / "bot.db", isolation_level=None)) as other:
-            other.execute("BEGIN EXCLUSIVE")
-            locked.set()
-            release.wait(60)
-            other.execute("ROLLBACK")
-
-    holder = threading.Thread(target=hold_the_lock)
+    lock = ExclusiveLock(tmp_path / "data" / "bot.db")
     try:
         tg.add_message(10, "warm up")
         await eventually(lambda: tg.texts_to(10), timeout=20, what="the bot to be up")
         tg.add_message(10, "slow one")
         await eventually(lambda: len(llm.requests) == 2, timeout=20, what="the slow call to start")
-        holder.start()
-        assert await asyncio.to_thread(locked.wait, 10)
+        await lock.take()
         await asyncio.sleep(12.0)  # the answer comes at 2 s; its checkpoint waits for the lock
-        release.set()
-        await asyncio.to_thread(holder.join, 10)
+        await lock.release()
         await eventually(lambda: tg.texts_to(10)[-1:] == ["echo: slow one"], timeout=30, what="the answer")
     finally:
-        release.set()
-        if holder.is_alive():
-            holder.join(10)
+        await lock.release()
         await process.stop_clean()
     assert [r["messages"][-1]["content"] for r in llm.requests].count("slow one") == 1
     with contextlib.closing(sqlite3.connect(tmp_path / "data" / "bot.db")) as db:
