@@ -92,8 +92,8 @@ class Gate:
 
     def route(self, update: dict[str, Any]) -> list[NewJob]:
         """The jobs for ``update``: none when it is not for us, not allowed, or over a limit.
-        Rate limits are decided once per update: one Telegram delivers again (its batch was not
-        stored) gets the decision it had, and spends no quota a second time."""
+        Rate limits are decided once per update: an update Telegram delivers again (its batch
+        was not stored) gets the decision it had, and spends no quota a second time."""
         message = update.get("message")
         if not isinstance(message, dict):
             return []
