@@ -96,10 +96,11 @@ class TransientError(JobError):
         retry_after: float | None = None,
         cause: Cause | None = None,
         usage: Usage | None = None,
+        shared: bool = False,
     ) -> None:
         super().__init__(message, cause=cause, usage=usage)
         self.retry_after = retry_after
-        self.shared = False
+        self.shared = shared
 
 
 class UpstreamUnavailable(JobError):

@@ -187,9 +187,8 @@ def translate(
     if isinstance(exc, openai.APITimeoutError):
         return TransientError(f"{service}: timed out", cause=Cause.TIMEOUT)
     if isinstance(exc, openai.APIConnectionError):
-        error = TransientError(f"{service}: unreachable", cause=Cause.UNAVAILABLE)
-        error.shared = True  # a server unreachable or dropping connections: an outage, whoever asked
-        return error
+        # A server unreachable or dropping connections: an outage, whoever asked.
+        return TransientError(f"{service}: unreachable", cause=Cause.UNAVAILABLE, shared=True)
     if isinstance(exc, openai.APIResponseValidationError):
         return PermanentError(_NOT_A_COMPLETION)
     if isinstance(exc, openai.APIStatusError):

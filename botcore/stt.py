@@ -88,12 +88,10 @@ class _HttpTranscriber:
             response = await self._http.post(url, files=files, data=data)
         except httpx.TimeoutException as exc:
             raise TransientError(f"{self.name}: timed out", cause=Cause.TIMEOUT) from exc
-        except httpx.HTTPError as exc:
-            error = TransientError(
-                f"{self.name}: unreachable ({type(exc).__name__})", cause=Cause.UNAVAILABLE
-            )
-            error.shared = True  # an unreachable server is an outage, whatever the audio
-            raise error from exc
+        except httpx.HTTPError as exc:  # an unreachable server is an outage, whatever the audio
+            raise TransientError(
+                f"{self.name}: unreachable ({type(exc).__name__})", cause=Cause.UNAVAILABLE, shared=True
+            ) from exc
         status = response.status_code
         if status >= 400:
             raise http_error(
