@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from botcore.clock import SystemClock
-from botcore.db import Database
 from botcore.jobqueue import JobQueue
-from botcore.jobstore import JobStore
 from botcore.models import Job, NewJob
+from botcore.sqlite_db import Database
+from botcore.sqlite_jobs import SqliteJobStore
 from botcore.worker import JobKind, Worker
 
 PAYLOAD = {"chat_id": 123456789, "text": "hello there, what is the weather like today?"}
@@ -59,7 +59,7 @@ def pct(xs: list[float], q: float) -> float | None:
 
 async def _open(path: Path, sync: str) -> tuple[Database, JobQueue]:
     db = await Database.open(path, synchronous=sync)
-    return db, JobQueue(JobStore(db), clock=SystemClock())
+    return db, JobQueue(SqliteJobStore(db), clock=SystemClock())
 
 
 def _new(i: int) -> NewJob:

@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 
 from botcore.breaker import CircuitBreaker
-from botcore.clock import Clock
+from botcore.clock import Clock, day_start
 from botcore.jobqueue import JobQueue
 from botcore.models import CleanupResult, JobState
-from botcore.usage import UsageStore, day_start
+from botcore.storage import UsageStore
 
 _STATES = (JobState.QUEUED, JobState.RUNNING, JobState.DONE, JobState.DEAD)
 

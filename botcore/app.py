@@ -22,14 +22,11 @@ from botcore.chat import NOTICE_KIND, ChatService, unstorable_notice
 from botcore.cleanup import Cleanup
 from botcore.clock import SystemClock
 from botcore.config import Settings, load_settings
-from botcore.conversations import ConversationStore, KeyValueStore
-from botcore.db import Database
 from botcore.errors import StartupError
 from botcore.gate import Gate, RateLimits
 from botcore.health import HealthServer
 from botcore.intake import COMMAND_KIND, UPDATE_KIND, UpdatePoller
 from botcore.jobqueue import JobQueue
-from botcore.jobstore import JobStore
 from botcore.llm import ChatModel
 from botcore.lockfile import DataDirLock
 from botcore.logs import setup_logging, setup_sentry
@@ -37,11 +34,12 @@ from botcore.messenger import Messenger
 from botcore.metrics import Metrics
 from botcore.models import Prices
 from botcore.spending import Spending
+from botcore.sqlite_storage import SqliteStorage
+from botcore.storage import Storage
 from botcore.stt import OpenAITranscriber, SpeechApiTranscriber, SpeechToText, WhisperApiTranscriber
 from botcore.stt_local import LocalWhisperTranscriber, resolve_model
 from botcore.telegram_api import make_bot
 from botcore.updates import UpdateHandler
-from botcore.usage import UsageStore
 from botcore.voice import ACK_KIND, VOICE_KIND, VoiceService, route_update
 from botcore.worker import JobKind, Worker
 
@@ -76,9 +74,9 @@ def build_transcriber(settings: Settings) -> SpeechToText | None:
     return None
 
 
-def build_queue(db: Database, settings: Settings) -> JobQueue:
+def build_queue(storage: Storage, settings: Settings) -> JobQueue:
     return JobQueue(
-        JobStore(db),
+        storage.jobs,
         clock=SystemClock(),
         lease_s=settings.job_lease_s,
         max_attempts=settings.job_max_attempts,
@@ -95,9 +93,9 @@ async def run(settings: Settings) -> None:
     _install_signal_handlers(stops)
     async with AsyncExitStack() as stack:
         stack.enter_context(DataDirLock(settings.data_dir))
-        db = await Database.open(settings.db_path, synchronous=settings.sqlite_synchronous)
-        stack.push_async_callback(db.close)
-        queue = build_queue(db, settings)
+        storage = await SqliteStorage.open(settings.db_path, synchronous=settings.sqlite_synchronous)
+        stack.push_async_callback(storage.close)
+        queue = build_queue(storage, settings)
 
         bot = make_bot(
             settings.telegram_bot_token,
@@ -116,15 +114,10 @@ async def run(settings: Settings) -> None:
             max_reply_tokens=settings.max_reply_tokens,
         )
         stack.push_async_callback(model.aclose)
-        conversations = ConversationStore(db)
-        usage = UsageStore(db)
-        kv = KeyValueStore(db)
+        conversations, usage, kv = storage.conversations, storage.usage, storage.kv
         cleanup = Cleanup(
-            db,
+            storage,
             queue,
-            conversations,
-            usage,
-            kv,
             done_after_s=settings.job_retention_done_s,
             dead_after_s=settings.job_retention_dead_s,
             history_ttl_days=settings.history_ttl_days,
@@ -274,12 +267,12 @@ async def run(settings: Settings) -> None:
             for stop in stops:
                 stop()
         log.info(
-            "bot {} started as @{}: model {} at {}, database {}; press Ctrl-C to stop",
+            "bot {} started as @{}: model {} at {}, {}; press Ctrl-C to stop",
             __version__,
             bot.username,
             settings.openai_model,
             settings.openai_base_url,
-            settings.db_path,
+            storage.description,
         )
         if not settings.admin_user_ids:
             log.warning(

@@ -18,7 +18,6 @@ from botcore.alerts import Alerts
 from botcore.breaker import BreakerState, CircuitBreaker
 from botcore.cancels import Cancels
 from botcore.clock import DAY_S, Clock
-from botcore.conversations import ConversationStore
 from botcore.errors import (
     Cause,
     ContextTooLongError,
@@ -35,6 +34,7 @@ from botcore.llm import ChatModel, Completion
 from botcore.messenger import Messenger
 from botcore.models import Job, NewJob, Turn, Usage
 from botcore.spending import Spending, billing_key, failed_call_key
+from botcore.storage import ConversationStore
 from botcore.streaming import StreamingReply
 
 NOTICE_KIND = "notice"
@@ -320,8 +320,7 @@ class ChatService:
         await self.save(job, checkpoint)
 
     async def save(self, job: Job, checkpoint: dict[str, Any]) -> None:
-        if not await self._queue.save_checkpoint(job, checkpoint):
-            raise LeaseLostError("lost the job's lease; a newer attempt carries on")
+        await self._queue.save_checkpoint(job, checkpoint)
 
 
 def unstorable_notice(update: dict[str, Any]) -> NewJob | None:

@@ -10,23 +10,18 @@ import asyncio
 
 from loguru import logger
 
-from botcore.clock import DAY_S
-from botcore.conversations import ConversationStore, KeyValueStore
-from botcore.db import Database, storage_outage
+from botcore.clock import DAY_S, utc_date
+from botcore.errors import StorageUnavailable
 from botcore.jobqueue import JobQueue
 from botcore.models import CleanupResult
-from botcore.spending import COST_ALERT_KEY
-from botcore.usage import UsageStore, utc_date
+from botcore.storage import COST_ALERT_PREFIX, Storage, cost_alert_key
 
 
 class Cleanup:
     def __init__(
         self,
-        db: Database,
+        storage: Storage,
         queue: JobQueue,
-        conversations: ConversationStore,
-        usage: UsageStore,
-        kv: KeyValueStore,
         *,
         done_after_s: float,
         dead_after_s: float,
@@ -35,11 +30,8 @@ class Cleanup:
         every_s: float = 60.0,
         full_every_s: float = DAY_S,
     ) -> None:
-        self._db = db
+        self._storage = storage
         self._queue = queue
-        self._conversations = conversations
-        self._usage = usage
-        self._kv = kv
         self._done_after_s = done_after_s
         self._dead_after_s = dead_after_s
         self._history_ttl_s = history_ttl_days * DAY_S
@@ -55,10 +47,11 @@ class Cleanup:
         messages = usage = 0
         if full:
             now = self._queue.clock.now()
-            messages = await self._conversations.purge_expired(before=now - self._history_ttl_s)
-            usage = await self._usage.purge(before=now - self._usage_retention_s)
-            await self._kv.delete_before(COST_ALERT_KEY, COST_ALERT_KEY + utc_date(now - 7 * DAY_S))
-            await self._db.maintain()
+            messages = await self._storage.conversations.purge_expired(before=now - self._history_ttl_s)
+            usage = await self._storage.usage.purge(before=now - self._usage_retention_s)
+            week_ago = cost_alert_key(utc_date(now - 7 * DAY_S))
+            await self._storage.kv.delete_before(COST_ALERT_PREFIX, week_ago)
+            await self._storage.maintain()
         result = CleanupResult(jobs.done, jobs.dead, messages, usage)
         if full or jobs.done or jobs.dead:
             self._log.info(
@@ -83,7 +76,7 @@ class Cleanup:
                 if full:
                     next_full = clock.now() + self._full_every_s
             except Exception as exc:
-                if storage_outage(exc):  # locked by another program, a full disk: expected, brief
+                if isinstance(exc, StorageUnavailable):  # locked by another program, a full disk
                     self._log.warning("cleanup failed: {}; will try again in {:g} s", exc, self._every_s)
                 else:
                     self._log.opt(exception=exc).error("cleanup failed; will try again")

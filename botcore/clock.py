@@ -1,4 +1,5 @@
-"""Time as a collaborator: the real wall clock, and a manual clock that tests advance by hand.
+"""Time as a collaborator: the one ``Clock`` every component is given (the real wall clock, or
+a manual clock that tests advance by hand), and the UTC calendar arithmetic on its readings.
 Persisted times (``run_at``, leases) are Unix seconds, so they survive a restart."""
 
 from __future__ import annotations
@@ -6,9 +7,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from datetime import UTC, datetime
 from typing import Protocol
 
 DAY_S = 86_400.0
+
+
+def day_start(now: float) -> float:
+    """The start of ``now``'s UTC day."""
+    return now - now % DAY_S
+
+
+def utc_date(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d")
+
+
+def month_start(now: float) -> float:
+    """The start of ``now``'s UTC month."""
+    moment = datetime.fromtimestamp(now, UTC)
+    return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
 
 
 class Clock(Protocol):

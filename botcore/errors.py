@@ -6,10 +6,13 @@ enter our code; workers and handlers see only these. Text for chat users lives e
     │   ├── ConfigError         a setting is missing or malformed (names the variable)
     │   ├── SchemaTooNewError   the database was written by a newer version of the bot
     │   └── AlreadyRunningError another process holds the data directory
+    ├── StorageUnavailable      the database refuses work for now (locked, full, I/O): retry the
+    │                           same work later, rather than set one piece of data aside
     └── JobError                raised by job handlers; the queue decides what happens next
         ├── LeaseLostError      another attempt owns the job now: this one stops, nothing is blamed
         ├── TransientError      may succeed later: retried with backoff or after retry_after
         ├── UpstreamUnavailable a dependency is down (breaker open): deferred, no attempt spent
+        ├── NotYet              waits for another job (a voice note's acknowledgement): deferred
         └── PermanentError      retrying cannot help: the job goes straight to dead
             ├── ContextTooLongError  the conversation no longer fits the model's context
             └── StoppedByUser        the user sent /cancel
@@ -68,6 +71,11 @@ class AlreadyRunningError(StartupError):
     pass
 
 
+class StorageUnavailable(BotError):
+    """Raised by a storage backend when the database, not the data, is the problem (another
+    program holds its lock, the disk is full, an I/O error). ``str(err)`` is the backend's reason."""
+
+
 class JobError(BotError):
     """Raised by a job handler to tell the queue how the attempt ended."""
 
@@ -110,6 +118,15 @@ class UpstreamUnavailable(JobError):
 
     def __init__(self, message: str, *, retry_after: float | None = None, cause: Cause | None = None) -> None:
         super().__init__(message, cause=cause)
+        self.retry_after = retry_after
+
+
+class NotYet(JobError):
+    """This job must wait for another one to finish first; it runs again shortly without
+    spending an attempt. Nobody failed, so no breaker counts it and the user is told nothing."""
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
         self.retry_after = retry_after
 
 

@@ -6,17 +6,15 @@ no web framework; it serves one small request per connection."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 
 from loguru import logger
 
-from botcore.clock import Clock
-from botcore.conversations import KeyValueStore
+from botcore.clock import Clock, day_start
 from botcore.intake import UpdatePoller
 from botcore.jobqueue import JobQueue
 from botcore.metrics import Metrics
-from botcore.usage import UsageStore, day_start
+from botcore.storage import HEALTH_PROBE_KEY, KeyValueStore, UsageStore
 
 _PROBE_TIMEOUT_S = 2.0
 _PROBE_EVERY_S = 5.0
@@ -98,7 +96,7 @@ class HealthServer:
 
     async def _write_probe(self) -> str | None:
         try:
-            await self._kv.put("health.probe", str(time.time()))
+            await self._kv.put(HEALTH_PROBE_KEY, str(self._clock.now()))
         except Exception as exc:  # locked, read-only, disk full… the reason is what matters
             return f"the database is not writable ({type(exc).__name__})"
         return None

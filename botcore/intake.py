@@ -17,16 +17,15 @@ from loguru import logger
 from telegram.warnings import PTBUserWarning
 
 from botcore.clock import Clock
-from botcore.conversations import KeyValueStore
-from botcore.db import storage_outage
+from botcore.errors import StorageUnavailable
 from botcore.incoming import clean, valid_id
 from botcore.jobqueue import JobQueue, describe_error
 from botcore.models import Enqueued, NewJob
+from botcore.storage import OFFSET_KEY, KeyValueStore
 from botcore.telegram_api import retry_after_seconds
 
 UPDATE_KIND = "tg-update"  # a message, answered in its chat's order within LLM_CONCURRENCY
 COMMAND_KIND = "tg-command"  # a command that neither reads nor changes the conversation
-_OFFSET = "intake.offset"  # where polling resumes after a restart
 ALLOWED_UPDATES = ("message",)  # edits are not answered again
 # Commands that neither change nor read the conversation run at once, not in the chat's order and
 # not within the LLM's slots (/retry with a job id is the admin's; /retry alone and /reset must
@@ -136,7 +135,7 @@ class UpdatePoller:
                     self.received += len(updates)
                     await self.persist(updates)
                     offset = _next_offset(updates, offset)  # confirmed by the next getUpdates
-                    await self._kv.put(_OFFSET, str(offset))
+                    await self._kv.put(OFFSET_KEY, str(offset))
                     self.store_failing_since = None
                 pause = self._first_pause_s
             except _UnparsableBatch as exc:
@@ -154,7 +153,7 @@ class UpdatePoller:
         pause = self._first_pause_s
         while not self._stop.is_set():
             try:
-                return await self._kv.get(_OFFSET)
+                return await self._kv.get(OFFSET_KEY)
             except Exception as exc:
                 pause = await self._failed(exc, pause)
         return None
@@ -232,7 +231,7 @@ class UpdatePoller:
         try:
             results = await self._queue.enqueue_many(jobs)
         except Exception as exc:
-            if storage_outage(exc):
+            if isinstance(exc, StorageUnavailable):
                 raise
             results = await self._isolate(routed, dead, outcomes)
         self._log.debug(
@@ -255,7 +254,7 @@ class UpdatePoller:
             try:
                 results += await self._queue.enqueue_many(jobs)
             except Exception as exc:
-                if storage_outage(exc):
+                if isinstance(exc, StorageUnavailable):
                     raise
                 self._log.opt(exception=exc).error("update {} could not be stored", update.get("update_id"))
                 dead.append(dead_letter(update, f"could not be stored: {describe_error(exc)}"))
@@ -282,7 +281,7 @@ class _UnparsableBatch(Exception):
 
 
 def _describe(exc: Exception) -> str:
-    if storage_outage(exc):
+    if isinstance(exc, StorageUnavailable):
         return f"the database refused the batch ({exc})"  # "database is locked", "disk is full"
     if isinstance(exc, telegram.error.Conflict):
         return "409 Conflict: another process is polling with this bot token"

@@ -11,10 +11,17 @@ from typing import Any
 from loguru import logger
 
 from botcore.clock import Clock
-from botcore.db import storage_outage
-from botcore.errors import Cause, PermanentError, TransientError, UpstreamUnavailable
-from botcore.jobstore import JobStore
+from botcore.errors import (
+    Cause,
+    LeaseLostError,
+    NotYet,
+    PermanentError,
+    StorageUnavailable,
+    TransientError,
+    UpstreamUnavailable,
+)
 from botcore.models import Enqueued, Job, NewJob, PurgeResult, QueueStats
+from botcore.storage import JobStore
 
 _MAX_ERROR_CHARS = 500
 
@@ -67,9 +74,7 @@ class JobQueue:
     ) -> Enqueued:
         """Queue a job. With a ``dedup_key`` already known, returns that job and queues nothing."""
         new = NewJob(kind, dict(payload or {}), dedup_key, group_key, delay_s, max_attempts)
-        result = await self._store.insert(new, max_attempts=self.max_attempts, now=self.clock.now())
-        if result.created:
-            self.wake.set()
+        [result] = await self.enqueue_many([new])
         return result
 
     async def enqueue_many(self, new_jobs: Sequence[NewJob]) -> list[Enqueued]:
@@ -119,7 +124,7 @@ class JobQueue:
         error = describe_error(exc)
         if isinstance(exc, PermanentError):
             return await self._store.bury(job.id, job.lease_token, error=error, now=now)
-        if isinstance(exc, UpstreamUnavailable) or self._waits_for_upstream(job, exc):
+        if isinstance(exc, UpstreamUnavailable | NotYet) or self._waits_for_upstream(job, exc):
             # Read afresh: a checkpoint saved during this attempt restarted the outage clock.
             current = await self._store.get(job.id)
             since = job.deferred_since if current is None else current.deferred_since
@@ -152,7 +157,7 @@ class JobQueue:
             return False
         return (
             job.attempts < job.max_attempts
-            or isinstance(exc, UpstreamUnavailable)
+            or isinstance(exc, UpstreamUnavailable | NotYet)
             or self._waits_for_upstream(job, exc)
         )
 
@@ -203,23 +208,28 @@ class JobQueue:
             self.wake.set()
         return jobs
 
-    async def save_checkpoint(self, job: Job, data: Mapping[str, Any]) -> bool:
-        """Keep progress across attempts (e.g. an answer already generated). Fenced by the lease.
-        A database that refuses for a moment (another program holding its lock) is waited for,
-        up to about half the lease: the progress in hand (an answer the provider billed) is worth
+    async def save_checkpoint(self, job: Job, data: Mapping[str, Any]) -> None:
+        """Keep progress across attempts (e.g. an answer already generated). Fenced by the lease:
+        raises ``LeaseLostError`` when a newer attempt owns the job, so this one stops. A
+        database that refuses for a moment (another program holding its lock) is waited for, up
+        to about half the lease: the progress in hand (an answer the provider billed) is worth
         more than the attempt that would otherwise make it again."""
         assert job.lease_token is not None, "only a claimed job can save progress"
         deadline = self.clock.now() + self.lease_s / 2
         pause = 0.5
         while True:
             try:
-                return await self._store.save_checkpoint(job.id, job.lease_token, data, now=self.clock.now())
+                saved = await self._store.save_checkpoint(job.id, job.lease_token, data, now=self.clock.now())
             except Exception as exc:
-                if not storage_outage(exc) or self.clock.now() + pause > deadline:
+                if not isinstance(exc, StorageUnavailable) or self.clock.now() + pause > deadline:
                     raise
                 self._log.warning("job {}: the database refused its progress ({}); trying again", job.id, exc)
                 await self.clock.wait(asyncio.Event(), pause)
                 pause = min(pause * 2, 4.0)
+                continue
+            if not saved:
+                raise LeaseLostError("lost the job's lease; a newer attempt carries on")
+            return
 
     # -- operators -------------------------------------------------------------------------
 

@@ -11,12 +11,9 @@ from dataclasses import replace
 
 from botcore import texts
 from botcore.alerts import Alerts
-from botcore.clock import Clock
-from botcore.conversations import KeyValueStore
+from botcore.clock import Clock, day_start, month_start, utc_date
 from botcore.models import Job, Prices, Usage, UsageSummary
-from botcore.usage import UsageStore, day_start, month_start, utc_date
-
-COST_ALERT_KEY = "cost-alert:"  # + the UTC date: the day's alert was sent (kv, purged by cleanup)
+from botcore.storage import KeyValueStore, UsageStore, cost_alert_key
 
 
 def billing_key(job: Job, kind: str) -> str:
@@ -118,7 +115,7 @@ class Spending:
         spent = await self._spent_today(now)
         if spent < self._daily_alert:
             return
-        key = COST_ALERT_KEY + utc_date(now)
+        key = cost_alert_key(utc_date(now))
         if await self._kv.add(key, f"{spent:.4f}"):  # once a day, even across restarts
             text = texts.ALERT_DAILY_COST.format(spent=spent, limit=self._daily_alert)
             if not await self._alerts.send(text):

@@ -13,10 +13,10 @@ from loguru import logger
 from botcore import texts
 from botcore.admin import AdminCommands
 from botcore.chat import ChatService, ReplyTarget
-from botcore.conversations import ConversationStore
 from botcore.incoming import sender_of
 from botcore.models import Job
 from botcore.spending import Spending
+from botcore.storage import ConversationStore
 
 # Message fields that carry something a person sent (as opposed to service messages: joins,
 # pins, title changes…, which get no answer at all).

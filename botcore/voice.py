@@ -21,7 +21,6 @@ from botcore.audio import measure_seconds, usable_seconds
 from botcore.breaker import CircuitBreaker
 from botcore.chat import ChatService, ReplyTarget, wait_notice
 from botcore.clock import Clock
-from botcore.conversations import KeyValueStore
 from botcore.errors import Cause, JobError, StoppedByUser, UpstreamUnavailable
 from botcore.formatting import plain_chunks
 from botcore.incoming import clean_text, sender_of, valid_id
@@ -30,6 +29,7 @@ from botcore.jobqueue import JobQueue
 from botcore.messenger import Messenger
 from botcore.models import Job, JobState, NewJob, Usage
 from botcore.spending import Spending, billing_key
+from botcore.storage import KeyValueStore
 from botcore.stt import SpeechToText
 
 VOICE_KIND = "voice"

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 from loguru import logger
 
-from botcore.db import storage_outage
-from botcore.errors import JobError, UpstreamUnavailable
+from botcore.errors import JobError, NotYet, StorageUnavailable, UpstreamUnavailable
 from botcore.jobqueue import JobQueue, describe_error
 from botcore.models import Job, JobState
 
@@ -120,7 +119,7 @@ class Worker:
     def _database_failed(self, exc: Exception, what: str) -> None:
         """A database that refuses for now is expected (a backup holding a lock, a full disk):
         one line, no traceback. Anything else is a bug worth its traceback."""
-        if storage_outage(exc):
+        if isinstance(exc, StorageUnavailable):
             self._log.warning("{}: {}", what, exc)
         else:
             self._log.opt(exception=exc).error(what)
@@ -211,7 +210,7 @@ class Worker:
             self._observe(job, outcome, self._queue.clock.now() - started, max(0.0, started - job.run_at))
 
     async def _after_failure(self, job: Job, exc: Exception) -> None:
-        if storage_outage(exc):
+        if isinstance(exc, StorageUnavailable):
             self._log.warning("job {} ({}): the database refused: {}", job.id, job.kind, exc)
         elif not isinstance(exc, JobError):
             # A bug or an untranslated error: log it whole (variables are never shown) and retry.
@@ -232,7 +231,7 @@ class Worker:
         else:
             wait = max(0.0, after.run_at - self._queue.clock.now())  # recording may have taken a while
             # A wait (for an upstream, for another job) is expected; a failed attempt is worth a warning.
-            level = "INFO" if isinstance(exc, UpstreamUnavailable) else "WARNING"
+            level = "INFO" if isinstance(exc, UpstreamUnavailable | NotYet) else "WARNING"
             self._log.log(
                 level, "job {} ({}) will run again in {:.1f} s: {}", job.id, job.kind, wait, after.last_error
             )

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from botcore.clock import ManualClock
-from botcore.db import Database
 from botcore.jobqueue import JobQueue
-from botcore.jobstore import JobStore
+from botcore.sqlite_db import Database
+from botcore.sqlite_jobs import SqliteJobStore
 from botcore.worker import Worker
 
 from .fakes import FakeOpenAI, FakeTelegram
@@ -57,7 +57,7 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def queue(db: Database, clock: ManualClock) -> JobQueue:
-    return JobQueue(JobStore(db), clock=clock, rng=random.Random(7))
+    return JobQueue(SqliteJobStore(db), clock=clock, rng=random.Random(7))
 
 
 async def eventually(

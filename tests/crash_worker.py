@@ -17,11 +17,11 @@ import sys
 from pathlib import Path
 
 from botcore.clock import SystemClock
-from botcore.db import Database
 from botcore.jobqueue import JobQueue
-from botcore.jobstore import JobStore
 from botcore.lockfile import DataDirLock
 from botcore.models import Job
+from botcore.sqlite_db import Database
+from botcore.sqlite_jobs import SqliteJobStore
 from botcore.worker import JobKind, Worker
 
 
@@ -29,7 +29,7 @@ async def main(data_dir: Path, mode: str) -> None:
     trace = (data_dir / "trace.log").open("a", buffering=1)
     with DataDirLock(data_dir):
         db = await Database.open(data_dir / "bot.db")
-        queue = JobQueue(JobStore(db), clock=SystemClock(), max_attempts=4)
+        queue = JobQueue(SqliteJobStore(db), clock=SystemClock(), max_attempts=4)
 
         async def work(job: Job) -> None:
             n = job.payload["n"]

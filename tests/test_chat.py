@@ -13,16 +13,15 @@ from botcore.alerts import Alerts
 from botcore.breaker import CircuitBreaker
 from botcore.chat import ChatService, ReplyTarget
 from botcore.clock import ManualClock
-from botcore.conversations import ConversationStore, KeyValueStore
-from botcore.db import Database
 from botcore.errors import LeaseLostError
 from botcore.jobqueue import JobQueue
 from botcore.llm import ChatModel
 from botcore.messenger import Messenger
 from botcore.models import Prices
 from botcore.spending import Spending
+from botcore.sqlite_data import SqliteConversations, SqliteKeyValue, SqliteUsage
+from botcore.sqlite_db import Database
 from botcore.telegram_api import make_bot
-from botcore.usage import UsageStore
 
 from .conftest import TOKEN
 from .fakes import FakeOpenAI, FakeTelegram, Scripted
@@ -37,15 +36,15 @@ async def service(
     async with make_bot(TOKEN, tg.base_url) as bot:
         messenger = Messenger(bot)
         alerts = Alerts(messenger, [], clock=clock)
-        kv = KeyValueStore(db)
+        kv = SqliteKeyValue(db)
         chat = ChatService(
             queue=queue,
-            conversations=ConversationStore(db),
+            conversations=SqliteConversations(db),
             model=model,
             messenger=messenger,
             breaker=CircuitBreaker("LLM", observe=lambda _name, outcome, _s: outcomes.append(outcome)),
             alerts=alerts,
-            spending=Spending(UsageStore(db), kv, alerts, prices=Prices(0.15, 0.6, 0.006), clock=clock),
+            spending=Spending(SqliteUsage(db), kv, alerts, prices=Prices(0.15, 0.6, 0.006), clock=clock),
             clock=clock,
             system_prompt="",
             history_messages=10,

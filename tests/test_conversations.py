@@ -1,15 +1,15 @@
 import pytest
 
-from botcore.conversations import ConversationStore
-from botcore.db import Database
+from botcore.clock import day_start, month_start
 from botcore.models import Prices, Turn, Usage, UsageSummary
-from botcore.usage import UsageStore, day_start, month_start
+from botcore.sqlite_data import SqliteConversations, SqliteUsage
+from botcore.sqlite_db import Database
 
 DAY = 86_400.0
 
 
 async def test_history_is_the_last_n_messages_of_this_chat_oldest_first(db: Database) -> None:
-    store = ConversationStore(db)
+    store = SqliteConversations(db)
     for i in range(1, 8):
         await store.add_exchange(100, job_id=i, user_text=f"q{i}", answer=f"a{i}", now=1000.0 + i)
     await store.add_exchange(200, job_id=99, user_text="other chat", answer="x", now=1010.0)
@@ -24,7 +24,7 @@ async def test_history_is_the_last_n_messages_of_this_chat_oldest_first(db: Data
 
 
 async def test_expired_messages_are_left_out_and_purged(db: Database) -> None:
-    store = ConversationStore(db)
+    store = SqliteConversations(db)
     await store.add_exchange(1, job_id=1, user_text="old", answer="old answer", now=0.0)
     await store.add_exchange(1, job_id=2, user_text="new", answer="new answer", now=8 * DAY)
     recent = await store.history(1, limit=10, since=8 * DAY - 7 * DAY)
@@ -34,14 +34,14 @@ async def test_expired_messages_are_left_out_and_purged(db: Database) -> None:
 
 
 async def test_a_retried_job_stores_its_exchange_once(db: Database) -> None:
-    store = ConversationStore(db)
+    store = SqliteConversations(db)
     for _ in range(3):
         await store.add_exchange(5, job_id=42, user_text="hi", answer="hello", now=1.0)
     assert len(await store.history(5, limit=10, since=0)) == 2
 
 
 async def test_reset_deletes_only_this_chat(db: Database) -> None:
-    store = ConversationStore(db)
+    store = SqliteConversations(db)
     await store.add_exchange(1, job_id=1, user_text="a", answer="b", now=1.0)
     await store.add_exchange(2, job_id=2, user_text="c", answer="d", now=1.0)
     assert await store.reset(1) == 2
@@ -50,7 +50,7 @@ async def test_reset_deletes_only_this_chat(db: Database) -> None:
 
 
 async def test_usage_is_recorded_once_per_billing_key_and_summed(db: Database) -> None:
-    store = UsageStore(db)
+    store = SqliteUsage(db)
     usage = Usage("chat", "llama3.2", prompt_tokens=30, completion_tokens=12, cost_usd=0.5)
     for job_id in (7, 70):  # the same key from another job row (a revived job): once
         assert await store.record(usage, key="a:chat", job_id=job_id, chat_id=1, user_id=11, now=5.0) == (

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 from botcore.clock import SystemClock
-from botcore.db import Database
 from botcore.jobqueue import JobQueue
-from botcore.jobstore import JobStore
 from botcore.models import JobState
+from botcore.sqlite_db import Database
+from botcore.sqlite_jobs import SqliteJobStore
 
 from .conftest import ROOT
 
@@ -26,7 +26,7 @@ def start(data_dir: Path, mode: str) -> subprocess.Popen[bytes]:
 async def enqueue_work(data_dir: Path, count: int) -> None:
     db = await Database.open(data_dir / "bot.db")
     try:
-        queue = JobQueue(JobStore(db), clock=SystemClock())
+        queue = JobQueue(SqliteJobStore(db), clock=SystemClock())
         for n in range(1, count + 1):
             await queue.enqueue("work", {"n": n}, dedup_key=f"work:{n}", group_key=f"g{n % 2}")
     finally:
@@ -35,7 +35,7 @@ async def enqueue_work(data_dir: Path, count: int) -> None:
 
 async def job_states(data_dir: Path) -> dict[int, tuple[JobState, int]]:
     db = await Database.open(data_dir / "bot.db")
-    queue = JobQueue(JobStore(db), clock=SystemClock())
+    queue = JobQueue(SqliteJobStore(db), clock=SystemClock())
     try:
         return {i: ((j := await queue.get(i)).state, j.attempts) for i in range(1, 7)}
     finally:

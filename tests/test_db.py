@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from botcore.db import Database
 from botcore.errors import AlreadyRunningError, SchemaTooNewError, StartupError
 from botcore.lockfile import DataDirLock
 from botcore.migrations import MIGRATIONS
+from botcore.sqlite_db import Database
 
 
 async def test_pragmas_and_schema_version(tmp_path: Path) -> None:

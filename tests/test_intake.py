@@ -10,15 +10,14 @@ import telegram
 from loguru import logger
 
 from botcore.clock import ManualClock, SystemClock
-from botcore.conversations import KeyValueStore
-from botcore.db import Database
 from botcore.health import HealthServer
 from botcore.intake import UpdatePoller
 from botcore.jobqueue import JobQueue
-from botcore.jobstore import JobStore
 from botcore.metrics import Metrics
+from botcore.sqlite_data import SqliteKeyValue, SqliteUsage
+from botcore.sqlite_db import Database
+from botcore.sqlite_jobs import SqliteJobStore
 from botcore.telegram_api import make_bot
-from botcore.usage import UsageStore
 
 from .conftest import TOKEN, eventually
 from .fakes import Failure, FakeTelegram
@@ -47,9 +46,9 @@ async def run_poller(poller: UpdatePoller, until: object, timeout: float = 10) -
 
 
 def make_poller(bot: telegram.Bot, db: Database) -> tuple[UpdatePoller, JobQueue]:
-    queue = JobQueue(JobStore(db), clock=SystemClock())
+    queue = JobQueue(SqliteJobStore(db), clock=SystemClock())
     poller = UpdatePoller(
-        bot, queue, KeyValueStore(db), clock=SystemClock(), poll_timeout_s=1, error_pause_s=0.05
+        bot, queue, SqliteKeyValue(db), clock=SystemClock(), poll_timeout_s=1, error_pause_s=0.05
     )
     return poller, queue
 
@@ -99,7 +98,7 @@ async def test_a_restart_resumes_from_the_stored_offset(
     tg: FakeTelegram, bot: telegram.Bot, db: Database
 ) -> None:
     old = tg.add_message(10, "stored and handled before the restart")
-    await KeyValueStore(db).put("intake.offset", str(old + 1))  # its job may be purged by now
+    await SqliteKeyValue(db).put("intake.offset", str(old + 1))  # its job may be purged by now
     new = tg.add_message(10, "new")
     poller, _ = make_poller(bot, db)
     await run_poller(poller, lambda: tg.confirmed_below > new)
@@ -156,8 +155,8 @@ async def test_batches_that_cannot_be_stored_back_off_and_turn_health_red_after_
     clock = ManualClock()
     db = await Database.open(tmp_path / "locked.db", busy_timeout_ms=20)
     other = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
-    queue = JobQueue(JobStore(db), clock=clock)
-    kv = KeyValueStore(db)
+    queue = JobQueue(SqliteJobStore(db), clock=clock)
+    kv = SqliteKeyValue(db)
     poller = UpdatePoller(bot, queue, kv, clock=clock, poll_timeout_s=1)
     health = HealthServer(
         host="127.0.0.1",
@@ -165,7 +164,7 @@ async def test_batches_that_cannot_be_stored_back_off_and_turn_health_red_after_
         poller=poller,
         kv=kv,
         queue=queue,
-        usage=UsageStore(db),
+        usage=SqliteUsage(db),
         metrics=Metrics(),
         workers_running=lambda: True,
         clock=clock,

@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 
 from botcore.clock import ManualClock
-from botcore.db import Database
-from botcore.errors import PermanentError, TransientError, UpstreamUnavailable
+from botcore.errors import LeaseLostError, PermanentError, TransientError, UpstreamUnavailable
 from botcore.jobqueue import JobQueue
-from botcore.jobstore import JobStore
 from botcore.models import JobState, NewJob
+from botcore.sqlite_db import Database
+from botcore.sqlite_jobs import SqliteJobStore
 
 ALL = {"chat": 100, "voice": 100}
 
@@ -77,7 +77,8 @@ async def test_stale_worker_is_fenced_after_its_lease_expires(queue: JobQueue, c
     assert not await queue.complete(stale)
     assert await queue.fail(stale, TransientError("late")) is None
     assert await queue.renew([stale]) == set()
-    assert not await queue.save_checkpoint(stale, {"x": 1})
+    with pytest.raises(LeaseLostError):
+        await queue.save_checkpoint(stale, {"x": 1})
     assert await queue.renew([fresh]) == {fresh.id}
     assert await queue.complete(fresh)
     assert (await queue.get(fresh.id)).state is JobState.DONE
@@ -126,7 +127,7 @@ async def test_permanent_failure_goes_straight_to_dead(queue: JobQueue) -> None:
 
 
 async def test_defer_spends_no_attempt_and_is_bounded(db: Database, clock: ManualClock) -> None:
-    queue = JobQueue(JobStore(db), clock=clock, max_attempts=2, outage_max_wait_s=100, jitter=0)
+    queue = JobQueue(SqliteJobStore(db), clock=clock, max_attempts=2, outage_max_wait_s=100, jitter=0)
     await queue.enqueue("chat", {})
     start = clock.now()
     for _ in range(5):  # far more deferrals than attempts: none is spent
@@ -144,7 +145,7 @@ async def test_defer_spends_no_attempt_and_is_bounded(db: Database, clock: Manua
 
 
 async def test_a_counted_retry_restarts_the_outage_clock(db: Database, clock: ManualClock) -> None:
-    queue = JobQueue(JobStore(db), clock=clock, outage_max_wait_s=100)
+    queue = JobQueue(SqliteJobStore(db), clock=clock, outage_max_wait_s=100)
     await queue.enqueue("chat", {})
     after = await queue.fail(await claim_one(queue), UpstreamUnavailable("open", retry_after=90))
     clock.advance(90)
@@ -158,7 +159,7 @@ async def test_a_counted_retry_restarts_the_outage_clock(db: Database, clock: Ma
 async def test_defer_never_runs_before_the_upstream_said_then_ends_past_the_maximum(
     db: Database, clock: ManualClock
 ) -> None:
-    queue = JobQueue(JobStore(db), clock=clock, outage_max_wait_s=20, defer_s=5)
+    queue = JobQueue(SqliteJobStore(db), clock=clock, outage_max_wait_s=20, defer_s=5)
     await queue.enqueue("chat", {})
     after = await queue.fail(await claim_one(queue), UpstreamUnavailable("flood control", retry_after=60))
     assert after.run_at == clock.now() + 60  # as Telegram asked, though past the 20 s maximum
@@ -168,12 +169,12 @@ async def test_defer_never_runs_before_the_upstream_said_then_ends_past_the_maxi
 
 
 async def test_progress_restarts_the_outage_clock(db: Database, clock: ManualClock) -> None:
-    queue = JobQueue(JobStore(db), clock=clock, outage_max_wait_s=100)
+    queue = JobQueue(SqliteJobStore(db), clock=clock, outage_max_wait_s=100)
     await queue.enqueue("chat", {})
     await queue.fail(await claim_one(queue), UpstreamUnavailable("LLM rate limited", retry_after=90))
     clock.advance(90)
     job = await claim_one(queue)
-    assert await queue.save_checkpoint(job, {"answer": "42"})  # the LLM answered at last
+    await queue.save_checkpoint(job, {"answer": "42"})  # the LLM answered at last
     clock.advance(5)
     after = await queue.fail(job, UpstreamUnavailable("Telegram down", retry_after=5))
     # A new wait, for another upstream: not 95 s into the LLM's.
@@ -244,7 +245,7 @@ async def test_release_gives_the_attempt_back(queue: JobQueue) -> None:
 async def test_checkpoint_survives_a_retry(queue: JobQueue, clock: ManualClock) -> None:
     await queue.enqueue("chat", {})
     job = await claim_one(queue)
-    assert await queue.save_checkpoint(job, {"answer": "42"})
+    await queue.save_checkpoint(job, {"answer": "42"})
     await queue.fail(job, TransientError("send failed"))
     clock.advance(10)
     again = await claim_one(queue)
@@ -254,7 +255,7 @@ async def test_checkpoint_survives_a_retry(queue: JobQueue, clock: ManualClock) 
 async def test_crash_recovery_requeues_all_running_and_buries_crash_loops(
     db: Database, clock: ManualClock
 ) -> None:
-    queue = JobQueue(JobStore(db), clock=clock, max_attempts=2)
+    queue = JobQueue(SqliteJobStore(db), clock=clock, max_attempts=2)
     await queue.enqueue("chat", {"n": 1})
     await queue.enqueue("chat", {"n": 2})
     await queue.claim(ALL, 10)  # both running, leases far from expiry
@@ -269,14 +270,14 @@ async def test_crash_recovery_requeues_all_running_and_buries_crash_loops(
 async def test_close_and_reopen_keeps_jobs(tmp_path: Path, clock: ManualClock) -> None:
     db = await Database.open(tmp_path / "bot.db")
     try:
-        queue = JobQueue(JobStore(db), clock=clock)
+        queue = JobQueue(SqliteJobStore(db), clock=clock)
         await queue.enqueue("chat", {"text": "hello"}, dedup_key="k1", group_key="g")
         await queue.enqueue("chat", {"text": "again"}, dedup_key="k2", group_key="g")
     finally:
         await db.close()
     db = await Database.open(tmp_path / "bot.db")
     try:
-        queue = JobQueue(JobStore(db), clock=clock)
+        queue = JobQueue(SqliteJobStore(db), clock=clock)
         assert not (await queue.enqueue("chat", {}, dedup_key="k1")).created
         jobs = await queue.claim(ALL, 10)
         assert [j.payload for j in jobs] == [{"text": "hello"}]
@@ -314,7 +315,7 @@ async def test_a_revived_job_goes_to_the_end_of_its_chats_order(queue: JobQueue)
     a = (await queue.enqueue("chat", {"n": "a"}, group_key="chat:A", dedup_key="tg-update:1")).job
     b = (await queue.enqueue("chat", {"n": "b"}, group_key="chat:A")).job
     claimed = await claim_one(queue)
-    assert await queue.save_checkpoint(claimed, {"answer": "kept"})
+    await queue.save_checkpoint(claimed, {"answer": "kept"})
     dead = await queue.fail(claimed, PermanentError("refused"))
     assert dead.id == a.id and dead.state is JobState.DEAD
     running_b = await claim_one(queue)

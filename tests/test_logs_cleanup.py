@@ -7,13 +7,13 @@ from loguru import logger
 
 from botcore.cleanup import Cleanup
 from botcore.clock import ManualClock
-from botcore.conversations import ConversationStore, KeyValueStore
-from botcore.db import Database
 from botcore.errors import PermanentError
 from botcore.jobqueue import JobQueue
 from botcore.logs import setup_logging
 from botcore.models import CleanupResult, Usage
-from botcore.usage import UsageStore
+from botcore.sqlite_data import SqliteConversations, SqliteUsage
+from botcore.sqlite_db import Database
+from botcore.sqlite_storage import SqliteStorage
 
 from .conftest import TOKEN
 
@@ -54,13 +54,13 @@ def make_cleanup(db: Database, queue: JobQueue, **overrides: float) -> Cleanup:
         "usage_retention_days": 2,
         **overrides,
     }
-    return Cleanup(db, queue, ConversationStore(db), UsageStore(db), KeyValueStore(db), **settings)
+    return Cleanup(SqliteStorage(db), queue, **settings)
 
 
 async def test_cleanup_removes_finished_jobs_expired_memory_and_old_usage(
     db: Database, queue: JobQueue, clock: ManualClock
 ) -> None:
-    conversations, usage = ConversationStore(db), UsageStore(db)
+    conversations, usage = SqliteConversations(db), SqliteUsage(db)
     await conversations.add_exchange(1, job_id=100, user_text="old", answer="old", now=clock.now())
     await usage.record(
         Usage("chat", "m", prompt_tokens=5), key="k", job_id=100, chat_id=1, user_id=1, now=clock.now()
@@ -105,7 +105,7 @@ async def test_a_simulated_week_of_traffic_keeps_the_database_bounded(
 ) -> None:
     """A week of hourly traffic (60 answered messages an hour, with usage) under the real
     retention rules: after the first retention period, every table and the files stop growing."""
-    conversations, usage = ConversationStore(db), UsageStore(db)
+    conversations, usage = SqliteConversations(db), SqliteUsage(db)
     cleanup = make_cleanup(db, queue, history_ttl_days=1, usage_retention_days=2, full_every_s=6 * 3600)
     sizes: list[tuple[int, int, int, int]] = []
     next_full = clock.now()

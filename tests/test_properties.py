@@ -19,15 +19,15 @@ from hypothesis import strategies as st
 from botcore import texts
 from botcore.chat import unstorable_notice
 from botcore.clock import ManualClock
-from botcore.conversations import KeyValueStore
-from botcore.db import Database
 from botcore.gate import Gate, RateLimits
 from botcore.incoming import clean, clean_text
 from botcore.intake import Outcome, UpdatePoller
 from botcore.jobqueue import JobQueue
-from botcore.jobstore import JobStore
 from botcore.messenger import Messenger
 from botcore.models import NewJob
+from botcore.sqlite_data import SqliteKeyValue
+from botcore.sqlite_db import Database
+from botcore.sqlite_jobs import SqliteJobStore
 from botcore.telegram_api import make_bot
 from botcore.voice import route_update
 
@@ -125,7 +125,7 @@ class Intake:
         self.bot = make_bot(TOKEN, self.tg.base_url)
         await self.bot.initialize()
         self.db = await Database.open(self.path)
-        queue = JobQueue(JobStore(self.db), clock=ManualClock())
+        queue = JobQueue(SqliteJobStore(self.db), clock=ManualClock())
         self.gate = Gate(
             route_update,
             Messenger(self.bot),
@@ -137,7 +137,7 @@ class Intake:
             rate_limits=RateLimits(per_user, 50),
         )
         self.poller = UpdatePoller(
-            self.bot, queue, KeyValueStore(self.db), clock=ManualClock(), route=self.gate.route
+            self.bot, queue, SqliteKeyValue(self.db), clock=ManualClock(), route=self.gate.route
         )
 
     async def stop(self) -> None:
@@ -262,11 +262,11 @@ def test_an_update_that_cannot_be_routed_or_stored_is_a_dead_letter_and_its_batc
                 payload = {"n": object()} if text == "unstorable" else update  # json cannot encode it
                 return [NewJob("tg-update", payload, dedup_key=f"tg-update:{update['update_id']}")]
 
-            queue = JobQueue(JobStore(db), clock=ManualClock())
+            queue = JobQueue(SqliteJobStore(db), clock=ManualClock())
             poller = UpdatePoller(
                 bot,
                 queue,
-                KeyValueStore(db),
+                SqliteKeyValue(db),
                 clock=ManualClock(),
                 route=route,
                 unstorable_notice=unstorable_notice,

@@ -10,11 +10,11 @@ from pathlib import Path
 from loguru import logger
 
 from botcore.clock import ManualClock
-from botcore.db import Database
 from botcore.errors import PermanentError, TransientError
 from botcore.jobqueue import JobQueue
-from botcore.jobstore import JobStore
 from botcore.models import Job, JobState
+from botcore.sqlite_db import Database
+from botcore.sqlite_jobs import SqliteJobStore
 from botcore.worker import JobKind, Worker
 
 from .conftest import eventually, running
@@ -181,7 +181,7 @@ async def test_graceful_shutdown_finishes_short_jobs_and_hands_back_the_rest(que
 
 
 async def test_heartbeat_keeps_the_lease_of_a_long_job(db: Database, clock: ManualClock) -> None:
-    queue = JobQueue(JobStore(db), clock=clock, lease_s=6)
+    queue = JobQueue(SqliteJobStore(db), clock=clock, lease_s=6)
     gate = asyncio.Event()
     runs: list[int] = []
 
@@ -211,7 +211,7 @@ async def test_worker_survives_a_locked_database(tmp_path: Path, clock: ManualCl
     """Another program holding the write lock (a backup, the sqlite3 shell) delays jobs, and
     neither loses them nor stops the worker."""
     db = await Database.open(tmp_path / "bot.db", busy_timeout_ms=20)
-    queue = JobQueue(JobStore(db), clock=clock)
+    queue = JobQueue(SqliteJobStore(db), clock=clock)
     ran: list[int] = []
 
     async def run(job: Job) -> None:

@@ -1,19 +1,20 @@
-"""The process's one SQLite connection: pragmas, migrations, and serialised access.
-Knows no table; storage modules own their SQL and call in through ``Database``."""
+"""The process's one SQLite connection: pragmas, migrations, and serialised access, with
+SQLite's "the database refuses for now" errors translated into ``StorageUnavailable``.
+Knows no table; the SQLite stores own their SQL and call in through ``Database``."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 from loguru import logger
 
-from botcore.errors import SchemaTooNewError, StartupError
+from botcore.errors import SchemaTooNewError, StartupError, StorageUnavailable
 from botcore.migrations import MIGRATIONS
 
 Params = Sequence[Any] | dict[str, Any]
@@ -21,14 +22,23 @@ Row = tuple[Any, ...]
 _MIN_SQLITE = (3, 35, 0)  # UPDATE … RETURNING
 
 
-def storage_outage(exc: BaseException) -> bool:
+def _outage(exc: sqlite3.Error) -> bool:
     """Whether ``exc`` says the database refuses work for now (locked by another program, disk
-    full, an I/O error), as opposed to refusing one piece of data: then retry the same work
-    later, rather than set that piece aside."""
+    full, an I/O error), as opposed to refusing one piece of data."""
     return isinstance(exc, sqlite3.OperationalError) or (
         isinstance(exc, sqlite3.DatabaseError)
         and not isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError | sqlite3.ProgrammingError)
     )
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as exc:
+        if _outage(exc):
+            raise StorageUnavailable(str(exc)) from exc
+        raise
 
 
 class Database:
@@ -67,7 +77,7 @@ class Database:
             await db.fetchall("PRAGMA journal_size_limit = 67108864")  # the WAL shrinks back to 64 MB
             await db.fetchall("PRAGMA foreign_keys = ON")
             await db._migrate(version)
-        except sqlite3.Error as exc:  # locked by another program, not a database, read-only…
+        except (sqlite3.Error, StorageUnavailable) as exc:  # locked, not a database, read-only…
             await conn.close()
             raise StartupError(f"{path}: {exc}") from None
         except BaseException:
@@ -81,7 +91,8 @@ class Database:
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         async with self._lock:
-            return list(await self._conn.execute_fetchall(sql, params))
+            with _translated():
+                return list(await self._conn.execute_fetchall(sql, params))
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         rows = await self.fetchall(sql, params)
@@ -95,11 +106,12 @@ class Database:
         # holds our one connection: wait 100 ms at most; a checkpoint that gives up is partial,
         # and journal_size_limit still bounds the file.
         async with self._lock:
-            await self._conn.execute("PRAGMA busy_timeout = 100")
-            try:
-                await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            finally:
-                await self._conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            with _translated():
+                await self._conn.execute("PRAGMA busy_timeout = 100")
+                try:
+                    await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                finally:
+                    await self._conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
 
     async def delete_in_batches(self, table: str, where: str, params: Params, *, batch: int = 1000) -> int:
         """``DELETE FROM table WHERE where``, ``batch`` rows per statement, so no other write waits
@@ -120,9 +132,10 @@ class Database:
         """``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back on any exception, cancellation included."""
         async with self._lock:
             try:
-                await self._conn.execute_fetchall("BEGIN IMMEDIATE")
-                yield Transaction(self._conn)
-                await self._conn.execute_fetchall("COMMIT")
+                with _translated():
+                    await self._conn.execute_fetchall("BEGIN IMMEDIATE")
+                    yield Transaction(self._conn)
+                    await self._conn.execute_fetchall("COMMIT")
             except BaseException:
                 # Also when BEGIN or COMMIT was cancelled or failed: aiosqlite runs calls in order
                 # on its thread, so this rollback runs after them and before any later statement,

@@ -1,14 +1,20 @@
-"""All SQL of conversation memory (``messages``) and the ``kv`` table.
-Rows become ``Turn`` objects here. Storing is idempotent per job, so a retried job is harmless."""
+"""All SQL of conversation memory (``messages``), usage records (``usage``) and small named
+values (``kv``) in SQLite. Rows become ``Turn`` and ``UsageSummary`` objects here. Storing is
+idempotent per job or billing key, so a retried job is harmless."""
 
 from __future__ import annotations
 
-from botcore.db import Database
-from botcore.models import Turn
+from botcore.models import Turn, Usage, UsageSummary
+from botcore.sqlite_db import Database
+
+_SUMS = (
+    "count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),"
+    " coalesce(sum(audio_seconds), 0), coalesce(sum(cost_usd), 0)"
+)
 
 
-class KeyValueStore:
-    """Small named values that must survive a restart."""
+class SqliteKeyValue:
+    """The ``kv`` table."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -43,7 +49,9 @@ class KeyValueStore:
         return bool(rows)
 
 
-class ConversationStore:
+class SqliteConversations:
+    """The ``messages`` table."""
+
     def __init__(self, db: Database) -> None:
         self._db = db
 
@@ -100,3 +108,64 @@ class ConversationStore:
     async def purge_expired(self, *, before: float, batch: int = 1000) -> int:
         """Delete messages older than ``before`` (expired memory is deleted, not hidden)."""
         return await self._db.delete_in_batches("messages", "created_at < ?", (before,), batch=batch)
+
+
+class SqliteUsage:
+    """The ``usage`` table."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def record(
+        self,
+        usage: Usage,
+        *,
+        key: str,
+        job_id: int | None,
+        chat_id: int | None,
+        user_id: int | None,
+        now: float,
+    ) -> bool:
+        """Record one billed call; a ``key`` already recorded is not recorded again, however often
+        the job runs (or is revived). True if this call stored it."""
+        rows = await self._db.fetchall(
+            "INSERT OR IGNORE INTO usage (created_at, billing_key, job_id, chat_id, user_id, kind, model,"
+            " prompt_tokens, completion_tokens, audio_seconds, cost_usd)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (
+                now,
+                key,
+                job_id,
+                chat_id,
+                user_id,
+                usage.kind,
+                usage.model,
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.audio_seconds,
+                usage.cost_usd,
+            ),
+        )
+        return bool(rows)
+
+    async def summary(self, *, since: float, user_id: int | None = None) -> UsageSummary:
+        """Everyone's usage since ``since``, or one user's."""
+        if user_id is None:
+            row = await self._db.fetchone(f"SELECT {_SUMS} FROM usage WHERE created_at >= ?", (since,))
+        else:
+            row = await self._db.fetchone(
+                f"SELECT {_SUMS} FROM usage WHERE user_id = ? AND created_at >= ?", (user_id, since)
+            )
+        return UsageSummary(*row) if row else UsageSummary()
+
+    async def top_users(self, *, since: float, limit: int = 5) -> list[tuple[int, UsageSummary]]:
+        rows = await self._db.fetchall(
+            f"SELECT user_id, {_SUMS} FROM usage WHERE created_at >= ? AND user_id IS NOT NULL"
+            " GROUP BY user_id ORDER BY sum(cost_usd) DESC, count(*) DESC LIMIT ?",
+            (since, limit),
+        )
+        return [(row[0], UsageSummary(*row[1:])) for row in rows]
+
+    async def purge(self, *, before: float, batch: int = 1000) -> int:
+        """Delete usage rows older than ``before``, in small batches."""
+        return await self._db.delete_in_batches("usage", "created_at < ?", (before,), batch=batch)

@@ -1,5 +1,5 @@
-"""All SQL of the ``jobs`` table. Rows become ``Job`` objects here; nothing above sees SQL.
-This is the seam a PostgreSQL backend would implement (``FOR UPDATE SKIP LOCKED`` in claim)."""
+"""All SQL of the ``jobs`` table in SQLite: the ``storage.JobStore`` protocol. Rows become
+``Job`` objects here; nothing above sees SQL."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from botcore.db import Database, Row, Transaction
 from botcore.models import Enqueued, Job, JobState, NewJob, PurgeResult, QueueStats
+from botcore.sqlite_db import Database, Row, Transaction
 
 _COLUMNS = (
     "id, kind, payload, dedup_key, group_key, state, attempts, max_attempts, run_at, created_at,"
@@ -72,7 +72,7 @@ def _fenced(leases: Sequence[tuple[int, str]]) -> tuple[str, list[Any]]:
     return f"state = 'running' AND id IN ({marks}) AND lease_token = CASE id {cases} END", params
 
 
-class JobStore:
+class SqliteJobStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
@@ -115,15 +115,6 @@ class JobStore:
             "finished_at": None if new.dead_reason is None else now,
             "last_error": new.dead_reason,
         }
-
-    async def claim(self, wants: Mapping[str, int], *, limit: int, now: float, lease_s: float) -> list[Job]:
-        _, jobs = await self.finish_and_claim([], wants, limit=limit, now=now, lease_s=lease_s)
-        return jobs
-
-    async def complete_many(self, leases: Sequence[tuple[int, str]], *, now: float) -> set[int]:
-        """Mark leased jobs done; returns the ids whose lease still held (the others were fenced)."""
-        done, _ = await self.finish_and_claim(leases, {}, limit=0, now=now, lease_s=0)
-        return done
 
     async def finish_and_claim(
         self,

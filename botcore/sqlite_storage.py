@@ -1,0 +1,33 @@
+"""The SQLite backend as one ``storage.Storage``: opens the database (pragmas, migrations) and
+hands out its stores. The default backend: one file, no server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from botcore.sqlite_data import SqliteConversations, SqliteKeyValue, SqliteUsage
+from botcore.sqlite_db import Database
+from botcore.sqlite_jobs import SqliteJobStore
+
+
+class SqliteStorage:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.jobs = SqliteJobStore(db)
+        self.conversations = SqliteConversations(db)
+        self.usage = SqliteUsage(db)
+        self.kv = SqliteKeyValue(db)
+
+    @classmethod
+    async def open(cls, path: Path, *, synchronous: str = "NORMAL") -> SqliteStorage:
+        return cls(await Database.open(path, synchronous=synchronous))
+
+    @property
+    def description(self) -> str:
+        return f"SQLite at {self.db.path}"
+
+    async def maintain(self) -> None:
+        await self.db.maintain()
+
+    async def close(self) -> None:
+        await self.db.close()

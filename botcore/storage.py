@@ -1,0 +1,157 @@
+"""The storage seam: one ``typing.Protocol`` per store (jobs, conversation memory, usage, small
+named values), the ``Storage`` bundle the app builds from settings, and every key-value key's
+name. Services and the queue depend on these, never on a database library. No I/O here.
+
+A backend raises ``errors.StorageUnavailable`` when the database refuses work for now (locked,
+full, an I/O error), and its own exception when one piece of data is refused."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from botcore.models import Enqueued, Job, NewJob, PurgeResult, QueueStats, Turn, Usage, UsageSummary
+
+# -- every key-value key, named here -----------------------------------------------------------
+OFFSET_KEY = "intake.offset"  # where polling resumes after a restart
+HEALTH_PROBE_KEY = "health.probe"  # a small write that proves the database takes writes
+COST_ALERT_PREFIX = "cost-alert:"  # + the UTC date: that day's cost alert was sent
+
+
+def cost_alert_key(utc_date: str) -> str:
+    """The key that says the daily cost alert of ``utc_date`` (YYYY-MM-DD) was sent; dated keys
+    sort by date, so the old ones are deleted with one range."""
+    return COST_ALERT_PREFIX + utc_date
+
+
+Lease = tuple[int, str]  # a job id and the lease token its claim got
+
+
+class JobStore(Protocol):
+    """The durable queue's rows. Writes that take leases are fenced by the lease token: a job
+    whose lease passed to a newer attempt is left alone, and the caller learns so."""
+
+    async def insert_many(
+        self, new_jobs: Sequence[NewJob], *, max_attempts: int, now: float
+    ) -> list[Enqueued]:
+        """All or nothing; a job whose dedup key exists is returned as it is, not queued again."""
+        ...
+
+    async def finish_and_claim(
+        self, leases: Sequence[Lease], wants: Mapping[str, int], *, limit: int, now: float, lease_s: float
+    ) -> tuple[set[int], list[Job]]:
+        """Mark the leased jobs done and lease up to ``wants[kind]`` ready jobs per kind, ``limit``
+        in all, oldest first, none whose group has an older unfinished job. Atomic."""
+        ...
+
+    async def next_run_at(self, kinds: Iterable[str], *, after: float) -> float | None: ...
+
+    async def renew(self, leases: Sequence[Lease], *, lease_until: float, now: float) -> set[int]: ...
+
+    async def reschedule(
+        self, job_id: int, token: str, *, run_at: float, error: str, now: float, deferred: bool
+    ) -> Job | None: ...
+
+    async def bury(self, job_id: int, token: str, *, error: str, now: float) -> Job | None: ...
+
+    async def release_many(self, leases: Sequence[Lease], *, now: float) -> int: ...
+
+    async def recover(self, *, now: float, expired_before: float, error: str) -> list[Job]: ...
+
+    async def save_checkpoint(
+        self, job_id: int, token: str, data: Mapping[str, Any], *, now: float
+    ) -> bool: ...
+
+    async def by_dedup_key(self, key: str) -> Job | None: ...
+
+    async def get(self, job_id: int) -> Job | None: ...
+
+    async def latest_dead(self, limit: int) -> list[Job]: ...
+
+    async def revive(self, job_id: int, *, now: float) -> Job | None: ...
+
+    async def stats(self, *, now: float) -> QueueStats: ...
+
+    async def purge(self, *, done_before: float, dead_before: float) -> PurgeResult: ...
+
+
+class ConversationStore(Protocol):
+    """Per-chat memory. Storing a job's exchange twice is a no-op."""
+
+    async def history(
+        self, chat_id: int, *, limit: int, since: float, leave_out_job: int | None = None
+    ) -> list[Turn]: ...
+
+    async def add_exchange(
+        self,
+        chat_id: int,
+        *,
+        job_id: int,
+        user_text: str,
+        answer: str,
+        now: float,
+        replaces_job: int | None = None,
+    ) -> None: ...
+
+    async def last_exchange(self, chat_id: int) -> tuple[int, str] | None: ...
+
+    async def reset(self, chat_id: int) -> int: ...
+
+    async def purge_expired(self, *, before: float) -> int: ...
+
+
+class UsageStore(Protocol):
+    """Billed calls, recorded once per billing key, and their sums."""
+
+    async def record(
+        self,
+        usage: Usage,
+        *,
+        key: str,
+        job_id: int | None,
+        chat_id: int | None,
+        user_id: int | None,
+        now: float,
+    ) -> bool: ...
+
+    async def summary(self, *, since: float, user_id: int | None = None) -> UsageSummary: ...
+
+    async def top_users(self, *, since: float, limit: int = 5) -> list[tuple[int, UsageSummary]]: ...
+
+    async def purge(self, *, before: float) -> int: ...
+
+
+class KeyValueStore(Protocol):
+    """Small named values that must survive a restart; their keys are named above."""
+
+    async def get(self, key: str) -> str | None: ...
+
+    async def put(self, key: str, value: str) -> None: ...
+
+    async def add(self, key: str, value: str) -> bool:
+        """Store unless the key exists (atomic); True if this call stored it."""
+        ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def delete_before(self, prefix: str, before: str) -> int: ...
+
+
+class Storage(Protocol):
+    """One backend's stores, opened together, closed together."""
+
+    jobs: JobStore
+    conversations: ConversationStore
+    usage: UsageStore
+    kv: KeyValueStore
+
+    @property
+    def description(self) -> str:
+        """Where the data lives, for the startup log line (never a password)."""
+        ...
+
+    async def maintain(self) -> None:
+        """Keep the files bounded (statistics, checkpoints); cheap, and safe to call any time."""
+        ...
+
+    async def close(self) -> None: ...
