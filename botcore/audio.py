@@ -1,14 +1,15 @@
 """How long a recording really is, read from its container (Ogg, MP3, MP4/M4A, WAV…) with
-mutagen, without decoding it: a sender's declared duration is only a claim. A leaf: it imports
-nothing of ours, and mutagen's errors never leave it."""
+mutagen, without decoding it: a sender's declared duration is only a claim. mutagen's errors
+never leave it."""
 
 from __future__ import annotations
 
 import io
-import math
 
 import mutagen
 from loguru import logger
+
+from botcore.incoming import usable_seconds
 
 
 def measure_seconds(data: bytes) -> float | None:
@@ -35,10 +36,3 @@ def _cross_checked(length: object, bitrate: object, size: int) -> object:
         return length
     by_size = size * 8 / rate
     return by_size if by_size > 2 * seconds else seconds
-
-
-def usable_seconds(value: object) -> float | None:
-    """``value`` as a duration in seconds if it is a finite, positive number; else None."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) and value > 0 else None

@@ -1,25 +1,22 @@
-"""The chat service: answers text with the LLM and this chat's memory (streamed or not), tells
-users why a message failed, durably, and alerts the admins about what only they can fix.
-
+"""The chat service: answers a message with the LLM and this chat's memory (streamed or not).
 Safe to run twice: the generated answer and the number of reply messages already sent are saved
-in the job's checkpoint, so a retry neither asks the LLM again nor re-sends what Telegram took."""
+in the job's checkpoint, so a retry neither asks the LLM again nor re-sends what Telegram took.
+What users are told besides the answer is the ``Notices``' job."""
 
 from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from loguru import logger
 
 from botcore import texts
-from botcore.alerts import Alerts
-from botcore.breaker import BreakerState, CircuitBreaker
+from botcore.breaker import CircuitBreaker
 from botcore.cancels import Cancels
 from botcore.clock import DAY_S, Clock
 from botcore.errors import (
-    Cause,
     ContextTooLongError,
     JobError,
     LeaseLostError,
@@ -28,16 +25,15 @@ from botcore.errors import (
     UpstreamUnavailable,
 )
 from botcore.formatting import render
-from botcore.incoming import sender_of, valid_id
+from botcore.incoming import Incoming, ReplyTarget
 from botcore.jobqueue import JobQueue
 from botcore.llm import ChatModel, Completion
 from botcore.messenger import Messenger
-from botcore.models import Job, NewJob, Turn, Usage
+from botcore.models import Job, Turn, Usage
+from botcore.notices import Notices
 from botcore.spending import Spending, billing_key, failed_call_key
 from botcore.storage import ConversationStore
 from botcore.streaming import StreamingReply
-
-NOTICE_KIND = "notice"
 
 
 class ChatService:
@@ -49,7 +45,8 @@ class ChatService:
         model: ChatModel,
         messenger: Messenger,
         breaker: CircuitBreaker,
-        alerts: Alerts,
+        notices: Notices,
+        cancels: Cancels,
         spending: Spending,
         clock: Clock,
         system_prompt: str,
@@ -65,7 +62,8 @@ class ChatService:
         self._model = model
         self._messenger = messenger
         self._breaker = breaker
-        self._alerts = alerts
+        self._notices = notices
+        self._cancels = cancels
         self._spending = spending
         self._clock = clock
         self._system_prompt = system_prompt
@@ -76,76 +74,40 @@ class ChatService:
         self._stream_interval_s = stream_interval_s
         # LLM_CONCURRENCY bounds every LLM call, voice answers included (they run as voice jobs).
         self._llm_slots = llm_slots
-        self.cancels = Cancels()
         self._log = logger.bind(component="chat")
 
-    async def on_dead(self, job: Job, exc: BaseException | None) -> None:
-        """The update could not be answered for good: say why, once, in our words."""
-        message = job.payload.get("message")
-        if not isinstance(message, dict):
-            return
-        cause = exc.cause if isinstance(exc, JobError) else None
-        if cause not in (Cause.BLOCKED, Cause.STOPPED):  # nobody to tell; told already
-            await self.notify(job, ReplyTarget.of(message), texts.failed(cause))
-        await self.alert_if_owner_must_act(exc)
-
-    async def notify(self, failed: Job, where: ReplyTarget, text: str) -> None:
-        """Tell the user, durably: a ``notice`` job, retried like any other, so a Telegram hiccup
-        at this moment does not swallow the message that says their message failed."""
-        payload = {"chat_id": where.chat_id, "reply_to": where.message_id, "thread_id": where.thread_id}
-        await self._queue.enqueue(NOTICE_KIND, {**payload, "text": text}, dedup_key=f"notice:{failed.id}")
-
-    async def send_notice(self, job: Job) -> None:
-        """The ``notice`` job."""
-        p = job.payload
-        await self._messenger.send_text(
-            p["chat_id"], p["text"], reply_to=p["reply_to"], thread_id=p["thread_id"]
-        )
-
-    async def alert_if_owner_must_act(self, exc: BaseException | None) -> None:
-        """A job's final failure that only the owner can fix (a key, the billing) alerts the admins."""
-        if isinstance(exc, JobError) and exc.cause in (Cause.QUOTA, Cause.AUTH):
-            await self._alerts.send(texts.ALERT_UPSTREAM.format(detail=exc))
-
-    def speaker_text(self, message: dict[str, Any], text: str) -> str:
+    def speaker_text(self, incoming: Incoming) -> str:
         """What goes to the model as the user's turn. In a group: without the mention of the bot,
         and with the speaker's name in front, so the model can tell people apart."""
-        text = text.strip()
-        if (message.get("chat") or {}).get("type") not in ("group", "supergroup"):
+        text = incoming.text.strip()
+        if not incoming.in_group:
             return text
         if self._bot_username:
             text = re.sub(rf"@{re.escape(self._bot_username)}\b", "", text, flags=re.IGNORECASE).strip()
-        sender = sender_of(message)
-        name = sender.name if sender else "someone"
+        name = incoming.sender.name if incoming.sender else "someone"
         return f"{name}: {text}" if text else ""
 
-    async def notice_once(self, job: Job, checkpoint: dict[str, Any], where: ReplyTarget, text: str) -> None:
-        if checkpoint.get("sent"):
-            return
-        await self._messenger.send_text(
-            where.chat_id, text, reply_to=where.message_id, thread_id=where.thread_id
-        )
-        checkpoint["sent"] = 1
-        await self.save(job, checkpoint)
-
     async def answer(
-        self, job: Job, where: ReplyTarget, user_id: int | None, text: str, checkpoint: dict[str, Any]
+        self, job: Job, incoming: Incoming, checkpoint: dict[str, Any], text: str | None = None
     ) -> None:
-        """Answer ``text`` with the LLM and this chat's memory. ``checkpoint`` is the job's progress
-        (it may hold a voice job's transcript too); this adds the answer and the parts sent."""
+        """Answer ``incoming`` with the LLM and this chat's memory; ``text`` in place of its own
+        (a /retry's earlier question). ``checkpoint`` is the job's progress (it may hold a voice
+        job's transcript too); this adds the answer and the parts sent."""
         if checkpoint.get("stopped"):
             return  # stopped with /cancel
+        where, user_id = incoming.target, incoming.sender_id
+        text = self.speaker_text(incoming) if text is None else text
         if "answer" not in checkpoint:
             refusal = await self._spending.refusal(user_id)
             if refusal is not None:
-                await self.notice_once(job, checkpoint, where, refusal)
+                await self._notices.once(job, checkpoint, where, refusal)
                 return
             generated = await self._generate(job, where, user_id, text, checkpoint)
             if generated is None:
                 return
             completion, live = generated
             checkpoint.update(answer=completion.text, sent=0, usage=asdict(completion.usage))
-            await self.save(job, checkpoint)
+            await self._queue.save_checkpoint(job, checkpoint)
         else:
             live = None
         # On every attempt: recording is idempotent per job, and a failure here must not lose it.
@@ -182,7 +144,7 @@ class ChatService:
 
             async def remember(ids: list[int]) -> None:
                 checkpoint["stream_ids"] = ids  # a retry edits these instead of sending more
-                await self.save(job, checkpoint)
+                await self._queue.save_checkpoint(job, checkpoint)
 
             live = StreamingReply(
                 self._messenger,
@@ -192,10 +154,11 @@ class ChatService:
                 interval_s=self._stream_interval_s,
                 message_ids=checkpoint.get("stream_ids", ()),
                 on_new_message=remember,
+                clock=self._clock,
             )
         try:
             async with (
-                self.cancels.scope(where.chat_id, job.id),  # /cancel also stops one waiting for a slot
+                self._cancels.scope(where.chat_id, job.id),  # /cancel also stops one waiting for a slot
                 self._llm_slots,
                 self._breaker.call(caller=where.chat_id),
                 self._messenger.typing(where.chat_id),
@@ -216,14 +179,14 @@ class ChatService:
         except UpstreamUnavailable as exc:
             if live is not None:
                 await live.mark(texts.STREAM_INTERRUPTED)
-            await self._tell_wait_once(job, where, checkpoint, exc)
+            await self._tell_wait(job, where, checkpoint, exc)
             raise  # the queue waits for the service without spending an attempt
         except ContextTooLongError:
-            await self.notice_once(job, checkpoint, where, texts.CONTEXT_TOO_LONG)
+            await self._notices.once(job, checkpoint, where, texts.CONTEXT_TOO_LONG)
             return None
         except StoppedByUser:
             checkpoint["stopped"] = 1  # a rerun of this job (after a crash) must not answer
-            await self.save(job, checkpoint)
+            await self._queue.save_checkpoint(job, checkpoint)
             if live is not None:
                 await live.mark(texts.STREAM_STOPPED)
             return None  # the /cancel job says so
@@ -232,7 +195,7 @@ class ChatService:
             if live is not None:  # no half answer is kept: it retries, or says it could not finish
                 await live.mark(texts.STREAM_INTERRUPTED if retries else texts.STREAM_FAILED)
             if retries:  # this failure may have opened the circuit: then the user hears why
-                await self._tell_wait_once(job, where, checkpoint, exc)
+                await self._tell_wait(job, where, checkpoint, exc)
             raise
         except JobError:
             if live is not None:
@@ -283,7 +246,7 @@ class ChatService:
                         thread_id=where.thread_id,
                     )
             checkpoint["sent"] = index + 1
-            await self.save(job, checkpoint)
+            await self._queue.save_checkpoint(job, checkpoint)
         for extra in shown[len(chunks) :]:
             await self._messenger.delete(where.chat_id, extra)
 
@@ -306,58 +269,10 @@ class ChatService:
                 newer = newer[1:]  # start with a question, as a conversation does
             return await ask([*newer, Turn("user", text)])
 
-    async def _tell_wait_once(
+    async def _tell_wait(
         self, job: Job, where: ReplyTarget, checkpoint: dict[str, Any], exc: JobError
     ) -> None:
-        """Say once per message why the answer is late: an outage, or the provider's rate limit."""
-        text = wait_notice(self._breaker, exc, outage_text=texts.OUTAGE)
-        if text is None or checkpoint.get("told_wait"):
-            return
-        await self._messenger.send_text(
-            where.chat_id, text, reply_to=where.message_id, thread_id=where.thread_id
-        )
-        checkpoint["told_wait"] = 1
-        await self.save(job, checkpoint)
+        async def show(text: str) -> None:
+            await self._notices.reply(where, text)
 
-    async def save(self, job: Job, checkpoint: dict[str, Any]) -> None:
-        await self._queue.save_checkpoint(job, checkpoint)
-
-
-def unstorable_notice(update: dict[str, Any]) -> NewJob | None:
-    """The notice for a sender whose message was let in but could not be stored (the intake
-    keeps it as a dead letter): a ``notice`` job, when there is a chat to answer in."""
-    message = update.get("message")
-    chat = message.get("chat") if isinstance(message, dict) else None
-    chat_id = chat.get("id") if isinstance(chat, dict) else None
-    if not isinstance(message, dict) or not valid_id(chat_id):
-        return None
-    reply_to, thread_id = message.get("message_id"), message.get("message_thread_id")
-    payload = {
-        "chat_id": chat_id,
-        "reply_to": reply_to if valid_id(reply_to) else None,
-        "thread_id": thread_id if valid_id(thread_id) else None,
-        "text": texts.UNREADABLE,
-    }
-    return NewJob(NOTICE_KIND, payload, dedup_key=f"notice:update:{update.get('update_id')}")
-
-
-def wait_notice(breaker: CircuitBreaker, exc: JobError, *, outage_text: str) -> str | None:
-    """What to tell a user whose message waits for an upstream (None: a wait not worth a word)."""
-    if breaker.state is not BreakerState.CLOSED:
-        return outage_text
-    if exc.cause is Cause.RATE_LIMITED:
-        return texts.RATE_LIMITED
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyTarget:
-    """Where a reply goes: the chat, the message it answers, and the forum topic if any."""
-
-    chat_id: int
-    message_id: int
-    thread_id: int | None
-
-    @classmethod
-    def of(cls, message: dict[str, Any]) -> ReplyTarget:
-        return cls(int(message["chat"]["id"]), int(message["message_id"]), message.get("message_thread_id"))
+        await self._notices.wait_once(job, checkpoint, exc, self._breaker, texts.OUTAGE, show)

@@ -1,17 +1,16 @@
-"""The gate at intake: decides, before anything is stored, whether a Telegram update is served.
-Who may talk to the bot (ALLOWED_USER_IDS, ADMIN_USER_IDS, ALLOWED_CHAT_IDS), whether a group
-message is addressed to the bot, and how fast (per-user and global rate limits, in memory, per
-process). A refused or rate-limited message costs no job and no upstream call; its sender gets
-a short notice, at most once per window, sent in the background so intake never waits."""
+"""The gate at intake: decides, before anything is stored, whether a message is served. Who may
+talk to the bot (ALLOWED_USER_IDS, ADMIN_USER_IDS, ALLOWED_CHAT_IDS), whether a group message is
+addressed to the bot, and how fast (per-user and global rate limits, in memory, per process). A
+refused message costs no job and no upstream call; the refusal says what to tell its sender, at
+most once per window. Decides only: it sends nothing and stores nothing."""
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection
-from typing import Any
+from collections.abc import Collection
+from dataclasses import dataclass
 
 from limits import RateLimitItemPerSecond
 from limits.storage import MemoryStorage
@@ -19,14 +18,9 @@ from limits.strategies import SlidingWindowCounterRateLimiter
 from loguru import logger
 
 from botcore import texts
-from botcore.errors import JobError
-from botcore.incoming import sender_of, valid_id
-from botcore.messenger import Messenger
-from botcore.models import NewJob
+from botcore.clock import Clock
+from botcore.incoming import ChatKind, Incoming
 
-Route = Callable[[dict[str, Any]], list[NewJob]]
-_GROUPS = ("group", "supergroup")
-_MAX_PENDING_NOTICES = 100  # beyond this, notices are dropped (a flood of strangers)
 _DECISIONS_KEPT = 4096  # rate-limit verdicts remembered by update id (a batch holds at most 100)
 
 
@@ -53,6 +47,7 @@ class RateLimits:
         for name, item, keys in (("user", self._user, (key,)), ("global", self._all, ("*",))):
             if item is not None and not self._limiter.test(item, "msg", *keys):
                 reset_at = self._limiter.get_window_stats(item, "msg", *keys).reset_time
+                # The library keeps its windows on the system clock, so this reads that clock too.
                 return name, max(1.0, reset_at - time.time())
         for item, keys in ((self._user, (key,)), (self._all, ("*",))):
             if item is not None:
@@ -60,12 +55,20 @@ class RateLimits:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a message is not served (for the log), and what to tell its sender now, if anything
+    (None: nothing at all, or they were told within the window)."""
+
+    reason: str
+    notice: str | None = None
+
+
 class Gate:
     def __init__(
         self,
-        route: Route,
-        messenger: Messenger,
         *,
+        clock: Clock,
         bot_id: int,
         bot_username: str,
         admin_ids: Collection[int],
@@ -75,10 +78,9 @@ class Gate:
         exempt_admins: bool = True,
         notice_every_s: float = 60.0,
     ) -> None:
-        self._route = route
-        self._messenger = messenger
+        self._clock = clock
         self._bot_id = bot_id
-        self._mention = "@" + bot_username.lower()
+        self._username = bot_username.lower()
         self._admins = frozenset(admin_ids)
         self._users = None if allowed_user_ids is None else frozenset(allowed_user_ids)
         self._chats = None if allowed_chat_ids is None else frozenset(allowed_chat_ids)
@@ -87,124 +89,69 @@ class Gate:
         self._notice_every_s = notice_every_s
         self._told: dict[tuple[int, str], float] = {}  # (chat, notice) -> when last told
         self._decided: OrderedDict[int, tuple[str, float] | None] = OrderedDict()  # update id -> verdict
-        self._notices: set[asyncio.Task[None]] = set()
         self._log = logger.bind(component="gate")
 
-    def route(self, update: dict[str, Any]) -> list[NewJob]:
-        """The jobs for ``update``: none when it is not for us, not allowed, or over a limit.
-        Rate limits are decided once per update: an update Telegram delivers again (its batch
-        was not stored) gets the decision it had, and spends no quota a second time."""
-        message = update.get("message")
-        if not isinstance(message, dict):
-            return []
-        sender = sender_of(message)
-        chat = message.get("chat")
-        chat_id = chat.get("id") if isinstance(chat, dict) else None
-        chat_type = chat.get("type") if isinstance(chat, dict) else None
-        if sender is None or not valid_id(chat_id) or chat_type == "channel":
-            return []  # channel posts and the like: nobody to serve
-        if not valid_id(message.get("message_id")):
-            return []  # Telegram always sends one: without it this is no message to answer
+    def admit(self, incoming: Incoming) -> Refusal | None:
+        """None when ``incoming`` is served; else why not. Rate limits are decided once per
+        update: one Telegram delivers again (its batch was not stored) gets the decision it had,
+        and spends no quota a second time."""
+        sender = incoming.sender
+        if sender is None or incoming.chat_kind is ChatKind.CHANNEL:
+            return Refusal("nobody to serve")  # channel posts and the like
         is_admin = sender.id in self._admins
-        if chat_type in _GROUPS:
-            if not self.addressed(message):
-                return []
-            if self._chats is not None and chat_id not in self._chats:
-                self._notice(message, "group", texts.GROUP_NOT_ALLOWED.format(chat_id=chat_id))
-                return []
+        if incoming.in_group:
+            if not self.addressed(incoming):
+                return Refusal("not addressed to the bot")
+            if self._chats is not None and incoming.chat_id not in self._chats:
+                text = texts.GROUP_NOT_ALLOWED.format(chat_id=incoming.chat_id)
+                return Refusal("group not allowed", self._notice(incoming.chat_id, "group", text))
         elif not is_admin and self._users is not None and sender.id not in self._users:
             self._log.info("refused user {} (not in ALLOWED_USER_IDS)", sender.id)
-            self._notice(message, "refused", texts.NOT_ALLOWED.format(user_id=sender.id))
-            return []
+            text = texts.NOT_ALLOWED.format(user_id=sender.id)
+            return Refusal("user not allowed", self._notice(incoming.chat_id, "refused", text))
         if not (is_admin and self._exempt_admins):
-            over = self._rate_decision(update.get("update_id"), sender.id)
+            over = self._rate_decision(incoming.update_id, sender.id)
             if over is not None:
                 which, wait = over
                 text = texts.RATE_LIMITED_USER if which == "user" else texts.RATE_LIMITED_GLOBAL
                 self._log.info("user {} is over the {} rate limit", sender.id, which)
-                self._notice(message, f"rate-{which}-{sender.id}", text.format(seconds=math.ceil(wait)))
-                return []
-        return self._route(update)
+                notice = self._notice(
+                    incoming.chat_id, f"rate-{which}-{sender.id}", text.format(seconds=math.ceil(wait))
+                )
+                return Refusal(f"over the {which} rate limit", notice)
+        return None
 
-    def _rate_decision(self, update_id: object, user_id: int) -> tuple[str, float] | None:
+    def _rate_decision(self, update_id: int, user_id: int) -> tuple[str, float] | None:
         """The rate limits' verdict on this update, counted the first time it is seen only."""
-        key = update_id if valid_id(update_id) else None
-        if key is not None and key in self._decided:
-            return self._decided[key]
+        if update_id in self._decided:
+            return self._decided[update_id]
         verdict = self._limits.hit(user_id)
-        if key is not None:
-            self._decided[key] = verdict
-            if len(self._decided) > _DECISIONS_KEPT:  # a redelivery comes within a few batches
-                self._decided.popitem(last=False)
+        self._decided[update_id] = verdict
+        if len(self._decided) > _DECISIONS_KEPT:  # a redelivery comes within a few batches
+            self._decided.popitem(last=False)
         return verdict
 
-    def addressed(self, message: dict[str, Any]) -> bool:
-        """In a group: a command, a reply to one of our messages, or a mention of us. A forwarded
-        message that starts with "/" is somebody's text, not a command to us."""
-        text = message.get("text") or message.get("caption") or ""
-        if not isinstance(text, str):
-            return False
-        if text.startswith("/") and "forward_origin" not in message:
-            _, _, target = text.split(maxsplit=1)[0].partition("@") if text.strip() else ("", "", "")
-            return not target or target.lower() == self._mention[1:]  # not a command for another bot
-        replied = message.get("reply_to_message")
-        replied_from = replied.get("from") if isinstance(replied, dict) else None
-        if isinstance(replied_from, dict) and replied_from.get("id") == self._bot_id:
-            return True
-        entities = message.get("entities") or message.get("caption_entities") or []
-        for entity in entities if isinstance(entities, list) else []:
-            if not isinstance(entity, dict):
-                continue
-            user = entity.get("user")
-            mentioned = isinstance(user, dict) and user.get("id") == self._bot_id
-            if entity.get("type") == "text_mention" and mentioned:
-                return True
-            if entity.get("type") == "mention" and _utf16_slice(text, entity).lower() == self._mention:
-                return True
-        return False
+    def addressed(self, incoming: Incoming) -> bool:
+        """In a group: a command (not another bot's), a reply to one of our messages, or a mention
+        of us. A forwarded message that starts with "/" is somebody's text, not a command to us."""
+        if incoming.command is not None:
+            return incoming.command.bot in (None, self._username)
+        return (
+            incoming.reply_to_author == self._bot_id
+            or self._bot_id in incoming.mentioned_ids
+            or self._username in incoming.mentions
+        )
 
-    def _notice(self, message: dict[str, Any], what: str, text: str) -> None:
-        """Tell the sender why nothing happens, at most once per window, without waiting."""
-        chat_id = int(message["chat"]["id"])  # checked by route()
-        now = time.monotonic()
+    def _notice(self, chat_id: int, what: str, text: str) -> str | None:
+        """``text`` if the sender should hear it now: at most once per window per chat and kind,
+        and within the notices' own overall limit (a flood of strangers must not crowd real
+        answers out of Telegram's limits)."""
+        now = self._clock.now()
         if now - self._told.get((chat_id, what), -math.inf) < self._notice_every_s:
-            return
-        if len(self._notices) >= _MAX_PENDING_NOTICES or not self._limits.notice_allowed():
-            return  # a flood of strangers must not crowd real answers out of Telegram's limits
+            return None
+        if not self._limits.notice_allowed():
+            return None
         if len(self._told) > 10_000:  # forget old entries: this must not grow without bound
             self._told = {k: t for k, t in self._told.items() if now - t < self._notice_every_s}
         self._told[(chat_id, what)] = now
-        reply_to, thread_id = message.get("message_id"), message.get("message_thread_id")
-        task = asyncio.get_running_loop().create_task(
-            self._send(
-                chat_id,
-                text,
-                reply_to if valid_id(reply_to) else None,
-                thread_id if valid_id(thread_id) else None,
-            )
-        )
-        self._notices.add(task)
-        task.add_done_callback(self._notices.discard)
-
-    async def _send(self, chat_id: int, text: str, reply_to: int | None, thread_id: int | None) -> None:
-        try:
-            await self._messenger.send_text(chat_id, text, reply_to=reply_to, thread_id=thread_id)
-        except JobError as exc:
-            self._log.warning("could not send a notice to chat {}: {}", chat_id, exc)
-
-    async def aclose(self) -> None:
-        """Let notices in flight finish briefly, then drop the rest (they are courtesy only)."""
-        if self._notices:
-            _, pending = await asyncio.wait(set(self._notices), timeout=2.0)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-
-
-def _utf16_slice(text: str, entity: dict[str, Any]) -> str:
-    """Telegram's entity offsets count UTF-16 code units."""
-    offset, length = entity.get("offset", 0), entity.get("length", 0)
-    if not (valid_id(offset) and valid_id(length)) or offset < 0 or length < 0:
-        return ""
-    encoded = text.encode("utf-16-le", errors="surrogatepass")
-    return encoded[offset * 2 : (offset + length) * 2].decode("utf-16-le", errors="replace")
+        return text

@@ -1,21 +1,45 @@
-"""What comes in from outside, made safe once, where it enters: text becomes valid Unicode (an
-unpaired UTF-16 surrogate, which SQLite refuses to encode, becomes U+FFFD), and the one rule for
-who sent a Telegram message. A leaf: it imports nothing of ours and does no I/O."""
+"""What comes in from Telegram, parsed once where it enters: a raw update becomes one frozen
+``Incoming`` (ids, chat kind, the sender by one rule, text made valid Unicode, the command, the
+attachment). Nothing downstream reads the raw dict. A leaf: imports nothing of ours, no I/O."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Any
 
 # Telegram ids fit in 52 bits; anything outside a signed 64-bit integer cannot be stored anyway.
 _MAX_ID = 2**63 - 1
+# Message fields that carry something a person sent that we cannot read yet (service messages,
+# such as joins, pins and title changes, carry none of these and get no answer at all).
+_OTHER_CONTENT = (
+    "animation",
+    "contact",
+    "dice",
+    "document",
+    "game",
+    "location",
+    "photo",
+    "poll",
+    "sticker",
+    "story",
+    "venue",
+    "video",
+)
+# Attachment kinds we handle: field -> (file name to upload as, MIME type if the message gives none).
+_MEDIA = {
+    "voice": ("voice.ogg", "audio/ogg"),
+    "audio": ("audio.mp3", "audio/mpeg"),
+    "video_note": ("video_note.mp4", "video/mp4"),
+}
 
 
 def clean_text(text: str) -> str:
     """``text`` as valid Unicode: a surrogate pair that arrived as two code points (split across
     two JSON escapes or two stream chunks) becomes its character, and every lone surrogate
-    becomes U+FFFD. The common case costs one encode."""
+    becomes U+FFFD (SQLite refuses to encode one). The common case costs one encode."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -39,12 +63,122 @@ def valid_id(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and -_MAX_ID <= value <= _MAX_ID
 
 
+class ChatKind(StrEnum):
+    PRIVATE = "private"
+    GROUP = "group"  # groups and supergroups alike
+    CHANNEL = "channel"
+
+
 @dataclass(frozen=True, slots=True)
 class Sender:
     """Who counts as the author of a message, for access, rate limits, budgets and usage."""
 
     id: int
     name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTarget:
+    """Where a reply goes: the chat, the message it answers, and the forum topic if any."""
+
+    chat_id: int
+    message_id: int
+    thread_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """``/name@bot argument``: the name in lower case, the bot it names (None: any), the rest."""
+
+    name: str
+    argument: str
+    bot: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file the sender attached. ``seconds`` and ``size`` are the sender's claims, where they
+    make sense at all (a duration or size that is no number is None)."""
+
+    kind: str  # "voice", "audio", "video_note"
+    file_id: str
+    seconds: float | None
+    size: int | None
+    filename: str
+    mime: str
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One Telegram message, as everything past the intake sees it."""
+
+    update_id: int
+    chat_id: int
+    chat_kind: ChatKind
+    message_id: int
+    thread_id: int | None
+    sender: Sender | None
+    text: str  # the text or caption, valid Unicode; "" when there is none
+    command: Command | None  # when the text is a command (a forwarded "/…" is just text)
+    forwarded: bool
+    reply_to_author: int | None  # who wrote the message this one replies to
+    mentions: frozenset[str]  # @usernames mentioned, lower case, without the "@"
+    mentioned_ids: frozenset[int]  # users mentioned by a text link (no username)
+    attachment: Attachment | None
+    other_content: bool  # something sent that we cannot read (a sticker, a photo…)
+
+    @property
+    def in_group(self) -> bool:
+        return self.chat_kind is ChatKind.GROUP
+
+    @property
+    def target(self) -> ReplyTarget:
+        return ReplyTarget(self.chat_id, self.message_id, self.thread_id)
+
+    @property
+    def sender_id(self) -> int | None:
+        return self.sender.id if self.sender else None
+
+    def with_text(self, text: str) -> Incoming:
+        """The same message carrying ``text`` (a voice note's transcript), as a typed turn."""
+        return replace(self, text=text, command=None, attachment=None)
+
+
+def parse_update(update: Mapping[str, Any]) -> Incoming | None:
+    """The update's message as an ``Incoming``; None when it holds no message we could answer
+    (an edit, a channel post, an id that is no id). Never raises, whatever the update holds."""
+    message = update.get("message")
+    if not isinstance(message, dict):
+        return None
+    chat = message.get("chat")
+    update_id, message_id = update.get("update_id"), message.get("message_id")
+    if not (
+        isinstance(chat, dict) and valid_id(chat.get("id")) and valid_id(update_id) and valid_id(message_id)
+    ):
+        return None
+    text = _string(message.get("text")) or _string(message.get("caption"))
+    forwarded = "forward_origin" in message
+    entities = message.get("entities") or message.get("caption_entities")
+    mentions, mentioned_ids = _mentions(text, entities if isinstance(entities, list) else [])
+    replied = message.get("reply_to_message")
+    author = replied.get("from") if isinstance(replied, dict) else None
+    thread_id = message.get("message_thread_id")
+    return Incoming(
+        update_id=update_id,
+        chat_id=chat["id"],
+        chat_kind=_chat_kind(chat.get("type")),
+        message_id=message_id,
+        thread_id=thread_id if valid_id(thread_id) else None,
+        sender=sender_of(message),
+        text=text,
+        command=None if forwarded or not isinstance(message.get("text"), str) else _command(text),
+        forwarded=forwarded,
+        reply_to_author=author["id"] if isinstance(author, dict) and valid_id(author.get("id")) else None,
+        mentions=mentions,
+        mentioned_ids=mentioned_ids,
+        attachment=_attachment(message),
+        other_content=any(key in message for key in _OTHER_CONTENT),
+    )
 
 
 def sender_of(message: Mapping[str, Any]) -> Sender | None:
@@ -56,6 +190,70 @@ def sender_of(message: Mapping[str, Any]) -> Sender | None:
         if isinstance(source, dict) and valid_id(source.get("id")):
             return Sender(int(source["id"]), _name(source))
     return None
+
+
+def _string(value: object) -> str:
+    return clean_text(value) if isinstance(value, str) else ""
+
+
+def _chat_kind(value: object) -> ChatKind:
+    if value in ("group", "supergroup"):
+        return ChatKind.GROUP
+    return ChatKind.CHANNEL if value == "channel" else ChatKind.PRIVATE
+
+
+def _command(text: str) -> Command | None:
+    if not text.startswith("/") or not text.strip():
+        return None
+    word, *rest = text.split(maxsplit=1)
+    name, _, bot = word[1:].partition("@")
+    return Command(name.lower(), rest[0] if rest else "", bot.lower() or None)
+
+
+def _mentions(text: str, entities: list[Any]) -> tuple[frozenset[str], frozenset[int]]:
+    names: set[str] = set()
+    ids: set[int] = set()
+    for entity in entities:
+        if not isinstance(entity, dict):
+            continue
+        user = entity.get("user")
+        if entity.get("type") == "text_mention" and isinstance(user, dict) and valid_id(user.get("id")):
+            ids.add(user["id"])
+        elif entity.get("type") == "mention":
+            names.add(_utf16_slice(text, entity).lstrip("@").lower())
+    return frozenset(names), frozenset(ids)
+
+
+def _utf16_slice(text: str, entity: Mapping[str, Any]) -> str:
+    """Telegram's entity offsets count UTF-16 code units."""
+    offset, length = entity.get("offset", 0), entity.get("length", 0)
+    if not (valid_id(offset) and valid_id(length)) or offset < 0 or length < 0:
+        return ""
+    encoded = text.encode("utf-16-le", errors="surrogatepass")
+    return encoded[offset * 2 : (offset + length) * 2].decode("utf-16-le", errors="replace")
+
+
+def _attachment(message: Mapping[str, Any]) -> Attachment | None:
+    for field, (filename, mime) in _MEDIA.items():
+        media = message.get(field)
+        if isinstance(media, dict) and isinstance(media.get("file_id"), str) and media["file_id"]:
+            name, size, declared = media.get("file_name"), media.get("file_size"), media.get("mime_type")
+            return Attachment(
+                kind=field,
+                file_id=media["file_id"],
+                seconds=usable_seconds(media.get("duration")),
+                size=size if valid_id(size) else None,
+                filename=name if isinstance(name, str) and name else filename,
+                mime=declared if isinstance(declared, str) and declared else mime,
+            )
+    return None
+
+
+def usable_seconds(value: object) -> float | None:
+    """``value`` as a duration in seconds if it is a finite, positive number; else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and value > 0 else None
 
 
 def _name(source: Mapping[str, Any]) -> str:

@@ -1,12 +1,12 @@
-"""Telegram intake: long-polls ``getUpdates`` and stores each batch as queue jobs *before* the
-next call confirms it to Telegram, so an update Telegram considers delivered is always on disk.
-It does not handle updates; the ``tg-update`` job does."""
+"""Telegram intake: long-polls ``getUpdates``, parses each update once into an ``Incoming``,
+has it routed, and stores each batch's jobs *before* the next call confirms it to Telegram, so
+an update Telegram considers delivered is always on disk. Sends a refused sender's courtesy
+reply in the background. It handles no message; the jobs do."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import re
 import warnings
 from collections.abc import Callable, Coroutine, Sequence
 from enum import StrEnum
@@ -17,24 +17,19 @@ from loguru import logger
 from telegram.warnings import PTBUserWarning
 
 from botcore.clock import Clock
-from botcore.errors import StorageUnavailable
-from botcore.incoming import clean, valid_id
+from botcore.errors import JobError, StorageUnavailable
+from botcore.incoming import Incoming, ReplyTarget, clean, parse_update, valid_id
 from botcore.jobqueue import JobQueue, describe_error
+from botcore.messenger import Messenger
 from botcore.models import Enqueued, NewJob
+from botcore.routing import UPDATE_KIND, Decision
 from botcore.storage import OFFSET_KEY, KeyValueStore
 from botcore.telegram_api import retry_after_seconds
 
-UPDATE_KIND = "tg-update"  # a message, answered in its chat's order within LLM_CONCURRENCY
-COMMAND_KIND = "tg-command"  # a command that neither reads nor changes the conversation
 ALLOWED_UPDATES = ("message",)  # edits are not answered again
-# Commands that neither change nor read the conversation run at once, not in the chat's order and
-# not within the LLM's slots (/retry with a job id is the admin's; /retry alone and /reset must
-# wait their turn).
-_UNORDERED = re.compile(
-    r"/(?:cancel|start|help|usage|status|dead|cleanup)(?:@\w+)?(?:\s|$)|/retry(?:@\w+)?\s+#?\d", re.IGNORECASE
-)
 _PAUSE_FIRST_S, _PAUSE_MAX_S = 1.0, 30.0  # after a failure: 1 s, doubling to 30 s
 _MAX_RAW_CHARS = 20_000  # of an update kept in its dead letter
+_MAX_PENDING_REPLIES = 100  # beyond this, courtesy replies are dropped (a flood of strangers)
 
 
 class Outcome(StrEnum):
@@ -43,22 +38,6 @@ class Outcome(StrEnum):
     STORED = "stored"  # one or more jobs (new, or already there: a redelivery)
     REFUSED = "refused"  # not for us, not allowed or over a limit: no job (the gate told the sender)
     DEAD = "dead"  # could not be routed or stored: kept as a dead letter with its reason
-
-
-def route_to_update_job(update: dict[str, Any]) -> list[NewJob]:
-    """One job per update, de-duplicated on the update id: in its chat's order, or a command job
-    outside it."""
-    message = update.get("message")
-    chat = message.get("chat") if isinstance(message, dict) else None
-    chat_id = chat.get("id") if isinstance(chat, dict) else None
-    group = f"chat:{chat_id}" if valid_id(chat_id) else None
-    text = message.get("text") if isinstance(message, dict) else None
-    forwarded = isinstance(message, dict) and "forward_origin" in message
-    key = f"tg-update:{update['update_id']}"
-    if isinstance(text, str) and not forwarded and _UNORDERED.match(text):
-        # Not behind the chat's answers: /cancel stops them, /status reports on them.
-        return [NewJob(COMMAND_KIND, update, dedup_key=key)]
-    return [NewJob(UPDATE_KIND, update, dedup_key=key, group_key=group)]
 
 
 def dead_letter(update: dict[str, Any], reason: str) -> NewJob:
@@ -90,12 +69,13 @@ class UpdatePoller:
         queue: JobQueue,
         kv: KeyValueStore,
         *,
+        route: Callable[[Incoming], Decision],
         clock: Clock,
+        messenger: Messenger | None = None,
         poll_timeout_s: float = 30.0,
         error_pause_s: float = _PAUSE_FIRST_S,
         max_pause_s: float = _PAUSE_MAX_S,
-        route: Callable[[dict[str, Any]], list[NewJob]] = route_to_update_job,
-        unstorable_notice: Callable[[dict[str, Any]], NewJob | None] | None = None,
+        unstorable_notice: Callable[[Incoming], NewJob] | None = None,
     ) -> None:
         self._bot = bot
         self._queue = queue
@@ -104,7 +84,9 @@ class UpdatePoller:
         self._poll_timeout_s = poll_timeout_s
         self._first_pause_s = error_pause_s
         self._max_pause_s = max_pause_s
-        self._route = route  # which jobs an update becomes: services decide, the intake stores
+        self._route = route  # which jobs a message becomes: routing decides, the intake stores
+        self._messenger = messenger  # for courtesy replies (None: they are not sent)
+        self._replies: set[asyncio.Task[None]] = set()
         # The notice (a job) that tells a sender their message could not be kept, if any.
         self._unstorable_notice = unstorable_notice
         self._stop = asyncio.Event()
@@ -116,6 +98,14 @@ class UpdatePoller:
 
     def stop(self) -> None:
         self._stop.set()
+
+    async def aclose(self) -> None:
+        """Let courtesy replies in flight finish briefly, then drop the rest."""
+        if self._replies:
+            _, pending = await asyncio.wait(set(self._replies), timeout=2.0)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def run(self) -> None:
         stored = await self._read_offset()
@@ -209,25 +199,32 @@ class UpdatePoller:
         return call.result()
 
     async def persist(self, updates: Sequence[dict[str, Any]]) -> list[Outcome]:
-        """Store a batch: each update's text made valid, routed once, and all the jobs written in
-        one transaction. If that fails for one update's sake (its routing raised, or storing it
-        did), that update alone becomes a dead letter and the rest are stored normally. Raises
-        only when the database itself refuses (locked, full): then nothing is confirmed."""
+        """Store a batch: each update's text made valid, parsed and routed once, and all the
+        jobs written in one transaction. If that fails for one update's sake (its routing
+        raised, or storing it did), that update alone becomes a dead letter and the rest are
+        stored normally. Raises only when the database itself refuses (locked, full): then
+        nothing is confirmed."""
         routed: list[_Routed] = []
         dead: list[NewJob] = []
         outcomes: list[Outcome] = []
         for position, raw in enumerate(updates):
             update = clean(raw)
             try:
-                jobs = self._route(update)
+                incoming = parse_update(update)
+                decision = self._route(incoming) if incoming is not None else Decision(refused="no message")
             except Exception as exc:  # a bug: this update must not hold up the others
                 self._log.opt(exception=exc).error("update {} could not be routed", update.get("update_id"))
                 dead.append(dead_letter(update, f"could not be routed: {describe_error(exc)}"))
                 outcomes.append(Outcome.DEAD)
                 continue
-            routed.append((position, update, jobs))
+            if incoming is not None and decision.reply is not None:
+                self._reply_soon(incoming.target, decision.reply)
+            jobs = [
+                NewJob(p.kind, update, dedup_key=p.dedup_key, group_key=p.group_key) for p in decision.jobs
+            ]
+            routed.append((position, update, incoming, jobs))
             outcomes.append(Outcome.STORED if jobs else Outcome.REFUSED)
-        jobs = [job for _, _, update_jobs in routed for job in update_jobs] + dead
+        jobs = [job for *_, update_jobs in routed for job in update_jobs] + dead
         try:
             results = await self._queue.enqueue_many(jobs)
         except Exception as exc:
@@ -242,13 +239,29 @@ class UpdatePoller:
         )
         return outcomes
 
+    def _reply_soon(self, where: ReplyTarget, text: str) -> None:
+        """Send a courtesy reply in the background: the intake never waits for Telegram."""
+        if self._messenger is None or len(self._replies) >= _MAX_PENDING_REPLIES:
+            return
+        task = asyncio.get_running_loop().create_task(self._reply(self._messenger, where, text))
+        self._replies.add(task)
+        task.add_done_callback(self._replies.discard)
+
+    async def _reply(self, messenger: Messenger, where: ReplyTarget, text: str) -> None:
+        try:
+            await messenger.send_text(
+                where.chat_id, text, reply_to=where.message_id, thread_id=where.thread_id
+            )
+        except JobError as exc:
+            self._log.warning("could not send a notice to chat {}: {}", where.chat_id, exc)
+
     async def _isolate(
         self, routed: list[_Routed], dead: list[NewJob], outcomes: list[Outcome]
     ) -> list[Enqueued]:
         """The batch could not be stored whole: store each update on its own, and the ones that
         still fail as dead letters (with a notice to their sender, who was let in)."""
         results: list[Enqueued] = []
-        for position, update, jobs in routed:
+        for position, update, incoming, jobs in routed:
             if not jobs:
                 continue
             try:
@@ -258,9 +271,8 @@ class UpdatePoller:
                     raise
                 self._log.opt(exception=exc).error("update {} could not be stored", update.get("update_id"))
                 dead.append(dead_letter(update, f"could not be stored: {describe_error(exc)}"))
-                notice = self._unstorable_notice(update) if self._unstorable_notice else None
-                if notice is not None:
-                    dead.append(notice)
+                if self._unstorable_notice is not None and incoming is not None:
+                    dead.append(self._unstorable_notice(incoming))
                 outcomes[position] = Outcome.DEAD
         if dead:
             results += await self._queue.enqueue_many(dead)
@@ -273,7 +285,8 @@ def _next_offset(updates: Sequence[dict[str, Any]], offset: int | None) -> int |
     return max(ids) + 1 if ids else offset
 
 
-_Routed = tuple[int, dict[str, Any], list[NewJob]]  # an update's place in its batch, it, its jobs
+# An update's place in its batch, it, the message in it, its jobs.
+_Routed = tuple[int, dict[str, Any], Incoming | None, list[NewJob]]
 
 
 class _UnparsableBatch(Exception):

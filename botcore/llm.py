@@ -19,16 +19,13 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from botcore.errors import (
     Cause,
     ContextTooLongError,
-    JobError,
     PermanentError,
     TransientError,
-    http_error,
-    parse_retry_after,
 )
 from botcore.incoming import clean_text
 from botcore.models import Turn, Usage
+from botcore.openai_errors import NOT_A_COMPLETION, translate
 
-_NOT_A_COMPLETION = "the LLM server's answer was not a chat completion (is OPENAI_BASE_URL right?)"
 _CHARS_PER_TOKEN = 4
 
 
@@ -156,9 +153,9 @@ class ChatModel:
         except openai.APIError as exc:
             raise translate(exc) from exc
         except (ValueError, TypeError) as exc:  # a 200 that is not a completion
-            raise PermanentError(_NOT_A_COMPLETION) from exc
+            raise PermanentError(NOT_A_COMPLETION) from exc
         if not isinstance(response, ChatCompletion):  # e.g. a web page: the SDK hands back its text
-            raise PermanentError(_NOT_A_COMPLETION)
+            raise PermanentError(NOT_A_COMPLETION)
         choice = response.choices[0] if response.choices else None
         text = clean_text(choice.message.content or "").strip() if choice else ""
         model = response.model or self.model
@@ -177,34 +174,6 @@ class ChatModel:
 
     def _body(self, system_prompt: str, turns: Sequence[Turn]) -> dict[str, Any]:
         return {"model": self.model, "messages": _messages(system_prompt, turns), **self._limit}
-
-
-def translate(
-    exc: openai.APIError, *, service: str = "LLM", key_variable: str = "OPENAI_API_KEY"
-) -> JobError:
-    """Map an SDK error to our taxonomy: worth retrying, worth waiting for, or not. The messages
-    are ours (admins may read them); the server's own text is never passed on."""
-    if isinstance(exc, openai.APITimeoutError):
-        return TransientError(f"{service}: timed out", cause=Cause.TIMEOUT)
-    if isinstance(exc, openai.APIConnectionError):
-        # A server unreachable or dropping connections: an outage, whoever asked.
-        return TransientError(f"{service}: unreachable", cause=Cause.UNAVAILABLE, shared=True)
-    if isinstance(exc, openai.APIResponseValidationError):
-        return PermanentError(_NOT_A_COMPLETION)
-    if isinstance(exc, openai.APIStatusError):
-        code = _error_code(exc)
-        if exc.status_code == 400 and (
-            code == "context_length_exceeded" or "context length" in str(exc).lower()
-        ):
-            return ContextTooLongError("the conversation is longer than the model's context")
-        return http_error(
-            service,
-            exc.status_code,
-            key_variable=key_variable,
-            code=code,
-            retry_after=parse_retry_after(exc.response.headers.get("retry-after")),
-        )
-    return TransientError(f"{service}: {type(exc).__name__}")
 
 
 def _usage(model: str, usage: CompletionUsage | None) -> Usage:
@@ -237,10 +206,3 @@ def _estimate(model: str, body: dict[str, Any], text: str) -> Usage:
 def _messages(system_prompt: str, turns: Sequence[Turn]) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     return messages + [{"role": t.role, "content": t.content} for t in turns]
-
-
-def _error_code(exc: openai.APIStatusError) -> str | None:
-    body = exc.body if isinstance(exc.body, dict) else {}
-    error = body.get("error", body)
-    code = error.get("code") if isinstance(error, dict) else None
-    return str(code) if code else None

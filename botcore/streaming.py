@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from loguru import logger
 
+from botcore.clock import Clock
 from botcore.errors import JobError, UpstreamUnavailable
 from botcore.formatting import Chunk, plain_chunks
 from botcore.messenger import Messenger
@@ -31,7 +31,7 @@ class StreamingReply:
         interval_s: float,
         message_ids: Sequence[int] = (),
         on_new_message: Callable[[list[int]], Awaitable[None]],
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock,
     ) -> None:
         self._messenger = messenger
         self._chat_id = chat_id
@@ -54,7 +54,7 @@ class StreamingReply:
     async def update(self, text: str) -> None:
         """The whole answer so far; shown now if the interval has passed since the last show."""
         self._text = text
-        if self._clock() - self._last_show >= self._interval:
+        if self._clock.now() - self._last_show >= self._interval:
             await self._show(text)
 
     def shows(self, index: int, chunk: Chunk) -> bool:
@@ -64,17 +64,17 @@ class StreamingReply:
     async def mark(self, note: str) -> None:
         """The answer stops here (interrupted, stopped): what this attempt showed, with ``note``.
         Nothing if this attempt showed nothing (an earlier attempt's text stays as it was)."""
-        wait = self._last_show + self._interval - self._clock()
+        wait = self._last_show + self._interval - self._clock.now()
         if self._text and self.ids and wait <= MAX_MARK_WAIT_S:  # not worth holding a failing job
             await self.wait_turn()
             await self._show(f"{self._text}\n\n{note}")
 
     async def wait_turn(self) -> None:
         """Wait until the interval since the last edit has passed."""
-        await asyncio.sleep(max(0.0, self._last_show + self._interval - self._clock()))
+        await self._clock.wait(asyncio.Event(), self._last_show + self._interval - self._clock.now())
 
     async def _show(self, text: str) -> None:
-        self._last_show = self._clock()
+        self._last_show = self._clock.now()
         for index, part in enumerate(chunk.text for chunk in plain_chunks(text)):
             if index < len(self.ids) and self._shown[index] == part:
                 continue  # never an edit that changes nothing

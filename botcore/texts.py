@@ -10,16 +10,8 @@ START = (
     "👋 Hi! I'm an AI assistant. Send me a message and I'll answer; I remember our recent "
     "conversation (/reset makes me forget it).\n\n/help lists what I can do."
 )
-HELP = (
-    "I answer your messages with an AI model and remember the last few messages of this chat.\n\n"
-    "/reset — forget our conversation\n/retry — answer my last message again\n"
-    "/cancel — stop the answer I am writing\n/usage — what you have used today and this month\n"
-    "/help — this message"
-)
-ADMIN_HELP = (
-    "\n\nFor admins:\n/status — queue, services, today's use\n/dead — the latest failed jobs\n"
-    "/retry <job id> — run a failed job again\n/cleanup — clean the database now"
-)
+HELP_INTRO = "I answer your messages with an AI model and remember the last few messages of this chat.\n\n"
+ADMIN_HELP_INTRO = "\n\nFor admins:\n"  # the commands' lines come from routing.COMMANDS
 RESET = "🧹 Done: I forgot our conversation ({count} messages)."
 RESET_EMPTY = "🧹 Done: there was nothing to forget."
 STREAM_INTERRUPTED = "⚠️ (interrupted; trying again…)"
@@ -138,12 +130,3 @@ USAGE = (
 )
 ADMIN_ONLY = "🔒 Sorry, that command is for the bot's admins."
 ADMIN_PRIVATE = "🔒 Please use admin commands in a private chat with me: their reports name other users."
-
-COMMANDS = (
-    ("start", "Start the bot"),
-    ("help", "What I can do"),
-    ("reset", "Forget our conversation"),
-    ("retry", "Answer the last message again"),
-    ("cancel", "Stop the current answer"),
-    ("usage", "What you have used"),
-)

@@ -11,8 +11,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from botcore.clock import ManualClock
+from botcore.clock import Clock, ManualClock, SystemClock
+from botcore.gate import Gate, RateLimits
+from botcore.incoming import Incoming, parse_update
 from botcore.jobqueue import JobQueue
+from botcore.routing import Router
 from botcore.sqlite_db import Database
 from botcore.sqlite_jobs import SqliteJobStore
 from botcore.worker import Worker
@@ -93,3 +96,44 @@ async def bot(tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI) -> AsyncIterato
         yield process
     finally:
         await process.stop_clean()
+
+
+def make_gate(
+    *,
+    clock: Clock | None = None,
+    admin_ids: frozenset[int] = frozenset(),
+    per_user: int = 0,
+    overall: int = 0,
+) -> Gate:
+    """The real gate as the fake Telegram's bot (id 4242, @test_bot) would have it: everyone
+    allowed, and no rate limit unless given."""
+    return Gate(
+        clock=clock or SystemClock(),
+        bot_id=4242,
+        bot_username="test_bot",
+        admin_ids=admin_ids,
+        allowed_user_ids=None,
+        allowed_chat_ids=None,
+        rate_limits=RateLimits(per_user, overall),
+    )
+
+
+def make_router(**gate: object) -> Router:
+    return Router(make_gate(**gate))  # type: ignore[arg-type]
+
+
+def private_message(user: int, text: str, *, update_id: int = 1, message_id: int = 1) -> Incoming:
+    """A text message from ``user`` in their private chat with the bot, parsed as intake would."""
+    parsed = parse_update(
+        {
+            "update_id": update_id,
+            "message": {
+                "message_id": message_id,
+                "chat": {"id": user, "type": "private"},
+                "from": {"id": user, "first_name": "Ada"},
+                "text": text,
+            },
+        }
+    )
+    assert parsed is not None
+    return parsed

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from botcore import texts
+from botcore.routing import help_text
 
 from .botproc import BotProcess
 from .conftest import eventually
@@ -176,7 +177,7 @@ async def test_groups_answer_only_when_addressed_and_keep_their_own_memory(
         tg.add_message(-200, "@test_bot hi", **group_message())  # a group nobody allowed
         tg.add_message(-100, "@test_bot", **group_message())  # only the mention: what it is for
         await settle(tg, lambda: len(tg.texts_to(-100)) == 4 and tg.texts_to(-200), "the replies")
-        assert tg.texts_to(-100)[2:] == ["echo: Grace: and 3+3?", texts.HELP]
+        assert tg.texts_to(-100)[2:] == ["echo: Grace: and 3+3?", help_text(admin=False)]
         assert tg.texts_to(-200) == [texts.GROUP_NOT_ALLOWED.format(chat_id=-200)]
     group_calls = [[m["content"] for m in r["messages"][1:]] for r in llm.requests[1:]]
     assert group_calls == [

@@ -5,15 +5,8 @@ import asyncio
 import pytest
 
 from botcore.breaker import BreakerState, CircuitBreaker
+from botcore.clock import ManualClock
 from botcore.errors import LeaseLostError, PermanentError, TransientError, UpstreamUnavailable
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 async def attempt(breaker: CircuitBreaker, outcome: BaseException | None = None) -> None:
@@ -29,7 +22,7 @@ async def fail(breaker: CircuitBreaker, n: int, exc: Exception | None = None) ->
 
 
 async def test_opens_after_five_counted_failures_and_refuses_without_calling() -> None:
-    clock = Clock()
+    clock = ManualClock()
     breaker = CircuitBreaker("llm", clock=clock)
     await fail(breaker, 4)
     assert breaker.state is BreakerState.CLOSED
@@ -40,12 +33,12 @@ async def test_opens_after_five_counted_failures_and_refuses_without_calling() -
         async with breaker.call():
             called = True
     assert not called and refused.value.retry_after == pytest.approx(60)
-    clock.t += 59
+    clock.advance(59)
     assert breaker.state is BreakerState.OPEN and breaker.retry_after() == pytest.approx(1)
 
 
 async def test_a_success_resets_the_count_and_permanent_errors_do_not_count() -> None:
-    breaker = CircuitBreaker("llm", clock=Clock())
+    breaker = CircuitBreaker("llm", clock=ManualClock())
     await fail(breaker, 4)
     await attempt(breaker)  # success
     await fail(breaker, 4)
@@ -56,10 +49,10 @@ async def test_a_success_resets_the_count_and_permanent_errors_do_not_count() ->
 
 
 async def test_half_open_admits_one_trial_and_closes_after_two_successes() -> None:
-    clock = Clock()
+    clock = ManualClock()
     breaker = CircuitBreaker("stt", clock=clock)
     await fail(breaker, 5)
-    clock.t += 60
+    clock.advance(60)
     assert breaker.state is BreakerState.HALF_OPEN
     gate = asyncio.Event()
 
@@ -79,16 +72,16 @@ async def test_half_open_admits_one_trial_and_closes_after_two_successes() -> No
 
 
 async def test_a_failed_trial_reopens_for_a_full_period() -> None:
-    clock = Clock()
+    clock = ManualClock()
     breaker = CircuitBreaker("llm", clock=clock)
     await fail(breaker, 5)
-    clock.t += 61
+    clock.advance(61)
     await fail(breaker, 1)
     assert breaker.state is BreakerState.OPEN and breaker.retry_after() == pytest.approx(60)
 
 
 async def test_cancellation_is_never_counted() -> None:
-    clock = Clock()
+    clock = ManualClock()
     breaker = CircuitBreaker("llm", fail_max=1, clock=clock)
 
     async def hang() -> None:
@@ -103,7 +96,7 @@ async def test_cancellation_is_never_counted() -> None:
     assert breaker.state is BreakerState.CLOSED
     # Nor in half-open: the trial slot is freed and the breaker stays half-open.
     await fail(breaker, 1)
-    clock.t += 60
+    clock.advance(60)
     task = asyncio.create_task(hang())
     await asyncio.sleep(0)
     task.cancel()
@@ -116,7 +109,7 @@ async def test_cancellation_is_never_counted() -> None:
 async def test_a_lost_lease_is_nobodys_failure() -> None:
     """A streamed answer whose job lost its lease stops with LeaseLostError: the upstream did
     nothing wrong, so it is counted neither way."""
-    breaker = CircuitBreaker("llm", clock=Clock(), fail_max=2)
+    breaker = CircuitBreaker("llm", clock=ManualClock(), fail_max=2)
     for _ in range(5):
         with pytest.raises(LeaseLostError):
             await attempt(breaker, LeaseLostError("lost the job's lease"))
@@ -124,7 +117,7 @@ async def test_a_lost_lease_is_nobodys_failure() -> None:
 
 
 async def test_a_failure_is_shared_only_when_other_callers_fail_too() -> None:
-    breaker = CircuitBreaker("llm", clock=Clock(), fail_max=5)
+    breaker = CircuitBreaker("llm", clock=ManualClock(), fail_max=5)
 
     async def fails(caller: int) -> TransientError:
         with pytest.raises(TransientError) as failed:
@@ -146,7 +139,7 @@ async def test_a_failure_is_shared_only_when_other_callers_fail_too() -> None:
 async def test_one_conversation_failing_again_and_again_never_opens_it() -> None:
     """A prompt the server chokes on, retried and sent again by its user: one caller (the chat),
     so the service stays open to everyone else; a second chat failing in the same run opens it."""
-    breaker = CircuitBreaker("llm", clock=Clock(), fail_max=5)
+    breaker = CircuitBreaker("llm", clock=ManualClock(), fail_max=5)
 
     async def fails(caller: int) -> None:
         with pytest.raises(TransientError):

@@ -11,19 +11,21 @@ import pytest
 from botcore import texts
 from botcore.alerts import Alerts
 from botcore.breaker import CircuitBreaker
-from botcore.chat import ChatService, ReplyTarget
+from botcore.cancels import Cancels
+from botcore.chat import ChatService
 from botcore.clock import ManualClock
 from botcore.errors import LeaseLostError
 from botcore.jobqueue import JobQueue
 from botcore.llm import ChatModel
 from botcore.messenger import Messenger
 from botcore.models import Prices
+from botcore.notices import Notices
 from botcore.spending import Spending
 from botcore.sqlite_data import SqliteConversations, SqliteKeyValue, SqliteUsage
 from botcore.sqlite_db import Database
 from botcore.telegram_api import make_bot
 
-from .conftest import TOKEN
+from .conftest import TOKEN, private_message
 from .fakes import FakeOpenAI, FakeTelegram, Scripted
 
 
@@ -42,8 +44,11 @@ async def service(
             conversations=SqliteConversations(db),
             model=model,
             messenger=messenger,
-            breaker=CircuitBreaker("LLM", observe=lambda _name, outcome, _s: outcomes.append(outcome)),
-            alerts=alerts,
+            breaker=CircuitBreaker(
+                "LLM", clock=clock, observe=lambda _name, outcome, _s: outcomes.append(outcome)
+            ),
+            notices=Notices(queue=queue, messenger=messenger, alerts=alerts),
+            cancels=Cancels(),
             spending=Spending(SqliteUsage(db), kv, alerts, prices=Prices(0.15, 0.6, 0.006), clock=clock),
             clock=clock,
             system_prompt="",
@@ -73,7 +78,7 @@ async def test_a_stream_whose_job_lost_its_lease_stops_and_blames_nobody(
     [newer] = await queue.claim({"tg-update": 1}, 1)
     assert newer.id == stale.id and newer.lease_token != stale.lease_token
     with pytest.raises(LeaseLostError):  # at the first checkpoint (the streamed message's id)
-        await chat.answer(stale, ReplyTarget(10, 1, None), 10, "hi", {})
+        await chat.answer(stale, private_message(10, "hi"), {})
     assert outcomes == []  # neither a failure nor a success of the LLM: the breaker ignores it
     # The newer attempt owns the job and the message now: the stale one marked nothing.
     assert not any(texts.STREAM_FAILED in t or texts.STREAM_INTERRUPTED in t for t in tg.texts_to(10))

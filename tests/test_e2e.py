@@ -5,6 +5,7 @@ from pathlib import Path
 
 from botcore import texts
 from botcore.formatting import render
+from botcore.routing import help_text
 
 from .botproc import BotProcess
 from .conftest import eventually
@@ -100,7 +101,8 @@ async def test_commands_and_non_text(tg: FakeTelegram, bot: BotProcess) -> None:
             }
         },
     )
-    assert await replies(tg, 10, 4) == [texts.START, texts.HELP, texts.UNKNOWN_COMMAND, texts.NOT_TEXT]
+    helped = help_text(admin=False)
+    assert await replies(tg, 10, 4) == [texts.START, helped, texts.UNKNOWN_COMMAND, texts.NOT_TEXT]
 
 
 async def test_kill_9_mid_reply_then_restart_answers_every_message(

@@ -1,26 +1,22 @@
-"""The gate on its own, with a real python-telegram-bot against the fake Bot API server for its
-notices: one verdict per update however often Telegram delivers it, one sender rule, commands
-that are really ours, and rate-limit memory that does not grow with every user ever seen."""
+"""The gate and the router on their own, on a manual clock: one verdict per update however often
+Telegram delivers it, one sender rule, commands that are really ours, and rate-limit memory that
+does not grow with every user ever seen."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import time
 import tracemalloc
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
+from botcore.clock import ManualClock
 from botcore.gate import Gate, RateLimits
-from botcore.incoming import Sender, sender_of
-from botcore.intake import route_to_update_job
-from botcore.messenger import Messenger
-from botcore.telegram_api import make_bot
+from botcore.incoming import Incoming, Sender, parse_update, sender_of
+from botcore.routing import Router
 
-from .conftest import TOKEN, eventually
-from .fakes import FakeTelegram
+from .conftest import make_gate
 
 GROUP = {"id": -100, "type": "supergroup", "title": "Friends"}
 
@@ -33,35 +29,26 @@ def update(
     return {"update_id": update_id, "message": {**message, **extra}}
 
 
+def incoming(raw: dict[str, Any]) -> Incoming:
+    parsed = parse_update(raw)
+    assert parsed is not None
+    return parsed
+
+
 @pytest.fixture
-async def gate(tg: FakeTelegram) -> AsyncIterator[Gate]:
-    async with make_bot(TOKEN, tg.base_url) as bot:
-        g = Gate(
-            route_to_update_job,
-            Messenger(bot),
-            bot_id=4242,
-            bot_username="test_bot",
-            admin_ids={1},
-            allowed_user_ids=None,
-            allowed_chat_ids=None,
-            rate_limits=RateLimits(3, 100),
-        )
-        yield g
-        await g.aclose()
+def gate() -> Gate:
+    return make_gate(clock=ManualClock(), admin_ids=frozenset({1}), per_user=3, overall=100)
 
 
-async def test_a_redelivered_update_gets_its_first_verdict_and_spends_no_quota(
-    gate: Gate, tg: FakeTelegram
-) -> None:
-    batch = [update(10 + n, f"m{n}") for n in range(3)]  # exactly the user's limit of 3
+def test_a_redelivered_update_gets_its_first_verdict_and_spends_no_quota(gate: Gate) -> None:
+    batch = [incoming(update(10 + n, f"m{n}")) for n in range(3)]  # exactly the user's limit of 3
     for _ in range(4):  # the batch could not be stored three times: Telegram sends it again
-        assert [len(gate.route(u)) for u in batch] == [1, 1, 1]
-    assert gate.route(update(20, "one too many")) == []  # the fourth new message is over
-    await eventually(lambda: len(tg.sent) == 1, what="the notice")
-    assert "faster than I can take them" in tg.sent[0]["text"]
-    assert gate.route(update(20, "one too many")) == []  # and stays refused when delivered again
-    await asyncio.sleep(0.1)
-    assert len(tg.sent) == 1
+        assert [gate.admit(u) for u in batch] == [None, None, None]
+    over = gate.admit(incoming(update(20, "one too many")))  # the fourth new message is over
+    assert over is not None and over.notice is not None
+    assert "faster than I can take them" in over.notice
+    again = gate.admit(incoming(update(20, "one too many")))  # and stays refused when delivered again
+    assert again is not None and again.notice is None  # told once within the window
 
 
 def test_one_sender_rule() -> None:
@@ -78,16 +65,17 @@ def test_one_sender_rule() -> None:
         assert sender_of(odd) is None
 
 
-async def test_in_a_group_a_forwarded_command_is_text_and_another_bots_command_is_not_ours(
-    gate: Gate,
-) -> None:
-    assert gate.route(update(1, "/help", chat=GROUP))
-    assert gate.route(update(2, "/help@test_bot", chat=GROUP))
-    assert not gate.route(update(3, "/help@other_bot", chat=GROUP))
+def test_in_a_group_a_forwarded_command_is_text_and_another_bots_command_is_not_ours(gate: Gate) -> None:
+    def route(raw: dict[str, Any]) -> bool:
+        return bool(Router(gate).route(incoming(raw)).jobs)
+
+    assert route(update(1, "/help", chat=GROUP))
+    assert route(update(2, "/help@test_bot", chat=GROUP))
+    assert not route(update(3, "/help@other_bot", chat=GROUP))
     forwarded = update(4, "/reset everything", chat=GROUP, forward_origin={"type": "hidden_user", "date": 0})
-    assert not gate.route(forwarded)  # somebody's text that starts with "/", not a command to us
-    assert not gate.route(update(5, "just chatting", chat=GROUP))
-    assert gate.route(update(6, "/start", chat=GROUP, forward_origin={"type": "user"})) == []
+    assert not route(forwarded)  # somebody's text that starts with "/", not a command to us
+    assert not route(update(5, "just chatting", chat=GROUP))
+    assert not route(update(6, "/start", chat=GROUP, forward_origin={"type": "user"}))
 
 
 def test_rate_limit_memory_stays_bounded_however_many_users_come() -> None:

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 from botcore import texts
+from botcore.routing import help_text
 
 from .botproc import BotProcess
 from .conftest import eventually
@@ -115,7 +116,7 @@ async def test_cancel_and_commands_do_not_wait_for_a_busy_llm_slot(
         tg.add_message(10, "think hard")
         await eventually(lambda: len(llm.requests) == 1, timeout=20, what="the answer to start")
         tg.add_message(20, "/help")  # another chat's command
-        await eventually(lambda: tg.texts_to(20) == [texts.HELP], timeout=10, what="/help")
+        await eventually(lambda: tg.texts_to(20) == [help_text(admin=False)], timeout=10, what="/help")
         tg.add_message(21, "/reset")  # ordered in its own chat, but not behind another chat's answer
         await eventually(lambda: tg.texts_to(21) == [texts.RESET_EMPTY], timeout=10, what="/reset")
         tg.add_message(10, "/cancel")

@@ -19,7 +19,7 @@ from botcore.sqlite_db import Database
 from botcore.sqlite_jobs import SqliteJobStore
 from botcore.telegram_api import make_bot
 
-from .conftest import TOKEN, eventually
+from .conftest import TOKEN, eventually, make_router
 from .fakes import Failure, FakeTelegram
 
 
@@ -48,7 +48,13 @@ async def run_poller(poller: UpdatePoller, until: object, timeout: float = 10) -
 def make_poller(bot: telegram.Bot, db: Database) -> tuple[UpdatePoller, JobQueue]:
     queue = JobQueue(SqliteJobStore(db), clock=SystemClock())
     poller = UpdatePoller(
-        bot, queue, SqliteKeyValue(db), clock=SystemClock(), poll_timeout_s=1, error_pause_s=0.05
+        bot,
+        queue,
+        SqliteKeyValue(db),
+        route=make_router().route,
+        clock=SystemClock(),
+        poll_timeout_s=1,
+        error_pause_s=0.05,
     )
     return poller, queue
 
@@ -157,7 +163,7 @@ async def test_batches_that_cannot_be_stored_back_off_and_turn_health_red_after_
     other = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
     queue = JobQueue(SqliteJobStore(db), clock=clock)
     kv = SqliteKeyValue(db)
-    poller = UpdatePoller(bot, queue, kv, clock=clock, poll_timeout_s=1)
+    poller = UpdatePoller(bot, queue, kv, route=make_router().route, clock=clock, poll_timeout_s=1)
     health = HealthServer(
         host="127.0.0.1",
         port=0,

@@ -17,21 +17,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from botcore import texts
-from botcore.chat import unstorable_notice
 from botcore.clock import ManualClock
-from botcore.gate import Gate, RateLimits
-from botcore.incoming import clean, clean_text
+from botcore.incoming import Incoming, clean, clean_text
 from botcore.intake import Outcome, UpdatePoller
 from botcore.jobqueue import JobQueue
 from botcore.messenger import Messenger
-from botcore.models import NewJob
+from botcore.notices import unstorable_notice
+from botcore.routing import Decision, Planned
 from botcore.sqlite_data import SqliteKeyValue
 from botcore.sqlite_db import Database
 from botcore.sqlite_jobs import SqliteJobStore
 from botcore.telegram_api import make_bot
-from botcore.voice import route_update
 
-from .conftest import TOKEN
+from .conftest import TOKEN, make_router
 from .fakes import FakeTelegram
 
 ODD_TEXT = [
@@ -126,22 +124,19 @@ class Intake:
         await self.bot.initialize()
         self.db = await Database.open(self.path)
         queue = JobQueue(SqliteJobStore(self.db), clock=ManualClock())
-        self.gate = Gate(
-            route_update,
-            Messenger(self.bot),
-            bot_id=4242,
-            bot_username="test_bot",
-            admin_ids={1},
-            allowed_user_ids=None,
-            allowed_chat_ids=None,
-            rate_limits=RateLimits(per_user, 50),
-        )
+        clock = ManualClock()
+        router = make_router(clock=clock, admin_ids=frozenset({1}), per_user=per_user, overall=50)
         self.poller = UpdatePoller(
-            self.bot, queue, SqliteKeyValue(self.db), clock=ManualClock(), route=self.gate.route
+            self.bot,
+            queue,
+            SqliteKeyValue(self.db),
+            route=router.route,
+            clock=clock,
+            messenger=Messenger(self.bot),
         )
 
     async def stop(self) -> None:
-        await self.gate.aclose()
+        await self.poller.aclose()
         await self.db.close()
         await self.bot.shutdown()
         await self.tg.stop()
@@ -255,20 +250,20 @@ def test_an_update_that_cannot_be_routed_or_stored_is_a_dead_letter_and_its_batc
         bot = make_bot(TOKEN, tg.base_url)
         try:
 
-            def route(update: dict[str, Any]) -> list[NewJob]:
-                text = update["message"]["text"]
-                if text == "bug":
+            def route(incoming: Incoming) -> Decision:
+                if incoming.text == "bug":
                     raise RuntimeError("a bug in routing")
-                payload = {"n": object()} if text == "unstorable" else update  # json cannot encode it
-                return [NewJob("tg-update", payload, dedup_key=f"tg-update:{update['update_id']}")]
+                # A dedup key that is no text: SQLite cannot bind it, so this one cannot be stored.
+                key = object() if incoming.text == "unstorable" else f"tg-update:{incoming.update_id}"
+                return Decision((Planned("tg-update", key),))  # type: ignore[arg-type]
 
             queue = JobQueue(SqliteJobStore(db), clock=ManualClock())
             poller = UpdatePoller(
                 bot,
                 queue,
                 SqliteKeyValue(db),
-                clock=ManualClock(),
                 route=route,
+                clock=ManualClock(),
                 unstorable_notice=unstorable_notice,
             )
             texts_ = ["fine", "bug", "also fine", "unstorable", "last"]

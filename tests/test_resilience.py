@@ -26,16 +26,8 @@ from .conftest import TOKEN, eventually
 from .fakes import Failure, FakeOpenAI, FakeTelegram, Scripted
 
 
-class Monotonic:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 async def test_the_breaker_around_the_real_sdk(llm: FakeOpenAI) -> None:
-    clock = Monotonic()
+    clock = ManualClock()
     breaker = CircuitBreaker("LLM", clock=clock)  # the defaults: 5 failures, 60 s, 2 successes
     model = ChatModel(api_key="k", base_url=llm.base_url, model="m", timeout_s=5, max_reply_tokens=50)
     changes: list[str] = []
@@ -70,7 +62,7 @@ async def test_the_breaker_around_the_real_sdk(llm: FakeOpenAI) -> None:
         assert len(llm.requests) == 17
 
         # Half-open: one trial at a time (here a slow one); everyone else is refused meanwhile.
-        clock.t += 60
+        clock.advance(60)
         llm.script.append(Scripted(delay_s=0.3))
         outcomes = await asyncio.gather(*(ask() for _ in range(5)), return_exceptions=True)
         assert sum(isinstance(o, Completion) for o in outcomes) == 1
@@ -86,7 +78,7 @@ async def test_the_breaker_around_the_real_sdk(llm: FakeOpenAI) -> None:
         for _ in range(5):
             with pytest.raises(TransientError):
                 await ask()
-        clock.t += 60
+        clock.advance(60)
         with pytest.raises(TransientError):
             await ask()  # the trial
         assert breaker.state is BreakerState.OPEN and len(llm.requests) == 25

@@ -1,0 +1,53 @@
+"""The one translation of the openai SDK's errors into our taxonomy, for every adapter that
+speaks an OpenAI-compatible API (chat completions, transcriptions)."""
+
+from __future__ import annotations
+
+import openai
+
+from botcore.errors import (
+    Cause,
+    ContextTooLongError,
+    JobError,
+    PermanentError,
+    TransientError,
+    http_error,
+    parse_retry_after,
+)
+
+NOT_A_COMPLETION = "the LLM server's answer was not a chat completion (is OPENAI_BASE_URL right?)"
+
+
+def translate(
+    exc: openai.APIError, *, service: str = "LLM", key_variable: str = "OPENAI_API_KEY"
+) -> JobError:
+    """Map an SDK error to our taxonomy: worth retrying, worth waiting for, or not. The messages
+    are ours (admins may read them); the server's own text is never passed on."""
+    if isinstance(exc, openai.APITimeoutError):
+        return TransientError(f"{service}: timed out", cause=Cause.TIMEOUT)
+    if isinstance(exc, openai.APIConnectionError):
+        # A server unreachable or dropping connections: an outage, whoever asked.
+        return TransientError(f"{service}: unreachable", cause=Cause.UNAVAILABLE, shared=True)
+    if isinstance(exc, openai.APIResponseValidationError):
+        return PermanentError(NOT_A_COMPLETION)
+    if isinstance(exc, openai.APIStatusError):
+        code = _error_code(exc)
+        if exc.status_code == 400 and (
+            code == "context_length_exceeded" or "context length" in str(exc).lower()
+        ):
+            return ContextTooLongError("the conversation is longer than the model's context")
+        return http_error(
+            service,
+            exc.status_code,
+            key_variable=key_variable,
+            code=code,
+            retry_after=parse_retry_after(exc.response.headers.get("retry-after")),
+        )
+    return TransientError(f"{service}: {type(exc).__name__}")
+
+
+def _error_code(exc: openai.APIStatusError) -> str | None:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error", body)
+    code = error.get("code") if isinstance(error, dict) else None
+    return str(code) if code else None

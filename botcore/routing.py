@@ -1,0 +1,213 @@
+"""Where a message goes, decided once: the one ``COMMANDS`` table (from which dispatch, the
+command menu and /help are made), ``Router.route`` (refused, or the jobs it becomes), and the
+jobs that carry a message out (``tg-update`` in the chat's order, ``tg-command`` at once).
+Adding a command or an attachment kind touches the tables here and one service."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
+from typing import Any
+
+from loguru import logger
+
+from botcore import texts
+from botcore.chat import ChatService
+from botcore.commands import Commands, Request
+from botcore.gate import Gate
+from botcore.incoming import Command, Incoming, parse_update
+from botcore.jobqueue import JobQueue
+from botcore.models import Job
+from botcore.notices import Notices
+from botcore.voice import ACK_KIND, VOICE_KIND, ack_key, voice_key
+
+UPDATE_KIND = "tg-update"  # a message, answered in its chat's order within LLM_CONCURRENCY
+COMMAND_KIND = "tg-command"  # a command that neither reads nor changes the conversation
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    name: str
+    run: Callable[[Commands, Request], Awaitable[str | None]]
+    menu: str | None = None  # its line in Telegram's command menu (None: not in the menu)
+    help: str | None = None  # its line in /help (None: not listed)
+    admin: bool = False  # admins only, and only in a private chat (the reports name people)
+    # In the chat's order, behind the answers before it: it reads or changes the conversation.
+    # The others run at once: /cancel stops those answers, /status reports on them.
+    ordered: bool = False
+    argument: str | None = None  # this entry is the command's form with an argument, so named
+    # It acts (deletes, stops, revives): its reply is kept in the checkpoint, so a rerun of its
+    # job repeats the reply, not the act. The others only read, and are simply asked again.
+    acts: bool = False
+
+
+async def _help(_: Commands, request: Request) -> str:
+    return help_text(admin=request.is_admin)
+
+
+COMMANDS: tuple[CommandSpec, ...] = (
+    CommandSpec("start", Commands.start, menu="Start the bot"),
+    CommandSpec(
+        "reset", Commands.reset, "Forget our conversation", "forget our conversation", ordered=True, acts=True
+    ),
+    CommandSpec(
+        "retry", Commands.retry, "Answer the last message again", "answer my last message again", ordered=True
+    ),
+    CommandSpec(
+        "cancel", Commands.cancel, "Stop the current answer", "stop the answer I am writing", acts=True
+    ),
+    CommandSpec("usage", Commands.usage, "What you have used", "what you have used today and this month"),
+    CommandSpec("help", _help, "What I can do", "this message"),
+    CommandSpec("status", Commands.status, help="queue, services, today's use", admin=True),
+    CommandSpec("dead", Commands.dead, help="the latest failed jobs", admin=True),
+    CommandSpec(
+        "retry", Commands.revive, help="run a failed job again", admin=True, argument="<job id>", acts=True
+    ),
+    CommandSpec("cleanup", Commands.cleanup, help="clean the database now", admin=True, acts=True),
+)
+
+
+def find_command(command: Command) -> CommandSpec | None:
+    """The table's entry for ``command``: its form with an argument if it has one and there is
+    such a form, else its plain form."""
+    forms = [spec for spec in COMMANDS if spec.name == command.name]
+    for spec in forms:
+        if (spec.argument is not None) == bool(command.argument.strip()):
+            return spec
+    return forms[0] if forms else None
+
+
+def help_text(*, admin: bool) -> str:
+    def lines(specs: Collection[CommandSpec]) -> str:
+        return "\n".join(f"/{s.name}{f' {s.argument}' if s.argument else ''} — {s.help}" for s in specs)
+
+    text = texts.HELP_INTRO + lines([s for s in COMMANDS if s.help and not s.admin])
+    if admin:
+        text += texts.ADMIN_HELP_INTRO + lines([s for s in COMMANDS if s.help and s.admin])
+    return text
+
+
+def menu() -> list[tuple[str, str]]:
+    """Telegram's command menu (setMyCommands)."""
+    return [(spec.name, spec.menu) for spec in COMMANDS if spec.menu]
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A job a message becomes; the intake stores it with the update as its payload."""
+
+    kind: str
+    dedup_key: str
+    group_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What becomes of a message: jobs, or a refusal with a reason (for the log) and perhaps a
+    reply to send at once, unstored (a courtesy: why nothing else will happen)."""
+
+    jobs: tuple[Planned, ...] = ()
+    refused: str | None = None
+    reply: str | None = None
+
+
+def _voice_jobs(incoming: Incoming) -> tuple[Planned, ...]:
+    # The acknowledgement outside the chat's order, so the user hears back at once.
+    return (
+        Planned(ACK_KIND, ack_key(incoming)),
+        Planned(VOICE_KIND, voice_key(incoming), f"chat:{incoming.chat_id}"),
+    )
+
+
+# Attachment kinds we handle, and the jobs a message carrying one becomes.
+ATTACHMENTS: dict[str, Callable[[Incoming], tuple[Planned, ...]]] = {
+    "voice": _voice_jobs,
+    "audio": _voice_jobs,
+    "video_note": _voice_jobs,
+}
+
+
+class Router:
+    def __init__(self, gate: Gate) -> None:
+        self._gate = gate
+
+    def route(self, incoming: Incoming) -> Decision:
+        refusal = self._gate.admit(incoming)
+        if refusal is not None:
+            return Decision(refused=refusal.reason, reply=refusal.notice)
+        if incoming.attachment is not None and incoming.attachment.kind in ATTACHMENTS:
+            return Decision(ATTACHMENTS[incoming.attachment.kind](incoming))
+        key = f"tg-update:{incoming.update_id}"
+        spec = find_command(incoming.command) if incoming.command else None
+        if spec is not None and not spec.ordered:
+            return Decision((Planned(COMMAND_KIND, key),))
+        return Decision((Planned(UPDATE_KIND, key, f"chat:{incoming.chat_id}"),))
+
+
+class UpdateJobs:
+    """The ``tg-update`` and ``tg-command`` jobs: a command from the table, text for the chat
+    service, or a polite word about what the bot cannot read."""
+
+    def __init__(
+        self,
+        *,
+        chat: ChatService,
+        commands: Commands,
+        notices: Notices,
+        queue: JobQueue,
+        bot_username: str,
+        admin_ids: Collection[int],
+    ) -> None:
+        self._chat = chat
+        self._commands = commands
+        self._notices = notices
+        self._queue = queue
+        self._bot_username = bot_username.lower()
+        self._admin_ids = frozenset(admin_ids)
+
+    async def handle(self, job: Job) -> None:
+        incoming = parse_update(job.payload)
+        if incoming is None:
+            return  # edits and other update types are not answered
+        checkpoint = dict(job.checkpoint or {})
+        with logger.contextualize(update_id=incoming.update_id, chat_id=incoming.chat_id):
+            if incoming.command is not None:
+                await self._command(job, incoming, checkpoint)
+            elif incoming.other_content:  # a caption is no message to us without its picture
+                await self._notices.once(job, checkpoint, incoming.target, texts.NOT_TEXT)
+            elif self._chat.speaker_text(incoming):
+                await self._chat.answer(job, incoming, checkpoint)
+            elif incoming.text.strip():  # only "@bot" in a group: say what the bot is for
+                await self._notices.once(job, checkpoint, incoming.target, help_text(admin=False))
+
+    async def _command(self, job: Job, incoming: Incoming, checkpoint: dict[str, Any]) -> None:
+        command = incoming.command
+        assert command is not None
+        if command.bot is not None and command.bot != self._bot_username:
+            return  # a command for another bot in a group
+        spec = find_command(command)
+        is_admin = incoming.sender_id in self._admin_ids
+        if spec is None:
+            if incoming.in_group:
+                return  # in a group, stay quiet about commands we do not know (another bot's)
+            reply: object = texts.UNKNOWN_COMMAND
+        elif spec.admin and not is_admin:
+            reply = texts.ADMIN_ONLY
+        elif spec.admin and incoming.in_group:
+            reply = texts.ADMIN_PRIVATE  # their reports name other users and chats
+        elif "reply" in checkpoint:  # it acted in an earlier attempt: only the reply is left
+            reply = checkpoint["reply"]
+        else:
+            reply = await spec.run(self._commands, Request(job, incoming, checkpoint, is_admin))
+            if reply is None:
+                return  # it answered by itself
+            if spec.acts:
+                checkpoint["reply"] = reply
+                await self._queue.save_checkpoint(job, checkpoint)
+        await self._notices.once(job, checkpoint, incoming.target, str(reply))
+
+    async def on_dead(self, job: Job, exc: BaseException | None) -> None:
+        """The message could not be answered for good: say why, once, in our words."""
+        incoming = parse_update(job.payload)
+        if incoming is not None:
+            await self._notices.failed_for_good(job, incoming.target, exc)
