@@ -7,7 +7,6 @@ import asyncio
 from dataclasses import dataclass
 
 import telegram
-from loguru import logger
 
 from botcore import __version__
 from botcore.admin import AdminCommands
@@ -34,7 +33,7 @@ from botcore.spending import Spending
 from botcore.storage import Storage
 from botcore.stt import OpenAITranscriber, SpeechApiTranscriber, SpeechToText, WhisperApiTranscriber
 from botcore.stt_local import LocalWhisperTranscriber, resolve_model
-from botcore.telegram_api import make_bot
+from botcore.telegram_api import connect, make_bot
 from botcore.voice import ACK_KIND, VOICE_KIND, VoiceService
 from botcore.worker import JobKind, Worker
 
@@ -89,7 +88,7 @@ async def build_bot(settings: Settings) -> telegram.Bot:
         local_mode=settings.telegram_local_mode,
     )
     try:
-        await _connect(bot, settings.telegram_api_url)
+        await connect(bot, settings.telegram_api_url, menu())
     except BaseException:
         await bot.shutdown()
         raise
@@ -166,24 +165,26 @@ class Base:
     breakers: dict[str, CircuitBreaker]
 
 
-def build_job_kinds(
-    base: Base, model: ChatModel, stt: SpeechToText | None, cleanup: Cleanup
-) -> dict[str, JobKind]:
-    """The services, and the table of job kinds the worker runs them by."""
-    settings, queue, messenger = base.settings, base.queue, base.messenger
-    alerts = Alerts(messenger, settings.admin_user_ids, clock=base.clock)
-    spending = build_spending(settings, base.storage, alerts, base.metrics, base.clock)
-    notices = Notices(queue=queue, messenger=messenger, alerts=alerts)
-    cancels = Cancels()
-    chat = ChatService(
-        queue=queue,
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """What the services share besides ``Base``."""
+
+    spending: Spending
+    notices: Notices
+    cancels: Cancels
+
+
+def build_chat(base: Base, shared: Shared, model: ChatModel) -> ChatService:
+    settings = base.settings
+    return ChatService(
+        queue=base.queue,
         conversations=base.storage.conversations,
         model=model,
-        messenger=messenger,
+        messenger=base.messenger,
         breaker=base.breakers["LLM"],
-        notices=notices,
-        cancels=cancels,
-        spending=spending,
+        notices=shared.notices,
+        cancels=shared.cancels,
+        spending=shared.spending,
         clock=base.clock,
         system_prompt=settings.system_prompt,
         history_messages=settings.history_messages,
@@ -193,21 +194,28 @@ def build_job_kinds(
         stream_interval_s=settings.stream_edit_interval_s,
         llm_slots=asyncio.Semaphore(settings.llm_concurrency),
     )
-    voice = VoiceService(
+
+
+def build_voice(base: Base, shared: Shared, chat: ChatService, stt: SpeechToText | None) -> VoiceService:
+    return VoiceService(
         chat=chat,
-        queue=queue,
-        spending=spending,
-        notices=notices,
-        cancels=cancels,
-        messenger=messenger,
+        queue=base.queue,
+        spending=shared.spending,
+        notices=shared.notices,
+        cancels=shared.cancels,
+        messenger=base.messenger,
         stt=stt,
         breaker=base.breakers["transcription"],
-        max_download_mb=settings.telegram_max_download_mb,
-        max_seconds=settings.max_voice_seconds,
-        reply=settings.voice_reply,
+        max_download_mb=base.settings.telegram_max_download_mb,
+        max_seconds=base.settings.max_voice_seconds,
+        reply=base.settings.voice_reply,
     )
+
+
+def build_update_jobs(base: Base, shared: Shared, chat: ChatService, cleanup: Cleanup) -> UpdateJobs:
+    """The ``tg-update``/``tg-command`` jobs, with the commands they run."""
     admin = AdminCommands(
-        queue=queue,
+        queue=base.queue,
         usage=base.storage.usage,
         breakers=base.breakers,
         clock=base.clock,
@@ -217,19 +225,35 @@ def build_job_kinds(
     commands = Commands(
         chat=chat,
         conversations=base.storage.conversations,
-        spending=spending,
-        cancels=cancels,
-        queue=queue,
+        spending=shared.spending,
+        cancels=shared.cancels,
+        queue=base.queue,
         admin=admin,
     )
-    updates = UpdateJobs(
+    return UpdateJobs(
         chat=chat,
         commands=commands,
-        notices=notices,
-        queue=queue,
+        notices=shared.notices,
+        queue=base.queue,
         bot_username=base.bot.username,
-        admin_ids=settings.admin_user_ids,
+        admin_ids=base.settings.admin_user_ids,
     )
+
+
+def build_job_kinds(
+    base: Base, model: ChatModel, stt: SpeechToText | None, cleanup: Cleanup
+) -> dict[str, JobKind]:
+    """The services, and the table of job kinds the worker runs them by."""
+    settings = base.settings
+    alerts = Alerts(base.messenger, settings.admin_user_ids, clock=base.clock)
+    shared = Shared(
+        spending=build_spending(settings, base.storage, alerts, base.metrics, base.clock),
+        notices=Notices(queue=base.queue, messenger=base.messenger, alerts=alerts),
+        cancels=Cancels(),
+    )
+    chat = build_chat(base, shared, model)
+    voice = build_voice(base, shared, chat, stt)
+    updates = build_update_jobs(base, shared, chat, cleanup)
     return {
         # LLM calls are bounded by the chat service's slots (LLM_CONCURRENCY, voice answers
         # included), not here: a /reset or a budget notice in one chat must not queue behind
@@ -238,7 +262,7 @@ def build_job_kinds(
         UPDATE_KIND: JobKind(updates.handle, on_dead=updates.on_dead, concurrency=_message_slots(settings)),
         COMMAND_KIND: JobKind(updates.handle, on_dead=updates.on_dead),
         ACK_KIND: JobKind(voice.acknowledge),
-        NOTICE_KIND: JobKind(notices.send),
+        NOTICE_KIND: JobKind(shared.notices.send),
         VOICE_KIND: JobKind(
             voice.transcribe_and_answer, on_dead=voice.on_dead, concurrency=settings.transcription_concurrency
         ),
@@ -294,27 +318,3 @@ def _message_slots(settings: Settings) -> int:
     """How many ``tg-update`` jobs may run at once: all the workers but a quarter (at least two),
     kept for the other kinds. Their LLM calls wait for LLM_CONCURRENCY's slots."""
     return max(1, settings.worker_concurrency - max(2, settings.worker_concurrency // 4))
-
-
-async def _connect(bot: telegram.Bot, api_url: str) -> None:
-    """getMe (fatal if it fails), then drop any webhook (it excludes polling) and register the
-    command menu (both only worth a warning: the bot works without them)."""
-    try:
-        await bot.initialize()
-    except telegram.error.InvalidToken:
-        raise StartupError(
-            "TELEGRAM_BOT_TOKEN: Telegram rejected this token (revoked or mistyped?)"
-        ) from None
-    except telegram.error.TelegramError as exc:
-        raise StartupError(
-            f"TELEGRAM_API_URL: cannot reach the Bot API at {api_url} ({type(exc).__name__})"
-        ) from None
-    log = logger.bind(component="app")
-    try:
-        await bot.delete_webhook()
-    except telegram.error.TelegramError as exc:
-        log.warning("could not remove a webhook ({}); polling fails while one is set", type(exc).__name__)
-    try:
-        await bot.set_my_commands(menu())
-    except telegram.error.TelegramError as exc:
-        log.warning("could not register the command menu ({})", type(exc).__name__)

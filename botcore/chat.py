@@ -102,7 +102,7 @@ class ChatService:
             if refusal is not None:
                 await self._notices.once(job, checkpoint, where, refusal)
                 return
-            generated = await self._generate(job, where, user_id, text, checkpoint)
+            generated = await self._generate(job, incoming, text, checkpoint)
             if generated is None:
                 return
             completion, live = generated
@@ -129,33 +129,18 @@ class ChatService:
         )
 
     async def _generate(
-        self, job: Job, where: ReplyTarget, user_id: int | None, text: str, checkpoint: dict[str, Any]
+        self, job: Job, incoming: Incoming, text: str, checkpoint: dict[str, Any]
     ) -> tuple[Completion, StreamingReply | None] | None:
         """The model's answer (with the streamed reply showing it, if streaming is on); None if
         the user was told instead why there is none."""
+        where, user_id = incoming.target, incoming.sender_id
         history = await self._conversations.history(
             where.chat_id,
             limit=self._history_messages,
             since=self._clock.now() - self._history_ttl_s,
             leave_out_job=checkpoint.get("redo_job"),
         )
-        live = None
-        if self._stream:
-
-            async def remember(ids: list[int]) -> None:
-                checkpoint["stream_ids"] = ids  # a retry edits these instead of sending more
-                await self._queue.save_checkpoint(job, checkpoint)
-
-            live = StreamingReply(
-                self._messenger,
-                where.chat_id,
-                reply_to=where.message_id,
-                thread_id=where.thread_id,
-                interval_s=self._stream_interval_s,
-                message_ids=checkpoint.get("stream_ids", ()),
-                on_new_message=remember,
-                clock=self._clock,
-            )
+        live = self._live_reply(job, incoming, checkpoint) if self._stream else None
         try:
             async with (
                 self._cancels.scope(where.chat_id, job.id),  # /cancel also stops one waiting for a slot
@@ -201,6 +186,26 @@ class ChatService:
             if live is not None:
                 await live.mark(texts.STREAM_FAILED)
             raise
+
+    def _live_reply(self, job: Job, incoming: Incoming, checkpoint: dict[str, Any]) -> StreamingReply:
+        """The streamed reply; the ids of the messages it shows are checkpointed, so a retry
+        edits them instead of sending more."""
+
+        async def remember(ids: list[int]) -> None:
+            checkpoint["stream_ids"] = ids
+            await self._queue.save_checkpoint(job, checkpoint)
+
+        return StreamingReply(
+            self._messenger,
+            incoming.chat_id,
+            in_group=incoming.in_group,
+            reply_to=incoming.message_id,
+            thread_id=incoming.thread_id,
+            interval_s=self._stream_interval_s,
+            message_ids=checkpoint.get("stream_ids", ()),
+            on_new_message=remember,
+            clock=self._clock,
+        )
 
     async def _record_failed_call(
         self, job: Job, where: ReplyTarget, user_id: int | None, usage: Usage | None

@@ -66,19 +66,8 @@ class ChatModel:
         (it paces itself). A stream that breaks midway raises like a failed call."""
         if not self._streams:
             return await self.complete(system_prompt, turns)
-        parts: list[str] = []
-        usage = None
-        model = self.model
-        received = finished = False
         body = self._body(system_prompt, turns)
-
-        def billed() -> Usage | None:
-            """What a stream that fails now was billed: its usage chunk, else an estimate once
-            text was produced (a provider bills what it generated)."""
-            if usage is not None:
-                return _usage(model, usage)
-            return _estimate(model, body, "".join(parts)) if parts else None
-
+        got = _Streamed(self.model, body)
         try:
             stream = await self._client.post(  # raw, like complete(), for the same reason
                 "/chat/completions",
@@ -89,51 +78,32 @@ class ChatModel:
             )
             async with stream:
                 async for chunk in stream:
-                    received = True
-                    model = chunk.model or model
-                    if chunk.usage is not None:
-                        usage = chunk.usage
-                    if not chunk.choices:
-                        continue
-                    choice = chunk.choices[0]
-                    if choice.finish_reason == "content_filter":
-                        raise PermanentError("the model's content filter refused to answer", usage=billed())
-                    finished = finished or choice.finish_reason is not None
-                    if choice.delta and choice.delta.content:
-                        parts.append(choice.delta.content)
-                        await on_text(clean_text("".join(parts)))
+                    if got.add(chunk):
+                        await on_text(clean_text("".join(got.parts)))
         except openai.BadRequestError as exc:
             error = translate(exc)
-            if isinstance(error, ContextTooLongError) or received:
-                error.usage = billed()
+            if isinstance(error, ContextTooLongError) or got.received:
+                error.usage = got.billed()
                 raise error from exc
             return await self._without_streaming(system_prompt, turns, "refused the streaming request")
         except openai.APIError as exc:
             error = translate(exc)
-            error.usage = billed()
+            error.usage = got.billed()
             raise error from exc
         except httpx.TimeoutException as exc:  # mid-stream, not wrapped by the SDK
-            raise TransientError("LLM: the stream timed out", cause=Cause.TIMEOUT, usage=billed()) from exc
-        except httpx.HTTPError as exc:  # the connection broke mid-stream
             raise TransientError(
-                f"LLM: the stream broke ({type(exc).__name__})", cause=Cause.UNAVAILABLE, usage=billed()
+                "LLM: the stream timed out", cause=Cause.TIMEOUT, usage=got.billed()
             ) from exc
+        except httpx.HTTPError as exc:  # the connection broke mid-stream
+            why = f"LLM: the stream broke ({type(exc).__name__})"
+            raise TransientError(why, cause=Cause.UNAVAILABLE, usage=got.billed()) from exc
         except ValueError as exc:  # an event that is not JSON
             raise TransientError(
-                "LLM: the stream was garbled", cause=Cause.UNAVAILABLE, usage=billed()
+                "LLM: the stream was garbled", cause=Cause.UNAVAILABLE, usage=got.billed()
             ) from exc
-        if not received:  # the server ignored "stream": it answered with plain JSON
+        if not got.received:  # the server ignored "stream": it answered with plain JSON
             return await self._without_streaming(system_prompt, turns, "does not stream")
-        if not finished:  # the stream ended cleanly but early: never keep half an answer
-            raise TransientError(
-                "LLM: the stream ended before the answer did", cause=Cause.UNAVAILABLE, usage=billed()
-            )
-        text = clean_text("".join(parts)).strip()
-        if not text:
-            raise PermanentError(
-                "the model returned an empty answer", usage=billed() or _estimate(model, body, "")
-            )
-        return Completion(text, _usage(model, usage))
+        return got.completion()
 
     async def _without_streaming(self, system_prompt: str, turns: Sequence[Turn], why: str) -> Completion:
         """Ask again without streaming; if that works, stop trying to stream (this server can't)."""
@@ -174,6 +144,53 @@ class ChatModel:
 
     def _body(self, system_prompt: str, turns: Sequence[Turn]) -> dict[str, Any]:
         return {"model": self.model, "messages": _messages(system_prompt, turns), **self._limit}
+
+
+class _Streamed:
+    """What a stream has brought so far: the text's pieces, the usage chunk, whether it ended."""
+
+    def __init__(self, model: str, body: dict[str, Any]) -> None:
+        self.parts: list[str] = []
+        self.usage: CompletionUsage | None = None
+        self.model = model
+        self.received = self.finished = False
+        self._body = body
+
+    def add(self, chunk: ChatCompletionChunk) -> bool:
+        """Take one chunk; True when it added text."""
+        self.received = True
+        self.model = chunk.model or self.model
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        if not chunk.choices:
+            return False
+        choice = chunk.choices[0]
+        if choice.finish_reason == "content_filter":
+            raise PermanentError("the model's content filter refused to answer", usage=self.billed())
+        self.finished = self.finished or choice.finish_reason is not None
+        if choice.delta and choice.delta.content:
+            self.parts.append(choice.delta.content)
+            return True
+        return False
+
+    def billed(self) -> Usage | None:
+        """What a stream that fails now was billed: its usage chunk, else an estimate once text
+        was produced (a provider bills what it generated)."""
+        if self.usage is not None:
+            return _usage(self.model, self.usage)
+        return _estimate(self.model, self._body, "".join(self.parts)) if self.parts else None
+
+    def completion(self) -> Completion:
+        """The answer of a stream that ended: never half an answer, never an empty one."""
+        if not self.finished:  # the stream ended cleanly but early
+            raise TransientError(
+                "LLM: the stream ended before the answer did", cause=Cause.UNAVAILABLE, usage=self.billed()
+            )
+        text = clean_text("".join(self.parts)).strip()
+        if not text:
+            usage = self.billed() or _estimate(self.model, self._body, "")
+            raise PermanentError("the model returned an empty answer", usage=usage)
+        return Completion(text, _usage(self.model, self.usage))
 
 
 def _usage(model: str, usage: CompletionUsage | None) -> Usage:

@@ -8,15 +8,17 @@ from pathlib import Path
 from botcore.sqlite_data import SqliteConversations, SqliteKeyValue, SqliteUsage
 from botcore.sqlite_db import Database
 from botcore.sqlite_jobs import SqliteJobStore
+from botcore.storage import ConversationStore, JobStore, KeyValueStore, UsageStore
 
 
 class SqliteStorage:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self.jobs = SqliteJobStore(db)
-        self.conversations = SqliteConversations(db)
-        self.usage = SqliteUsage(db)
-        self.kv = SqliteKeyValue(db)
+        # Typed as the protocols: a caller of the bundle sees only what every backend offers.
+        self.jobs: JobStore = SqliteJobStore(db)
+        self.conversations: ConversationStore = SqliteConversations(db)
+        self.usage: UsageStore = SqliteUsage(db)
+        self.kv: KeyValueStore = SqliteKeyValue(db)
 
     @classmethod
     async def open(cls, path: Path, *, synchronous: str = "NORMAL") -> SqliteStorage:

@@ -26,6 +26,7 @@ class StreamingReply:
         messenger: Messenger,
         chat_id: int,
         *,
+        in_group: bool,
         reply_to: int | None,
         thread_id: int | None,
         interval_s: float,
@@ -37,7 +38,7 @@ class StreamingReply:
         self._chat_id = chat_id
         self._reply_to = reply_to
         self._thread_id = thread_id
-        self._interval = max(interval_s, GROUP_MIN_INTERVAL_S) if chat_id < 0 else interval_s
+        self._interval = max(interval_s, GROUP_MIN_INTERVAL_S) if in_group else interval_s
         self.ids = list(message_ids)  # a retry reuses the messages an earlier attempt showed
         self._shown: list[str | None] = [None] * len(self.ids)  # None: unknown, edit it anyway
         self._on_new_message = on_new_message

@@ -1,5 +1,5 @@
 """Builds python-telegram-bot's ``Bot`` for the configured Bot API server (Telegram's, or a
-self-hosted one), and owns the library-wide settings that go with it."""
+self-hosted one), owns the library-wide settings that go with it, and connects it at startup."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import os
 from datetime import timedelta
 
 import telegram
+from loguru import logger
 from telegram.ext import AIORateLimiter, ExtBot
+
+from botcore.errors import StartupError
 
 
 def make_bot(
@@ -54,3 +57,27 @@ def retry_after_seconds(exc: telegram.error.RetryAfter) -> float:
     """Flood control's wait, whether the library hands it over as seconds or as a timedelta."""
     wait = exc.retry_after
     return wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
+
+
+async def connect(bot: telegram.Bot, api_url: str, commands: list[tuple[str, str]]) -> None:
+    """getMe (fatal if it fails), then drop any webhook (it excludes polling) and register the
+    command menu (both only worth a warning: the bot works without them)."""
+    try:
+        await bot.initialize()
+    except telegram.error.InvalidToken:
+        raise StartupError(
+            "TELEGRAM_BOT_TOKEN: Telegram rejected this token (revoked or mistyped?)"
+        ) from None
+    except telegram.error.TelegramError as exc:
+        raise StartupError(
+            f"TELEGRAM_API_URL: cannot reach the Bot API at {api_url} ({type(exc).__name__})"
+        ) from None
+    log = logger.bind(component="telegram")
+    try:
+        await bot.delete_webhook()
+    except telegram.error.TelegramError as exc:
+        log.warning("could not remove a webhook ({}); polling fails while one is set", type(exc).__name__)
+    try:
+        await bot.set_my_commands(commands)
+    except telegram.error.TelegramError as exc:
+        log.warning("could not register the command menu ({})", type(exc).__name__)
