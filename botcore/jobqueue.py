@@ -20,10 +20,16 @@ from botcore.errors import (
     TransientError,
     UpstreamUnavailable,
 )
+from botcore.group_commit import GroupCommit
 from botcore.models import Enqueued, Job, NewJob, PurgeResult, QueueStats
-from botcore.storage import JobStore
+from botcore.storage import JobStore, Lease
 
 _MAX_ERROR_CHARS = 500
+
+
+def _leases(jobs: Sequence[Job]) -> list[Lease]:
+    """The (id, lease token) pairs that fence writes to these claimed jobs."""
+    return [(job.id, job.lease_token) for job in jobs if job.lease_token is not None]
 
 
 def describe_error(exc: BaseException) -> str:
@@ -59,6 +65,8 @@ class JobQueue:
         # Set on every enqueue and finish, so an idle worker looks at once instead of polling.
         self.wake = asyncio.Event()
         self._log = logger.bind(component="queue")
+        # Calls that arrive while a write is under way share the next one (group commit).
+        self._commits = GroupCommit(self._insert)
 
     # -- producers -------------------------------------------------------------------------
 
@@ -72,13 +80,19 @@ class JobQueue:
         delay_s: float = 0.0,
         max_attempts: int | None = None,
     ) -> Enqueued:
-        """Queue a job. With a ``dedup_key`` already known, returns that job and queues nothing."""
+        """Queue a job. With a ``dedup_key`` already known, returns that job and queues nothing.
+        Returns once the job is committed."""
         new = NewJob(kind, dict(payload or {}), dedup_key, group_key, delay_s, max_attempts)
         [result] = await self.enqueue_many([new])
         return result
 
     async def enqueue_many(self, new_jobs: Sequence[NewJob]) -> list[Enqueued]:
-        """Queue several jobs in one transaction: all are stored, or none."""
+        """Queue several jobs in one transaction: all are stored, or none. Returns once they are
+        committed. Calls made while a write is under way share the next write, one round trip
+        and one commit for all of them; one call's refused data fails that call alone."""
+        return await self._commits.submit(new_jobs)
+
+    async def _insert(self, new_jobs: Sequence[NewJob]) -> list[Enqueued]:
         results = await self._store.insert_many(
             new_jobs, max_attempts=self.max_attempts, now=self.clock.now()
         )
@@ -103,7 +117,7 @@ class JobQueue:
     ) -> tuple[set[int], list[Job]]:
         """Record finished jobs and lease new ones in one statement: the worker's hot path, one
         commit per batch. Returns the ids of ``done`` whose lease still held, and the new jobs."""
-        leases = [(j.id, j.lease_token) for j in done if j.lease_token is not None]
+        leases = _leases(done)
         finished, jobs = await self._store.finish_and_claim(
             leases, wants, limit=limit, now=self.clock.now(), lease_s=self.lease_s
         )
@@ -181,13 +195,13 @@ class JobQueue:
 
     async def release(self, jobs: Sequence[Job]) -> int:
         """Hand unfinished jobs back without spending their attempt (shutdown)."""
-        leases = [(j.id, j.lease_token) for j in jobs if j.lease_token is not None]
+        leases = _leases(jobs)
         return await self._store.release_many(leases, now=self.clock.now())
 
     async def renew(self, jobs: Sequence[Job]) -> set[int]:
         """Extend the leases of running jobs; returns the ids whose lease was still ours."""
         now = self.clock.now()
-        leases = [(j.id, j.lease_token) for j in jobs if j.lease_token is not None]
+        leases = _leases(jobs)
         return await self._store.renew(leases, lease_until=now + self.lease_s, now=now)
 
     async def recover_expired(self) -> list[Job]:

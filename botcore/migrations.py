@@ -82,4 +82,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DROP INDEX usage_job_kind",
         "CREATE UNIQUE INDEX usage_billing_key ON usage (billing_key) WHERE billing_key IS NOT NULL",
     ),
+    # 5: the per-group order check reads two indexes instead of one. The worker's statement sets
+    # `state` on every row it claims or finishes, and SQLite then rewrites each row's entry in
+    # every index whose WHERE reads `state`, changed or not: jobs_group's entries, scattered over
+    # the whole index by group, were written twice per job. A queued-only index is written only
+    # by the claim (which must remove the entry), and the running-only one stays a page or two.
+    (
+        "DROP INDEX jobs_group",
+        "CREATE INDEX jobs_queued_group ON jobs (group_key, id) WHERE state = 'queued'",
+        "CREATE INDEX jobs_running_group ON jobs (group_key, id) WHERE state = 'running'",
+    ),
 )

@@ -3,31 +3,21 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from botcore.models import Enqueued, Job, JobState, NewJob, PurgeResult, QueueStats
-from botcore.sqlite_db import Database, Row, Transaction
+from botcore.models import Enqueued, Job, NewJob, PurgeResult, QueueStats
+from botcore.sqlite_db import Database
+from botcore.sqlite_rows import COLUMNS, ROWS_PER_INSERT, SELECT, dump, insert_jobs, job_from_row
 
-_COLUMNS = (
-    "id, kind, payload, dedup_key, group_key, state, attempts, max_attempts, run_at, created_at,"
-    " updated_at, lease_token, lease_until, deferred_since, finished_at, last_error, checkpoint"
-)
-_INSERT = f"""
-INSERT INTO jobs (kind, payload, dedup_key, group_key, state, max_attempts, run_at,
-                  created_at, updated_at, finished_at, last_error)
-VALUES (:kind, :payload, :dedup_key, :group_key, :state, :max_attempts, :run_at, :now, :now,
-        :finished_at, :last_error)
-ON CONFLICT (dedup_key) DO NOTHING
-RETURNING {_COLUMNS}
-"""
-# A job is ready when due and no older job of its group is still queued or running. The
-# "state IN (…)" term repeats the partial index's condition, which is what lets SQLite use it.
-_UNBLOCKED = """(j.group_key IS NULL OR NOT EXISTS (
-    SELECT 1 FROM jobs o WHERE o.group_key = j.group_key
-    AND o.state IN ('queued', 'running') AND o.id < j.id))"""
-_BY_DEDUP = f"SELECT {_COLUMNS} FROM jobs WHERE dedup_key = ?"
+# A job is ready when due and no older job of its group is still queued or running. Each probe's
+# "state = …" term repeats a partial index's condition, which is what lets SQLite use it.
+_UNBLOCKED = """(j.group_key IS NULL OR (
+    NOT EXISTS (SELECT 1 FROM jobs o WHERE o.group_key = j.group_key
+                AND o.state = 'queued' AND o.id < j.id)
+    AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.group_key = j.group_key
+                    AND o.state = 'running' AND o.id < j.id)))"""
+_BY_DEDUP = f"{SELECT} WHERE dedup_key = ?"
 # A job that was running when its process died, or whose lease ran out: its attempt is already
 # counted, so one that keeps killing the process ends dead instead of looping forever.
 _RECOVER = f"""
@@ -36,29 +26,8 @@ UPDATE jobs SET
     finished_at = CASE WHEN attempts >= max_attempts THEN :now END,
     lease_token = NULL, lease_until = NULL, last_error = :error, updated_at = :now
 WHERE state = 'running' AND lease_until <= :expired_before
-RETURNING {_COLUMNS}
+RETURNING {COLUMNS}
 """
-
-
-def _dump(value: Mapping[str, Any]) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-_STATES = {state.value: state for state in JobState}
-
-
-def _job(row: Row) -> Job:
-    # Positional, in _COLUMNS order: this runs once per claimed row on the worker's hot path.
-    return Job(
-        row[0],
-        row[1],
-        json.loads(row[2]),
-        row[3],
-        row[4],
-        _STATES[row[5]],
-        *row[6:16],
-        None if row[16] is None else json.loads(row[16]),
-    )
 
 
 def _fenced(leases: Sequence[tuple[int, str]]) -> tuple[str, list[Any]]:
@@ -76,45 +45,20 @@ class SqliteJobStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def insert(self, new: NewJob, *, max_attempts: int, now: float) -> Enqueued:
-        rows = await self._db.fetchall(_INSERT, self._insert_params(new, max_attempts, now))
-        if rows:
-            return Enqueued(_job(rows[0]), created=True)
-        existing = await self._db.fetchone(_BY_DEDUP, (new.dedup_key,))
-        if existing is None:  # purged between the two statements: vanishingly rare, try again
-            return await self.insert(new, max_attempts=max_attempts, now=now)
-        return Enqueued(_job(existing), created=False)
-
     async def insert_many(
         self, new_jobs: Sequence[NewJob], *, max_attempts: int, now: float
     ) -> list[Enqueued]:
-        """All or nothing, in one transaction (e.g. a batch of Telegram updates)."""
+        """All or nothing. Up to 500 jobs are one statement, atomic by itself: one round trip and
+        one commit. A job whose dedup key exists is read back after that commit (should that read
+        fail, the new jobs stay stored: a retry finds them by their dedup keys)."""
+        if len(new_jobs) <= ROWS_PER_INSERT:
+            return await insert_jobs(self._db.fetchall, new_jobs, max_attempts, now)
         out: list[Enqueued] = []
         async with self._db.transaction() as tx:
-            for new in new_jobs:
-                out.append(await self._insert_in(tx, new, max_attempts, now))
+            for start in range(0, len(new_jobs), ROWS_PER_INSERT):
+                chunk = new_jobs[start : start + ROWS_PER_INSERT]
+                out += await insert_jobs(tx.fetchall, chunk, max_attempts, now)
         return out
-
-    async def _insert_in(self, tx: Transaction, new: NewJob, max_attempts: int, now: float) -> Enqueued:
-        rows = await tx.fetchall(_INSERT, self._insert_params(new, max_attempts, now))
-        if rows:
-            return Enqueued(_job(rows[0]), created=True)
-        return Enqueued(_job((await tx.fetchall(_BY_DEDUP, (new.dedup_key,)))[0]), created=False)
-
-    @staticmethod
-    def _insert_params(new: NewJob, max_attempts: int, now: float) -> dict[str, Any]:
-        return {
-            "kind": new.kind,
-            "payload": _dump(new.payload),
-            "dedup_key": new.dedup_key,
-            "group_key": new.group_key,
-            "max_attempts": new.max_attempts or max_attempts,
-            "run_at": now + max(0.0, new.delay_s),
-            "now": now,
-            "state": "queued" if new.dead_reason is None else "dead",
-            "finished_at": None if new.dead_reason is None else now,
-            "last_error": new.dead_reason,
-        }
 
     async def finish_and_claim(
         self,
@@ -160,7 +104,7 @@ class SqliteJobStore:
             last_error  = CASE WHEN state = 'running' THEN NULL ELSE last_error END,
             updated_at  = ?
         WHERE {" OR ".join(where)}
-        RETURNING {_COLUMNS}
+        RETURNING {COLUMNS}
         """
         rows = await self._db.fetchall(sql, [now + lease_s, now, now, *params])
         finished: set[int] = set()
@@ -169,7 +113,7 @@ class SqliteJobStore:
             if row[5] == "done":
                 finished.add(row[0])
             else:
-                claimed.append(_job(row))
+                claimed.append(job_from_row(row))
         claimed.sort(key=lambda j: (j.run_at, j.id))
         return finished, claimed
 
@@ -214,26 +158,19 @@ class SqliteJobStore:
                        deferred_since = CASE WHEN :deferred THEN coalesce(deferred_since, :now)
                                              END
                    WHERE id = :id AND lease_token = :token AND state = 'running'
-                   RETURNING {_COLUMNS}""",
-                {
-                    "run_at": run_at,
-                    "error": error,
-                    "now": now,
-                    "deferred": int(deferred),
-                    "id": job_id,
-                    "token": token,
-                },
+                   RETURNING {COLUMNS}""",
+                dict(run_at=run_at, error=error, now=now, deferred=int(deferred), id=job_id, token=token),
             )
             if not rows:
                 return None
-            job = _job(rows[0])
+            job = job_from_row(rows[0])
             if job.group_key is not None:
                 # The rest of the group waits at least as long, so while this job sleeps they are
                 # not "due" and no claim has to look at them and skip them one by one.
                 await tx.fetchall(
                     """UPDATE jobs SET run_at = :run_at
-                       WHERE group_key = :group_key AND state IN ('queued', 'running')
-                         AND state = 'queued' AND id > :id AND run_at < :run_at""",
+                       WHERE group_key = :group_key AND state = 'queued' AND id > :id
+                         AND run_at < :run_at""",
                     {"run_at": run_at, "group_key": job.group_key, "id": job_id},
                 )
         return job
@@ -243,10 +180,10 @@ class SqliteJobStore:
             f"""UPDATE jobs SET state = 'dead', finished_at = :now, updated_at = :now,
                    last_error = :error, lease_token = NULL, lease_until = NULL
                WHERE id = :id AND lease_token = :token AND state = 'running'
-               RETURNING {_COLUMNS}""",
+               RETURNING {COLUMNS}""",
             {"now": now, "error": error, "id": job_id, "token": token},
         )
-        return _job(rows[0]) if rows else None
+        return job_from_row(rows[0]) if rows else None
 
     async def release_many(self, leases: Sequence[tuple[int, str]], *, now: float) -> int:
         """Hand leased jobs back unfinished, giving back their attempt (graceful shutdown)."""
@@ -266,7 +203,7 @@ class SqliteJobStore:
         rows = await self._db.fetchall(
             _RECOVER, {"now": now, "expired_before": expired_before, "error": error}
         )
-        return [_job(r) for r in rows]
+        return [job_from_row(r) for r in rows]
 
     async def save_checkpoint(self, job_id: int, token: str, data: Mapping[str, Any], *, now: float) -> bool:
         rows = await self._db.fetchall(
@@ -274,24 +211,24 @@ class SqliteJobStore:
             # two waits, each allowed OUTAGE_MAX_WAIT_S, not one shared budget.
             "UPDATE jobs SET checkpoint = ?, updated_at = ?, deferred_since = NULL"
             " WHERE id = ? AND lease_token = ? AND state = 'running' RETURNING id",
-            (_dump(data), now, job_id, token),
+            (dump(data), now, job_id, token),
         )
         return bool(rows)
 
     async def by_dedup_key(self, key: str) -> Job | None:
         row = await self._db.fetchone(_BY_DEDUP, (key,))
-        return None if row is None else _job(row)
+        return None if row is None else job_from_row(row)
 
     async def get(self, job_id: int) -> Job | None:
-        row = await self._db.fetchone(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
-        return None if row is None else _job(row)
+        row = await self._db.fetchone(f"{SELECT} WHERE id = ?", (job_id,))
+        return None if row is None else job_from_row(row)
 
     async def latest_dead(self, limit: int) -> list[Job]:
         rows = await self._db.fetchall(
-            f"SELECT {_COLUMNS} FROM jobs WHERE state = 'dead' ORDER BY finished_at DESC, id DESC LIMIT ?",
+            f"SELECT {COLUMNS} FROM jobs WHERE state = 'dead' ORDER BY finished_at DESC, id DESC LIMIT ?",
             (limit,),
         )
-        return [_job(row) for row in rows]
+        return [job_from_row(row) for row in rows]
 
     async def revive(self, job_id: int, *, now: float) -> Job | None:
         """A dead job back to the queue with fresh attempts, as a new row at the end of its
@@ -309,10 +246,10 @@ class SqliteJobStore:
             [row] = await tx.fetchall(
                 f"""INSERT INTO jobs (kind, payload, dedup_key, group_key, state, max_attempts, run_at,
                                       created_at, updated_at, checkpoint)
-                    VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?) RETURNING {_COLUMNS}""",
+                    VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?) RETURNING {COLUMNS}""",
                 (kind, payload, dedup_key, group_key, max_attempts, now, now, now, checkpoint),
             )
-        return _job(row)
+        return job_from_row(row)
 
     async def stats(self, *, now: float) -> QueueStats:
         rows = await self._db.fetchall("SELECT state, kind, count(*) FROM jobs GROUP BY state, kind")

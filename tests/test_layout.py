@@ -14,8 +14,10 @@ FLOORS: list[set[str]] = [
     {"logs"},
     {"storage"},  # the protocols
     {"migrations", "sqlite_db"},  # the SQLite backend…
+    {"sqlite_rows"},
     {"sqlite_jobs", "sqlite_data"},
     {"sqlite_storage"},
+    {"group_commit"},
     {"jobqueue"},
     {  # adapters
         "telegram_api",
