@@ -25,12 +25,13 @@ class Alerts:
         self._last: dict[str, float] = {}
         self._log = logger.bind(component="alerts")
 
-    async def send(self, detail: str) -> bool:
-        """Alert about ``detail`` (our own words, never a secret). False if it was sent lately or
-        could not be delivered to any admin."""
+    async def send(self, detail: str, *, repeat_guard: bool = True) -> bool:
+        """Alert about ``detail`` (our own words, never a secret). False if it was sent within
+        the hour (unless ``repeat_guard`` is off: the caller has its own rule, such as once a
+        day) or could not be delivered to any admin."""
         now = self._clock.now()
         last = self._last.get(detail)
-        if last is not None and now - last < self._repeat_s:
+        if repeat_guard and last is not None and now - last < self._repeat_s:
             return False
         self._log.error("ALERT for the bot's owner: {}", detail)
         delivered = not self._admin_ids  # with no admins, the log is the alert

@@ -16,13 +16,13 @@ import telegram
 from loguru import logger
 
 from botcore import __version__
+from botcore.assemble import build_services, job_kinds
 from botcore.build import (
     Base,
     build_bot,
     build_breakers,
     build_cleanup,
     build_intake,
-    build_job_kinds,
     build_model,
     build_queue,
     build_transcriber,
@@ -73,7 +73,7 @@ async def run(settings: Settings) -> None:
         cleanup = build_cleanup(settings, storage, queue)
         worker = Worker(
             queue,
-            build_job_kinds(base, model, stt, cleanup),
+            job_kinds(settings, build_services(base, model, stt, cleanup)),
             concurrency=settings.worker_concurrency,
             grace_s=settings.shutdown_grace_s,
             observe=metrics.job_finished,

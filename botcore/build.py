@@ -3,20 +3,13 @@ it needs, and starts nothing. Only ``app.run`` calls them."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 import telegram
 
-from botcore import __version__
-from botcore.admin import AdminCommands
-from botcore.alerts import Alerts
 from botcore.breaker import CircuitBreaker
-from botcore.cancels import Cancels
-from botcore.chat import ChatService
 from botcore.cleanup import Cleanup
 from botcore.clock import Clock
-from botcore.commands import Commands
 from botcore.config import Settings
 from botcore.errors import StartupError
 from botcore.gate import Gate, RateLimits
@@ -26,16 +19,13 @@ from botcore.jobqueue import JobQueue
 from botcore.llm import ChatModel
 from botcore.messenger import Messenger
 from botcore.metrics import Metrics
-from botcore.models import Prices
-from botcore.notices import NOTICE_KIND, Notices, unstorable_notice
-from botcore.routing import COMMAND_KIND, UPDATE_KIND, Router, UpdateJobs, menu
-from botcore.spending import Spending
+from botcore.notices import unstorable_notice
+from botcore.routing import Router, menu
 from botcore.storage import Storage
 from botcore.stt import OpenAITranscriber, SpeechApiTranscriber, SpeechToText, WhisperApiTranscriber
 from botcore.stt_local import LocalWhisperTranscriber, resolve_model
 from botcore.telegram_api import connect, make_bot
-from botcore.voice import ACK_KIND, VOICE_KIND, VoiceService
-from botcore.worker import JobKind, Worker
+from botcore.worker import Worker
 
 
 def build_transcriber(settings: Settings) -> SpeechToText | None:
@@ -119,26 +109,6 @@ def build_breakers(settings: Settings, metrics: Metrics, clock: Clock) -> dict[s
     }
 
 
-def build_spending(
-    settings: Settings, storage: Storage, alerts: Alerts, metrics: Metrics, clock: Clock
-) -> Spending:
-    return Spending(
-        storage.usage,
-        storage.kv,
-        alerts,
-        prices=Prices(
-            settings.price_input_per_1m, settings.price_output_per_1m, settings.price_transcription_per_min
-        ),
-        clock=clock,
-        admin_ids=settings.admin_user_ids,
-        user_daily_usd=settings.user_daily_budget_usd,
-        user_monthly_usd=settings.user_monthly_budget_usd,
-        global_daily_usd=settings.global_daily_budget_usd,
-        daily_alert_usd=settings.daily_cost_alert_usd,
-        on_recorded=metrics.spent,
-    )
-
-
 def build_cleanup(settings: Settings, storage: Storage, queue: JobQueue) -> Cleanup:
     return Cleanup(
         storage,
@@ -165,113 +135,9 @@ class Base:
     breakers: dict[str, CircuitBreaker]
 
 
-@dataclass(frozen=True, slots=True)
-class Shared:
-    """What the services share besides ``Base``."""
-
-    spending: Spending
-    notices: Notices
-    cancels: Cancels
-
-
-def build_chat(base: Base, shared: Shared, model: ChatModel) -> ChatService:
+def build_gate(base: Base) -> Gate:
     settings = base.settings
-    return ChatService(
-        queue=base.queue,
-        conversations=base.storage.conversations,
-        model=model,
-        messenger=base.messenger,
-        breaker=base.breakers["LLM"],
-        notices=shared.notices,
-        cancels=shared.cancels,
-        spending=shared.spending,
-        clock=base.clock,
-        system_prompt=settings.system_prompt,
-        history_messages=settings.history_messages,
-        history_ttl_days=settings.history_ttl_days,
-        bot_username=base.bot.username,
-        stream=settings.stream,
-        stream_interval_s=settings.stream_edit_interval_s,
-        llm_slots=asyncio.Semaphore(settings.llm_concurrency),
-    )
-
-
-def build_voice(base: Base, shared: Shared, chat: ChatService, stt: SpeechToText | None) -> VoiceService:
-    return VoiceService(
-        chat=chat,
-        queue=base.queue,
-        spending=shared.spending,
-        notices=shared.notices,
-        cancels=shared.cancels,
-        messenger=base.messenger,
-        stt=stt,
-        breaker=base.breakers["transcription"],
-        max_download_mb=base.settings.telegram_max_download_mb,
-        max_seconds=base.settings.max_voice_seconds,
-        reply=base.settings.voice_reply,
-    )
-
-
-def build_update_jobs(base: Base, shared: Shared, chat: ChatService, cleanup: Cleanup) -> UpdateJobs:
-    """The ``tg-update``/``tg-command`` jobs, with the commands they run."""
-    admin = AdminCommands(
-        queue=base.queue,
-        usage=base.storage.usage,
-        breakers=base.breakers,
-        clock=base.clock,
-        version=__version__,
-        cleanup=cleanup.run_once,
-    )
-    commands = Commands(
-        chat=chat,
-        conversations=base.storage.conversations,
-        spending=shared.spending,
-        cancels=shared.cancels,
-        queue=base.queue,
-        admin=admin,
-    )
-    return UpdateJobs(
-        chat=chat,
-        commands=commands,
-        notices=shared.notices,
-        queue=base.queue,
-        bot_username=base.bot.username,
-        admin_ids=base.settings.admin_user_ids,
-    )
-
-
-def build_job_kinds(
-    base: Base, model: ChatModel, stt: SpeechToText | None, cleanup: Cleanup
-) -> dict[str, JobKind]:
-    """The services, and the table of job kinds the worker runs them by."""
-    settings = base.settings
-    alerts = Alerts(base.messenger, settings.admin_user_ids, clock=base.clock)
-    shared = Shared(
-        spending=build_spending(settings, base.storage, alerts, base.metrics, base.clock),
-        notices=Notices(queue=base.queue, messenger=base.messenger, alerts=alerts),
-        cancels=Cancels(),
-    )
-    chat = build_chat(base, shared, model)
-    voice = build_voice(base, shared, chat, stt)
-    updates = build_update_jobs(base, shared, chat, cleanup)
-    return {
-        # LLM calls are bounded by the chat service's slots (LLM_CONCURRENCY, voice answers
-        # included), not here: a /reset or a budget notice in one chat must not queue behind
-        # answers in others. A quarter of the workers stays free for everything else
-        # (commands outside the chat's order, acknowledgements, notices, voice).
-        UPDATE_KIND: JobKind(updates.handle, on_dead=updates.on_dead, concurrency=_message_slots(settings)),
-        COMMAND_KIND: JobKind(updates.handle, on_dead=updates.on_dead),
-        ACK_KIND: JobKind(voice.acknowledge),
-        NOTICE_KIND: JobKind(shared.notices.send),
-        VOICE_KIND: JobKind(
-            voice.transcribe_and_answer, on_dead=voice.on_dead, concurrency=settings.transcription_concurrency
-        ),
-    }
-
-
-def build_intake(base: Base) -> UpdatePoller:
-    settings = base.settings
-    gate = Gate(
+    return Gate(
         clock=base.clock,
         bot_id=base.bot.id,
         bot_username=base.bot.username,
@@ -281,11 +147,14 @@ def build_intake(base: Base) -> UpdatePoller:
         rate_limits=RateLimits(settings.rate_limit_user_per_min, settings.rate_limit_global_per_min),
         exempt_admins=settings.rate_limit_exempt_admins,
     )
+
+
+def build_intake(base: Base) -> UpdatePoller:
     return UpdatePoller(
         base.bot,
         base.queue,
         base.storage.kv,
-        route=Router(gate).route,
+        route=Router(build_gate(base)).route,
         clock=base.clock,
         messenger=base.messenger,
         unstorable_notice=unstorable_notice,
@@ -312,9 +181,3 @@ async def start_health(base: Base, poller: UpdatePoller, worker: Worker) -> Heal
         where = f"{settings.metrics_host}:{settings.metrics_port}"
         raise StartupError(f"METRICS_PORT: cannot listen on {where} ({exc.strerror})") from None
     return health
-
-
-def _message_slots(settings: Settings) -> int:
-    """How many ``tg-update`` jobs may run at once: all the workers but a quarter (at least two),
-    kept for the other kinds. Their LLM calls wait for LLM_CONCURRENCY's slots."""
-    return max(1, settings.worker_concurrency - max(2, settings.worker_concurrency // 4))

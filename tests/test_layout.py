@@ -41,6 +41,7 @@ FLOORS: list[set[str]] = [
     {"intake"},
     {"health"},
     {"build"},
+    {"assemble"},
     {"app"},
 ]
 

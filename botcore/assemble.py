@@ -1,0 +1,170 @@
+"""Builds the services (chat, voice, the update jobs and what they share) from ``build.Base``,
+and the table of job kinds the worker runs them by. Only ``app.run`` (and tests) call these."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from botcore import __version__
+from botcore.admin import AdminCommands
+from botcore.alerts import Alerts
+from botcore.build import Base
+from botcore.cancels import Cancels
+from botcore.chat import ChatService
+from botcore.cleanup import Cleanup
+from botcore.clock import Clock
+from botcore.commands import Commands
+from botcore.config import Settings
+from botcore.llm import ChatModel
+from botcore.metrics import Metrics
+from botcore.models import Prices
+from botcore.notices import NOTICE_KIND, Notices
+from botcore.routing import COMMAND_KIND, UPDATE_KIND, UpdateJobs
+from botcore.spending import Spending
+from botcore.storage import Storage
+from botcore.stt import SpeechToText
+from botcore.voice import ACK_KIND, VOICE_KIND, VoiceService
+from botcore.worker import JobKind
+
+
+def build_spending(
+    settings: Settings, storage: Storage, alerts: Alerts, metrics: Metrics, clock: Clock
+) -> Spending:
+    return Spending(
+        storage.usage,
+        storage.kv,
+        alerts,
+        prices=Prices(
+            settings.price_input_per_1m, settings.price_output_per_1m, settings.price_transcription_per_min
+        ),
+        clock=clock,
+        admin_ids=settings.admin_user_ids,
+        user_daily_usd=settings.user_daily_budget_usd,
+        user_monthly_usd=settings.user_monthly_budget_usd,
+        global_daily_usd=settings.global_daily_budget_usd,
+        daily_alert_usd=settings.daily_cost_alert_usd,
+        on_recorded=metrics.spent,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """What the services share besides ``Base``."""
+
+    alerts: Alerts
+    spending: Spending
+    notices: Notices
+    cancels: Cancels
+
+
+def build_chat(base: Base, shared: Shared, model: ChatModel) -> ChatService:
+    settings = base.settings
+    return ChatService(
+        queue=base.queue,
+        conversations=base.storage.conversations,
+        model=model,
+        messenger=base.messenger,
+        breaker=base.breakers["LLM"],
+        notices=shared.notices,
+        cancels=shared.cancels,
+        spending=shared.spending,
+        clock=base.clock,
+        system_prompt=settings.system_prompt,
+        history_messages=settings.history_messages,
+        history_ttl_days=settings.history_ttl_days,
+        bot_username=base.bot.username,
+        stream=settings.stream,
+        stream_interval_s=settings.stream_edit_interval_s,
+        llm_slots=asyncio.Semaphore(settings.llm_concurrency),
+    )
+
+
+def build_voice(base: Base, shared: Shared, chat: ChatService, stt: SpeechToText | None) -> VoiceService:
+    return VoiceService(
+        chat=chat,
+        queue=base.queue,
+        spending=shared.spending,
+        notices=shared.notices,
+        cancels=shared.cancels,
+        messenger=base.messenger,
+        stt=stt,
+        breaker=base.breakers["transcription"],
+        max_download_mb=base.settings.telegram_max_download_mb,
+        max_seconds=base.settings.max_voice_seconds,
+        reply=base.settings.voice_reply,
+    )
+
+
+def build_update_jobs(base: Base, shared: Shared, chat: ChatService, cleanup: Cleanup) -> UpdateJobs:
+    """The ``tg-update``/``tg-command`` jobs, with the commands they run."""
+    admin = AdminCommands(
+        queue=base.queue,
+        usage=base.storage.usage,
+        breakers=base.breakers,
+        clock=base.clock,
+        version=__version__,
+        cleanup=cleanup.run_once,
+    )
+    commands = Commands(
+        chat=chat,
+        conversations=base.storage.conversations,
+        spending=shared.spending,
+        cancels=shared.cancels,
+        queue=base.queue,
+        admin=admin,
+    )
+    return UpdateJobs(
+        chat=chat,
+        commands=commands,
+        notices=shared.notices,
+        queue=base.queue,
+        bot_username=base.bot.username,
+        admin_ids=base.settings.admin_user_ids,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    shared: Shared
+    chat: ChatService
+    voice: VoiceService
+    updates: UpdateJobs
+
+
+def build_services(base: Base, model: ChatModel, stt: SpeechToText | None, cleanup: Cleanup) -> Services:
+    alerts = Alerts(base.messenger, base.settings.admin_user_ids, clock=base.clock)
+    shared = Shared(
+        alerts=alerts,
+        spending=build_spending(base.settings, base.storage, alerts, base.metrics, base.clock),
+        notices=Notices(queue=base.queue, messenger=base.messenger, alerts=alerts),
+        cancels=Cancels(),
+    )
+    chat = build_chat(base, shared, model)
+    return Services(
+        shared, chat, build_voice(base, shared, chat, stt), build_update_jobs(base, shared, chat, cleanup)
+    )
+
+
+def job_kinds(settings: Settings, services: Services) -> dict[str, JobKind]:
+    """The table of job kinds the worker runs the services by."""
+    updates, voice = services.updates, services.voice
+    return {
+        # LLM calls are bounded by the chat service's slots (LLM_CONCURRENCY, voice answers
+        # included), not here: a /reset or a budget notice in one chat must not queue behind
+        # answers in others. A quarter of the workers stays free for everything else
+        # (commands outside the chat's order, acknowledgements, notices, voice).
+        UPDATE_KIND: JobKind(updates.handle, on_dead=updates.on_dead, concurrency=_message_slots(settings)),
+        COMMAND_KIND: JobKind(updates.handle, on_dead=updates.on_dead),
+        ACK_KIND: JobKind(voice.acknowledge),
+        NOTICE_KIND: JobKind(services.shared.notices.send),
+        VOICE_KIND: JobKind(
+            voice.transcribe_and_answer, on_dead=voice.on_dead, concurrency=settings.transcription_concurrency
+        ),
+    }
+
+
+def _message_slots(settings: Settings) -> int:
+    """How many ``tg-update`` jobs may run at once: all the workers but a quarter (at least two),
+    kept for the other kinds. Their LLM calls wait for LLM_CONCURRENCY's slots."""
+    return max(1, settings.worker_concurrency - max(2, settings.worker_concurrency // 4))
