@@ -296,7 +296,9 @@ async def test_an_answer_generated_while_the_database_is_locked_is_kept_not_aske
         tg.add_message(10, "slow one")
         await eventually(lambda: len(llm.requests) == 2, timeout=20, what="the slow call to start")
         await lock.take()
-        await asyncio.sleep(12.0)  # the answer comes at 2 s; its checkpoint waits for the lock
+        # The answer comes at 2 s; saving it meets the lock (after SQLite's 5 s busy timeout),
+        # and the save is tried again rather than the answer thrown away.
+        await eventually(lambda: "refused its progress" in process.log(), timeout=30, what="a refused save")
         await lock.release()
         await eventually(lambda: tg.texts_to(10)[-1:] == ["echo: slow one"], timeout=30, what="the answer")
     finally:
