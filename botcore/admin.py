@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from botcore.breaker import CircuitBreaker
 from botcore.clock import Clock, day_start
+from botcore.incoming import parse_update
 from botcore.jobqueue import JobQueue
 from botcore.models import CleanupResult, JobState
 from botcore.storage import UsageStore
@@ -70,7 +71,8 @@ class AdminCommands:
         now = self._clock.now()
         lines = [f"💀 The latest {len(jobs)} failed job(s); /retry <id> runs one again:"]
         for job in jobs:
-            chat = ((job.payload.get("message") or {}).get("chat") or {}).get("id", "-")
+            incoming = parse_update(job.payload)
+            chat = incoming.chat_id if incoming is not None else job.payload.get("chat_id", "-")  # a notice
             ago = _duration(now - (job.finished_at or job.updated_at))
             lines.append(
                 f"#{job.id} {job.kind}, chat {chat}, {ago} ago, {job.attempts} attempt(s): {job.last_error}"

@@ -87,6 +87,7 @@ def build_voice(base: Base, shared: Shared, chat: ChatService, stt: SpeechToText
         spending=shared.spending,
         notices=shared.notices,
         cancels=shared.cancels,
+        kv=base.storage.kv,
         messenger=base.messenger,
         stt=stt,
         breaker=base.breakers["transcription"],

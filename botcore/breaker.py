@@ -67,7 +67,7 @@ class CircuitBreaker:
 
     @property
     def state(self) -> BreakerState:
-        if self._state is BreakerState.OPEN and self._clock.now() - self._opened_at >= self._reset_s:
+        if self._state is BreakerState.OPEN and self._clock.monotonic() - self._opened_at >= self._reset_s:
             self._move(BreakerState.HALF_OPEN)
         return self._state
 
@@ -75,7 +75,7 @@ class CircuitBreaker:
         """Seconds until a call may be tried again (0 when one may go now)."""
         state = self.state
         if state is BreakerState.OPEN:
-            return max(0.0, self._opened_at + self._reset_s - self._clock.now())
+            return max(0.0, self._opened_at + self._reset_s - self._clock.monotonic())
         if state is BreakerState.HALF_OPEN and self._trial_in_flight:
             return 1.0  # the trial's outcome decides; look again shortly
         return 0.0
@@ -94,7 +94,7 @@ class CircuitBreaker:
         trial = state is BreakerState.HALF_OPEN
         if trial:
             self._trial_in_flight = True
-        started = self._clock.now()
+        started = self._clock.monotonic()
         try:
             yield
         except (TransientError, UpstreamUnavailable) as exc:
@@ -118,7 +118,7 @@ class CircuitBreaker:
 
     def _observed(self, outcome: str, started: float) -> None:
         if self._observe is not None:
-            self._observe(self.name, outcome, self._clock.now() - started)
+            self._observe(self.name, outcome, self._clock.monotonic() - started)
 
     def _success(self, trial: bool) -> None:
         self._failures = 0
@@ -149,4 +149,4 @@ class CircuitBreaker:
         self._failures = 0
         self._successes = 0
         if state is BreakerState.OPEN:
-            self._opened_at = self._clock.now()
+            self._opened_at = self._clock.monotonic()

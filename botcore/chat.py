@@ -146,7 +146,7 @@ class ChatService:
                 self._cancels.scope(where.chat_id, job.id),  # /cancel also stops one waiting for a slot
                 self._llm_slots,
                 self._breaker.call(caller=where.chat_id),
-                self._messenger.typing(where.chat_id),
+                self._messenger.typing(where.chat_id, in_group=incoming.in_group),
             ):
                 try:
                     return await self._complete(history, text, live), live

@@ -29,7 +29,14 @@ def month_start(now: float) -> float:
 
 
 class Clock(Protocol):
-    def now(self) -> float: ...
+    def now(self) -> float:
+        """Unix seconds: for what is stored, and for calendar days."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds that never go back, whatever NTP does to the wall clock: for intervals kept in
+        memory (a circuit's reset, a stream's pace, a notice's window)."""
+        ...
 
     async def wait(self, event: asyncio.Event, timeout: float | None) -> None:
         """Return when ``event`` is set or ``timeout`` seconds of this clock have passed."""
@@ -38,6 +45,9 @@ class Clock(Protocol):
 class SystemClock:
     def now(self) -> float:
         return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
 
     async def wait(self, event: asyncio.Event, timeout: float | None) -> None:
         if event.is_set():
@@ -58,6 +68,9 @@ class ManualClock:
         self._ticked = asyncio.Event()
 
     def now(self) -> float:
+        return self._now
+
+    def monotonic(self) -> float:
         return self._now
 
     def advance(self, seconds: float) -> None:

@@ -146,7 +146,7 @@ class Gate:
         """``text`` if the sender should hear it now: at most once per window per chat and kind,
         and within the notices' own overall limit (a flood of strangers must not crowd real
         answers out of Telegram's limits)."""
-        now = self._clock.now()
+        now = self._clock.monotonic()
         if now - self._told.get((chat_id, what), -math.inf) < self._notice_every_s:
             return None
         if not self._limits.notice_allowed():

@@ -119,13 +119,14 @@ class Incoming:
     thread_id: int | None
     sender: Sender | None
     text: str  # the text or caption, valid Unicode; "" when there is none
+    captioned: bool  # ``text`` is the caption of something attached
     command: Command | None  # when the text is a command (a forwarded "/…" is just text)
     forwarded: bool
     reply_to_author: int | None  # who wrote the message this one replies to
     mentions: frozenset[str]  # @usernames mentioned, lower case, without the "@"
     mentioned_ids: frozenset[int]  # users mentioned by a text link (no username)
     attachment: Attachment | None
-    other_content: bool  # something sent that we cannot read (a sticker, a photo…)
+    other_content: bool  # something sent that we cannot read (a sticker, a photo, a broken voice note…)
 
     @property
     def in_group(self) -> bool:
@@ -141,7 +142,7 @@ class Incoming:
 
     def with_text(self, text: str) -> Incoming:
         """The same message carrying ``text`` (a voice note's transcript), as a typed turn."""
-        return replace(self, text=text, command=None, attachment=None)
+        return replace(self, text=text, captioned=False, command=None, attachment=None)
 
 
 def parse_update(update: Mapping[str, Any]) -> Incoming | None:
@@ -156,7 +157,9 @@ def parse_update(update: Mapping[str, Any]) -> Incoming | None:
         isinstance(chat, dict) and valid_id(chat.get("id")) and valid_id(update_id) and valid_id(message_id)
     ):
         return None
-    text = _string(message.get("text")) or _string(message.get("caption"))
+    typed = _string(message.get("text"))
+    text = typed or _string(message.get("caption"))
+    attachment = _attachment(message)
     forwarded = "forward_origin" in message
     entities = message.get("entities") or message.get("caption_entities")
     mentions, mentioned_ids = _mentions(text, entities if isinstance(entities, list) else [])
@@ -171,13 +174,16 @@ def parse_update(update: Mapping[str, Any]) -> Incoming | None:
         thread_id=thread_id if valid_id(thread_id) else None,
         sender=sender_of(message),
         text=text,
+        captioned=bool(text) and not typed,
         command=None if forwarded or not isinstance(message.get("text"), str) else _command(text),
         forwarded=forwarded,
         reply_to_author=author["id"] if isinstance(author, dict) and valid_id(author.get("id")) else None,
         mentions=mentions,
         mentioned_ids=mentioned_ids,
-        attachment=_attachment(message),
-        other_content=any(key in message for key in _OTHER_CONTENT),
+        attachment=attachment,
+        # A voice note without a usable file is something sent that we cannot read, too.
+        other_content=any(key in message for key in _OTHER_CONTENT)
+        or (attachment is None and any(k in message for k in _MEDIA)),
     )
 
 

@@ -217,6 +217,8 @@ class UpdatePoller:
                 dead.append(dead_letter(update, f"could not be routed: {describe_error(exc)}"))
                 outcomes.append(Outcome.DEAD)
                 continue
+            if decision.refused is not None:
+                self._log.debug("update {} stored no job: {}", update.get("update_id"), decision.refused)
             if incoming is not None and decision.reply is not None:
                 self._reply_soon(incoming.target, decision.reply)
             jobs = [

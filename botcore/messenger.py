@@ -149,19 +149,17 @@ class Messenger:
             raise TransientError(f"could not read the local Bot API server's file ({exc.strerror})") from exc
 
     @contextlib.asynccontextmanager
-    async def typing(self, chat_id: int) -> AsyncIterator[None]:
-        """Show "typing…" in the chat until the block ends, refreshed every ~4.5 s."""
-        task = asyncio.create_task(self._keep_typing(chat_id))
+    async def typing(self, chat_id: int, *, in_group: bool) -> AsyncIterator[None]:
+        """Show "typing…" in the chat until the block ends, refreshed every ~4.5 s (once only
+        in a group: there every request counts against Telegram's 20 a minute for that group)."""
+        task = asyncio.create_task(self._keep_typing(chat_id, repeat=not in_group))
         try:
             yield
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-    async def _keep_typing(self, chat_id: int) -> None:
-        # In a group every request counts against Telegram's 20 a minute for that group: one
-        # "typing…" per answer there, not one every few seconds.
-        repeat = chat_id > 0
+    async def _keep_typing(self, chat_id: int, *, repeat: bool) -> None:
         while True:
             try:
                 await self._bot.send_chat_action(chat_id, telegram.constants.ChatAction.TYPING)

@@ -46,8 +46,7 @@ class Notices:
     async def durable(self, failed: Job, where: ReplyTarget, text: str) -> None:
         """Tell the user through a ``notice`` job, retried like any other, so a Telegram hiccup at
         this moment does not swallow the message that says their message failed."""
-        payload = {"chat_id": where.chat_id, "reply_to": where.message_id, "thread_id": where.thread_id}
-        await self._queue.enqueue(NOTICE_KIND, {**payload, "text": text}, dedup_key=f"notice:{failed.id}")
+        await self._queue.enqueue_many([notice_job(where, text, dedup_key=f"notice:{failed.id}")])
 
     async def send(self, job: Job) -> None:
         """The ``notice`` job."""
@@ -107,14 +106,13 @@ class Notices:
             await self._alerts.send(texts.ALERT_UPSTREAM.format(detail=exc))
 
 
+def notice_job(where: ReplyTarget, text: str, *, dedup_key: str) -> NewJob:
+    """A ``notice`` job: ``text`` said in reply to ``where``, retried like any other job."""
+    payload = {"chat_id": where.chat_id, "reply_to": where.message_id, "thread_id": where.thread_id}
+    return NewJob(NOTICE_KIND, {**payload, "text": text}, dedup_key=dedup_key)
+
+
 def unstorable_notice(incoming: Incoming) -> NewJob:
     """The notice for a sender whose message was let in but could not be stored (the intake
-    keeps it as a dead letter): a ``notice`` job."""
-    where = incoming.target
-    payload = {
-        "chat_id": where.chat_id,
-        "reply_to": where.message_id,
-        "thread_id": where.thread_id,
-        "text": texts.UNREADABLE,
-    }
-    return NewJob(NOTICE_KIND, payload, dedup_key=f"notice:update:{incoming.update_id}")
+    keeps it as a dead letter)."""
+    return notice_job(incoming.target, texts.UNREADABLE, dedup_key=f"notice:update:{incoming.update_id}")

@@ -36,9 +36,9 @@ class CommandSpec:
     # The others run at once: /cancel stops those answers, /status reports on them.
     ordered: bool = False
     argument: str | None = None  # this entry is the command's form with an argument, so named
-    # It acts (deletes, stops, revives): its reply is kept in the checkpoint, so a rerun of its
-    # job repeats the reply, not the act. The others only read, and are simply asked again.
-    acts: bool = False
+    # It acts (deletes, stops, revives) or reports on the moment: its reply is kept in the
+    # checkpoint, so a rerun of its job repeats that reply. The others are simply asked again.
+    once: bool = False
 
 
 async def _help(_: Commands, request: Request) -> str:
@@ -48,22 +48,22 @@ async def _help(_: Commands, request: Request) -> str:
 COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("start", Commands.start, menu="Start the bot"),
     CommandSpec(
-        "reset", Commands.reset, "Forget our conversation", "forget our conversation", ordered=True, acts=True
+        "reset", Commands.reset, "Forget our conversation", "forget our conversation", ordered=True, once=True
     ),
     CommandSpec(
         "retry", Commands.retry, "Answer the last message again", "answer my last message again", ordered=True
     ),
     CommandSpec(
-        "cancel", Commands.cancel, "Stop the current answer", "stop the answer I am writing", acts=True
+        "cancel", Commands.cancel, "Stop the current answer", "stop the answer I am writing", once=True
     ),
     CommandSpec("usage", Commands.usage, "What you have used", "what you have used today and this month"),
     CommandSpec("help", _help, "What I can do", "this message"),
-    CommandSpec("status", Commands.status, help="queue, services, today's use", admin=True),
-    CommandSpec("dead", Commands.dead, help="the latest failed jobs", admin=True),
+    CommandSpec("status", Commands.status, help="queue, services, today's use", admin=True, once=True),
+    CommandSpec("dead", Commands.dead, help="the latest failed jobs", admin=True, once=True),
     CommandSpec(
-        "retry", Commands.revive, help="run a failed job again", admin=True, argument="<job id>", acts=True
+        "retry", Commands.revive, help="run a failed job again", admin=True, argument="<job id>", once=True
     ),
-    CommandSpec("cleanup", Commands.cleanup, help="clean the database now", admin=True, acts=True),
+    CommandSpec("cleanup", Commands.cleanup, help="clean the database now", admin=True, once=True),
 )
 
 
@@ -173,7 +173,7 @@ class UpdateJobs:
         with logger.contextualize(update_id=incoming.update_id, chat_id=incoming.chat_id):
             if incoming.command is not None:
                 await self._command(job, incoming, checkpoint)
-            elif incoming.other_content:  # a caption is no message to us without its picture
+            elif incoming.other_content or incoming.captioned:  # a caption is nothing without its picture
                 await self._notices.once(job, checkpoint, incoming.target, texts.NOT_TEXT)
             elif self._chat.speaker_text(incoming):
                 await self._chat.answer(job, incoming, checkpoint)
@@ -201,7 +201,7 @@ class UpdateJobs:
             reply = await spec.run(self._commands, Request(job, incoming, checkpoint, is_admin))
             if reply is None:
                 return  # it answered by itself
-            if spec.acts:
+            if spec.once:
                 checkpoint["reply"] = reply
                 await self._queue.save_checkpoint(job, checkpoint)
         await self._notices.once(job, checkpoint, incoming.target, str(reply))

@@ -18,6 +18,13 @@ HEALTH_PROBE_KEY = "health.probe"  # a small write that proves the database take
 COST_ALERT_PREFIX = "cost-alert:"  # + the UTC date: that day's cost alert was sent
 
 
+def voice_ack_key(chat_id: int, message_id: int) -> str:
+    """What a voice note's acknowledgement decided (the message id to edit, or "refused"), for
+    its voice job, which deletes it when done. Not the ack job's checkpoint: a finished job is
+    purged after JOB_RETENTION_DONE_S, and the voice job may wait longer than that in its chat."""
+    return f"voice-ack:{chat_id}:{message_id}"
+
+
 def cost_alert_key(utc_date: str) -> str:
     """The key that says the daily cost alert of ``utc_date`` (YYYY-MM-DD) was sent; dated keys
     sort by date, so the old ones are deleted with one range."""

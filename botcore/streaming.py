@@ -55,7 +55,7 @@ class StreamingReply:
     async def update(self, text: str) -> None:
         """The whole answer so far; shown now if the interval has passed since the last show."""
         self._text = text
-        if self._clock.now() - self._last_show >= self._interval:
+        if self._clock.monotonic() - self._last_show >= self._interval:
             await self._show(text)
 
     def shows(self, index: int, chunk: Chunk) -> bool:
@@ -65,17 +65,17 @@ class StreamingReply:
     async def mark(self, note: str) -> None:
         """The answer stops here (interrupted, stopped): what this attempt showed, with ``note``.
         Nothing if this attempt showed nothing (an earlier attempt's text stays as it was)."""
-        wait = self._last_show + self._interval - self._clock.now()
+        wait = self._last_show + self._interval - self._clock.monotonic()
         if self._text and self.ids and wait <= MAX_MARK_WAIT_S:  # not worth holding a failing job
             await self.wait_turn()
             await self._show(f"{self._text}\n\n{note}")
 
     async def wait_turn(self) -> None:
         """Wait until the interval since the last edit has passed."""
-        await self._clock.wait(asyncio.Event(), self._last_show + self._interval - self._clock.now())
+        await self._clock.wait(asyncio.Event(), self._last_show + self._interval - self._clock.monotonic())
 
     async def _show(self, text: str) -> None:
-        self._last_show = self._clock.now()
+        self._last_show = self._clock.monotonic()
         for index, part in enumerate(chunk.text for chunk in plain_chunks(text)):
             if index < len(self.ids) and self._shown[index] == part:
                 continue  # never an edit that changes nothing

@@ -3,9 +3,10 @@ background, the acknowledgement edited into the transcript, then handed to the c
 once, as a typed message would be.
 
 Routing makes two jobs of each: ``voice-ack``, outside the chat's order so the user hears back
-at once, which leaves its decision (refused, or the message to edit later) in its own
-checkpoint; and ``voice``, in the chat's order, which reads that decision, downloads (by
-file_id, again on every retry), transcribes, edits and answers. Progress is checkpointed, so a
+at once, which leaves its decision (refused, or the message to edit later) in the key-value
+store; and ``voice``, in the chat's order, which reads that decision (waiting with ``NotYet``
+while the acknowledgement is on its way), downloads (by file_id, again on every retry),
+transcribes, edits and answers. Progress is checkpointed, so a
 retry neither transcribes again nor repeats what was sent. A note is judged by its audio, not
 its sender's claims: measured after download, refused past the limit, and billed by the seconds
 the provider reports, else those measured, else those declared."""
@@ -31,6 +32,7 @@ from botcore.messenger import Messenger
 from botcore.models import Job, JobState, Usage
 from botcore.notices import Notices
 from botcore.spending import Spending, billing_key
+from botcore.storage import KeyValueStore, voice_ack_key
 from botcore.stt import SpeechToText
 
 VOICE_KIND = "voice"
@@ -63,6 +65,7 @@ class VoiceService:
         spending: Spending,
         notices: Notices,
         cancels: Cancels,
+        kv: KeyValueStore,
         messenger: Messenger,
         stt: SpeechToText | None,  # None: voice is turned off
         breaker: CircuitBreaker,
@@ -75,6 +78,7 @@ class VoiceService:
         self._spending = spending
         self._notices = notices
         self._cancels = cancels
+        self._kv = kv
         self._messenger = messenger
         self._stt = stt
         self._breaker = breaker
@@ -101,7 +105,7 @@ class VoiceService:
 
     async def acknowledge(self, job: Job) -> None:
         """The ``voice-ack`` job: the refusal, or "Processing…". Its decision (refused, or the
-        id of the message to edit later) stays in its checkpoint, for the voice job."""
+        id of the message to edit later) is left in the key-value store, for the voice job."""
         voice = _voice(job)
         if voice is None or (job.checkpoint or {}).get("sent"):
             return
@@ -111,7 +115,8 @@ class VoiceService:
         message_id = await self._messenger.send_text(
             where.chat_id, refusal or texts.VOICE_ACK, reply_to=where.message_id, thread_id=where.thread_id
         )
-        await self._queue.save_checkpoint(job, {"sent": 1, "ack": _REFUSED if refusal else message_id})
+        await self._kv.put(_ack_key(incoming), _REFUSED if refusal else str(message_id))
+        await self._queue.save_checkpoint(job, {"sent": 1})
 
     async def transcribe_and_answer(self, job: Job) -> None:
         """The ``voice`` job, in the chat's order."""
@@ -124,9 +129,15 @@ class VoiceService:
             return  # stopped with /cancel (this is a rerun after a crash)
         if "ack" not in checkpoint:
             checkpoint["ack"] = await self._ack_decision(incoming, note)
-            if checkpoint["ack"] == _REFUSED:  # the acknowledgement job has told the user why
-                return
-            await self._queue.save_checkpoint(job, checkpoint)
+            if checkpoint["ack"] != _REFUSED:  # else the acknowledgement job told the user why
+                await self._queue.save_checkpoint(job, checkpoint)
+        if checkpoint["ack"] != _REFUSED:
+            await self._transcribe_and_answer(job, incoming, note, checkpoint)
+        await self._kv.delete(_ack_key(incoming))
+
+    async def _transcribe_and_answer(
+        self, job: Job, incoming: Incoming, note: Attachment, checkpoint: dict[str, Any]
+    ) -> None:
         if self._stt is None:  # voice was turned off after the acknowledgement
             await self._show(incoming, checkpoint["ack"], texts.VOICE_OFF)
             return
@@ -194,11 +205,11 @@ class VoiceService:
 
     async def _ack_decision(self, incoming: Incoming, note: Attachment) -> int | str | None:
         """The acknowledgement's message id to edit, _REFUSED, or None: no acknowledgement will
-        come (its job failed for good, or is gone), so results go out as new messages."""
+        come (its job failed for good), so results go out as new messages."""
+        stored = await self._kv.get(_ack_key(incoming))
+        if stored is not None:
+            return stored if stored == _REFUSED else int(stored)
         ack_job = await self._queue.by_dedup_key(ack_key(incoming))
-        decided = (ack_job.checkpoint or {}).get("ack") if ack_job is not None else None
-        if decided is not None:
-            return decided
         if ack_job is not None and ack_job.state in (JobState.QUEUED, JobState.RUNNING):
             raise NotYet("waiting for the voice acknowledgement to be sent")
         return _REFUSED if self._refusal(note) else None
@@ -234,16 +245,21 @@ class VoiceService:
         checkpoint = job.checkpoint or {}
         if checkpoint.get("shown"):
             await self._notices.failed_for_good(job, incoming.target, exc)
-            return
+        else:
 
-        async def show(text: str) -> None:
-            await self._show(incoming, await self._ack_id(incoming, checkpoint), text)
+            async def show(text: str) -> None:
+                await self._show(incoming, await self._ack_id(incoming, checkpoint), text)
 
-        await self._notices.failed_for_good(job, incoming.target, exc, text=texts.voice_failed, show=show)
+            await self._notices.failed_for_good(job, incoming.target, exc, text=texts.voice_failed, show=show)
+        await self._kv.delete(_ack_key(incoming))
 
     async def _ack_id(self, incoming: Incoming, checkpoint: dict[str, Any]) -> int | None:
         ack = checkpoint.get("ack")
         if ack is None:
-            ack_job = await self._queue.by_dedup_key(ack_key(incoming))
-            ack = (ack_job.checkpoint or {}).get("ack") if ack_job is not None else None
+            stored = await self._kv.get(_ack_key(incoming))
+            ack = int(stored) if stored not in (None, _REFUSED) else None
         return ack if isinstance(ack, int) else None
+
+
+def _ack_key(incoming: Incoming) -> str:
+    return voice_ack_key(incoming.chat_id, incoming.message_id)

@@ -15,6 +15,7 @@ from botcore.clock import ManualClock
 from botcore.errors import Cause, NotYet, PermanentError
 from botcore.models import JobState, Turn
 from botcore.notices import NOTICE_KIND
+from botcore.storage import voice_ack_key
 from botcore.voice import ACK_KIND, VOICE_KIND
 
 from .fakes import FakeOpenAI, FakeTelegram, Scripted
@@ -50,11 +51,17 @@ async def voice_note(s: Services, tg: FakeTelegram, audio: bytes = SPEECH, **kwa
     await receive(s, last_update(tg))
 
 
-async def acknowledged(s: Services) -> int:
+async def decision(s: Services, tg: FakeTelegram) -> str | None:
+    """What the acknowledgement of the last voice note left for its voice job."""
+    message = last_update(tg)["message"]
+    return await s.storage.kv.get(voice_ack_key(message["chat"]["id"], message["message_id"]))
+
+
+async def acknowledged(s: Services, tg: FakeTelegram) -> int:
     """Run the acknowledgement job; the id of the message it sent."""
     ack = await attempt(s, ACK_KIND)
-    assert ack.error is None
-    return int(ack.after.checkpoint["ack"])  # type: ignore[index]
+    assert ack.error is None and ack.after.checkpoint == {"sent": 1}
+    return int(await decision(s, tg) or 0)
 
 
 async def test_the_acknowledgement_says_processing_and_leaves_its_message_id_for_the_voice_job(
@@ -69,7 +76,8 @@ async def test_the_acknowledgement_says_processing_and_leaves_its_message_id_for
     [call] = methods(tg, "sendMessage", 10)
     assert call["reply_parameters"]["message_id"] == raw["message"]["message_id"]
     again = await after_a_crash(s, job)
-    assert again.checkpoint == {"sent": 1, "ack": sent["message_id"]}
+    assert again.checkpoint == {"sent": 1}
+    assert await decision(s, tg) == str(sent["message_id"])
     await s.voice.acknowledge(again)
     assert len(tg.sent) == 1  # acknowledged once
 
@@ -103,12 +111,28 @@ async def test_the_voice_job_waits_for_the_acknowledgement_then_edits_it_into_th
     assert voice.requests == 2 and voice.audio_seconds == pytest.approx(2.31, abs=0.01)  # as measured
 
 
+async def test_a_voice_job_that_waits_past_the_acknowledgements_retention_still_edits_it(
+    s: Services, tg: FakeTelegram
+) -> None:
+    """The acknowledgement job is finished and purged (JOB_RETENTION_DONE_S) long before a voice
+    note behind a slow answer gets its turn: its decision must outlive it."""
+    await voice_note(s, tg)
+    ack_id = await acknowledged(s, tg)
+    s.clock.advance(3600)
+    assert (await s.queue.purge(done_after_s=300, dead_after_s=300)).done == 1  # the ack job
+    done = await attempt(s, VOICE_KIND)
+    assert done.error is None
+    [edit] = methods(tg, "editMessageText", 10)
+    assert (int(edit["message_id"]), edit["text"]) == (ack_id, TRANSCRIPT)
+    assert await decision(s, tg) is None  # the voice job cleared it
+
+
 async def test_a_note_too_large_is_refused_before_anything_is_downloaded(
     s: Services, tg: FakeTelegram, llm: FakeOpenAI
 ) -> None:
     await voice_note(s, tg, file_size=25 * 1024 * 1024)  # over TELEGRAM_MAX_DOWNLOAD_MB (20)
     ack = await attempt(s, ACK_KIND)
-    assert ack.after.checkpoint == {"sent": 1, "ack": "refused"}
+    assert ack.error is None and await decision(s, tg) == "refused"
     voice = await attempt(s, VOICE_KIND)
     assert voice.error is None and voice.after.state is JobState.DONE
     assert tg.current_texts(10) == [texts.VOICE_TOO_BIG.format(size=25, limit=20)]
@@ -121,7 +145,7 @@ async def test_a_note_longer_than_it_claims_is_measured_after_download_and_refus
 ) -> None:
     async with services(tmp_path, tg, llm, clock, MAX_VOICE_SECONDS="20") as s:
         await voice_note(s, tg, LONG, duration=5)  # it claims 5 s
-        ack_id = await acknowledged(s)
+        ack_id = await acknowledged(s, tg)
         voice = await attempt(s, VOICE_KIND)
         assert voice.error is None
         too_long = texts.VOICE_TOO_LONG.format(length="32.4 s", limit="20 s")
@@ -137,7 +161,7 @@ async def test_a_transcription_that_fails_for_good_is_said_in_place_of_the_ackno
 ) -> None:
     llm.stt_script.append(Scripted(status=400, body={"error": {"message": "Invalid file format."}}))
     await voice_note(s, tg)
-    ack_id = await acknowledged(s)
+    ack_id = await acknowledged(s, tg)
     dead = await attempt(s, VOICE_KIND)  # the worker calls on_dead: edited in place
     assert isinstance(dead.error, PermanentError) and dead.after.state is JobState.DEAD
     [edit] = methods(tg, "editMessageText", 10)
@@ -152,7 +176,7 @@ async def test_when_the_answer_fails_after_the_transcript_the_failure_is_a_durab
 ) -> None:
     llm.script.append(Scripted(status=401, body={"error": {"code": "invalid_api_key"}}))
     await voice_note(s, tg)
-    await acknowledged(s)
+    await acknowledged(s, tg)
     dead = await attempt(s, VOICE_KIND)
     assert isinstance(dead.error, PermanentError) and dead.after.state is JobState.DEAD
     assert tg.current_texts(10) == [TRANSCRIPT]  # the transcript stays
