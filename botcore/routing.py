@@ -190,13 +190,13 @@ class UpdateJobs:
         if spec is None:
             if incoming.in_group:
                 return  # in a group, stay quiet about commands we do not know (another bot's)
-            reply: object = texts.UNKNOWN_COMMAND
+            reply: str | None = texts.UNKNOWN_COMMAND
         elif spec.admin and not is_admin:
             reply = texts.ADMIN_ONLY
         elif spec.admin and incoming.in_group:
             reply = texts.ADMIN_PRIVATE  # their reports name other users and chats
         elif "reply" in checkpoint:  # it acted in an earlier attempt: only the reply is left
-            reply = checkpoint["reply"]
+            reply = str(checkpoint["reply"])
         else:
             reply = await spec.run(self._commands, Request(job, incoming, checkpoint, is_admin))
             if reply is None:
@@ -204,7 +204,7 @@ class UpdateJobs:
             if spec.once:
                 checkpoint["reply"] = reply
                 await self._queue.save_checkpoint(job, checkpoint)
-        await self._notices.once(job, checkpoint, incoming.target, str(reply))
+        await self._notices.once(job, checkpoint, incoming.target, reply)
 
     async def on_dead(self, job: Job, exc: BaseException | None) -> None:
         """The message could not be answered for good: say why, once, in our words."""

@@ -15,26 +15,16 @@ from botcore.errors import StorageUnavailable
 from botcore.jobqueue import JobQueue
 from botcore.models import Enqueued, NewJob
 from botcore.sqlite_db import Database
-from botcore.sqlite_jobs import SqliteJobStore
 
 LONE_SURROGATE = "\ud800"  # SQLite refuses to encode it: a job it cannot store
 
 
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    """The shared ``queue`` fixture over a database that gives up on a lock quickly."""
     database = await Database.open(tmp_path / "bot.db", busy_timeout_ms=50)
     yield database
     await database.close()
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def queue(db: Database, clock: ManualClock) -> JobQueue:
-    return JobQueue(SqliteJobStore(db), clock=clock)
 
 
 def stored(db: Database) -> list[tuple[int, str, str | None]]:
