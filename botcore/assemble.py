@@ -76,6 +76,7 @@ def build_chat(base: Base, shared: Shared, model: ChatModel) -> ChatService:
         bot_username=base.bot.username,
         stream=settings.stream,
         stream_interval_s=settings.stream_edit_interval_s,
+        show_reasoning=settings.show_reasoning,
         llm_slots=asyncio.Semaphore(settings.llm_concurrency),
     )
 

@@ -24,7 +24,7 @@ from botcore.errors import (
     TransientError,
     UpstreamUnavailable,
 )
-from botcore.formatting import render
+from botcore.formatting import render, with_reasoning
 from botcore.incoming import Incoming, ReplyTarget
 from botcore.jobqueue import JobQueue
 from botcore.llm import ChatModel, Completion
@@ -55,6 +55,7 @@ class ChatService:
         bot_username: str | None = None,
         stream: bool = False,
         stream_interval_s: float = 1.0,
+        show_reasoning: bool = False,
         llm_slots: asyncio.Semaphore,
     ) -> None:
         self._queue = queue
@@ -72,6 +73,7 @@ class ChatService:
         self._bot_username = bot_username
         self._stream = stream
         self._stream_interval_s = stream_interval_s
+        self._show_reasoning = show_reasoning
         # LLM_CONCURRENCY bounds every LLM call, voice answers included (they run as voice jobs).
         self._llm_slots = llm_slots
         self._log = logger.bind(component="chat")
@@ -107,6 +109,8 @@ class ChatService:
                 return
             completion, live = generated
             checkpoint.update(answer=completion.text, sent=0, usage=asdict(completion.usage))
+            if self._show_reasoning and completion.reasoning:  # shown, never kept in memory
+                checkpoint["reasoning"] = completion.reasoning
             await self._queue.save_checkpoint(job, checkpoint)
         else:
             live = None
@@ -231,6 +235,8 @@ class ChatService:
         edited into it (extra ones deleted), the rest sent. Resumes where an earlier attempt
         stopped."""
         chunks = render(checkpoint["answer"])
+        if checkpoint.get("reasoning"):
+            chunks = with_reasoning(chunks, checkpoint["reasoning"])
         shown: list[int] = checkpoint.get("stream_ids", [])
         paced = False
         for index in range(checkpoint["sent"], len(chunks)):

@@ -43,6 +43,7 @@ class Settings:
     history_ttl_days: float
     stream: bool
     stream_edit_interval_s: float
+    show_reasoning: bool  # a reasoning model's thinking above its answer, collapsed
     transcription_mode: str  # openai, local, whisper-api, speech-api or off
     transcription_base_url: str
     transcription_model: str
@@ -161,6 +162,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         history_ttl_days=reader.number("HISTORY_TTL_DAYS", 7.0, float, minimum=0),
         stream=reader.flag("STREAM", True),
         stream_edit_interval_s=reader.number("STREAM_EDIT_INTERVAL_S", 1.0, float, minimum=0.5),
+        show_reasoning=reader.flag("SHOW_REASONING", False),
         transcription_mode=mode,
         transcription_base_url=reader.url("TRANSCRIPTION_BASE_URL", openai_base_url),
         transcription_model=reader.get("TRANSCRIPTION_MODEL", "whisper-1"),

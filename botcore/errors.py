@@ -44,6 +44,7 @@ class Cause(StrEnum):
     BLOCKED = "blocked"  # Telegram: the bot may not write to this chat any more
     TELEGRAM = "telegram"  # Telegram itself failed (down, flood control): not the AI service
     STOPPED = "stopped"  # the user sent /cancel
+    THOUGHT_ONLY = "thought-only"  # a reasoning model spent its token budget thinking: no answer
     OTHER = "other"
 
 

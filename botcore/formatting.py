@@ -40,6 +40,46 @@ def render(markdown: str, limit: int = MAX_MESSAGE_UTF16) -> list[Chunk]:
     ]
 
 
+def with_reasoning(
+    chunks: list[Chunk], reasoning: str, *, most: int = 1000, limit: int = MAX_MESSAGE_UTF16
+) -> list[Chunk]:
+    """``chunks`` with ``reasoning`` above the first, in an expandable (collapsed) blockquote,
+    cut to at most ``most`` UTF-16 units and to what fits beside the first chunk."""
+    first = chunks[0]
+    room = min(most, limit - _utf16(first.text) - len(_GAP))
+    quote = _cut(reasoning.strip(), room)
+    if not quote:
+        return chunks
+    shift = _utf16(quote + _GAP)
+    moved = tuple({**entity, "offset": _offset(entity) + shift} for entity in first.entities)
+    quoted = {"type": "expandable_blockquote", "offset": 0, "length": _utf16(quote)}
+    return [Chunk(quote + _GAP + first.text, (quoted, *moved)), *chunks[1:]]
+
+
+_GAP = "\n\n"
+
+
+def _offset(entity: dict[str, object]) -> int:
+    offset = entity["offset"]
+    return offset if isinstance(offset, int) else 0
+
+
+def _utf16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _cut(text: str, room: int) -> str:
+    """``text`` if it fits in ``room`` UTF-16 units, else its start and "…" (none below 20)."""
+    if _utf16(text) <= room:
+        return text
+    if room < 20:
+        return ""
+    cut = text
+    while _utf16(cut) > room - 1:
+        cut = cut[: max(0, len(cut) - max(1, _utf16(cut) - room + 1))]
+    return cut.rstrip() + "…"
+
+
 def plain_chunks(text: str, limit: int = MAX_MESSAGE_UTF16) -> list[Chunk]:
     """The same text as plain chunks, for when Telegram refuses a chunk's formatting."""
     return [Chunk(part, ()) for part, _ in telegramify_markdown.split_entities(text, [], limit)]

@@ -25,18 +25,23 @@ from botcore.errors import (
 from botcore.incoming import clean_text
 from botcore.models import Turn, Usage
 from botcore.openai_errors import NOT_A_COMPLETION, translate
+from botcore.reasoning import CLOSE, OPEN, split_thinking
 
 _CHARS_PER_TOKEN = 4
 
 
-async def _noop(_text: str) -> None:
+async def _noop(_text: str, _thinking: bool) -> None:
     return None
+
+
+OnText = Callable[[str, bool], Awaitable[None]]  # the answer so far; whether the model is thinking
 
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    text: str
-    usage: Usage
+    text: str  # the answer, never the thinking
+    usage: Usage  # the thinking's tokens included
+    reasoning: str = ""  # what a reasoning model thought first, if the server showed it
 
 
 class ChatModel:
@@ -52,6 +57,9 @@ class ChatModel:
         is_openai = urlsplit(base_url).hostname == "api.openai.com"
         self._limit = {"max_completion_tokens" if is_openai else "max_tokens": max_reply_tokens}
         self._streams = True  # until the server shows it cannot
+        # Models seen to leave out "<think>" (their template opens it): their content starts as
+        # thinking, so a stream never shows it as the answer, even for a moment.
+        self._opens_in_thought: set[str] = set()
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -60,14 +68,15 @@ class ChatModel:
         self,
         system_prompt: str,
         turns: Sequence[Turn],
-        on_text: Callable[[str], Awaitable[None]] = _noop,
+        on_text: OnText = _noop,
     ) -> Completion:
-        """The same completion, streamed: ``on_text`` gets the text so far after each piece
-        (it paces itself). A stream that breaks midway raises like a failed call."""
+        """The same completion, streamed: ``on_text`` gets the answer so far after each piece,
+        and whether the model is still thinking (it paces itself). A stream that breaks midway
+        raises like a failed call."""
         if not self._streams:
             return await self.complete(system_prompt, turns)
         body = self._body(system_prompt, turns)
-        got = _Streamed(self.model, body)
+        got = _Streamed(self.model, body, opens_in_thought=self.model in self._opens_in_thought)
         try:
             stream = await self._client.post(  # raw, like complete(), for the same reason
                 "/chat/completions",
@@ -79,7 +88,7 @@ class ChatModel:
             async with stream:
                 async for chunk in stream:
                     if got.add(chunk):
-                        await on_text(clean_text("".join(got.parts)))
+                        await on_text(*got.progress())
         except openai.BadRequestError as exc:
             error = translate(exc)
             if isinstance(error, ContextTooLongError) or got.received:
@@ -103,7 +112,14 @@ class ChatModel:
             ) from exc
         if not got.received:  # the server ignored "stream": it answered with plain JSON
             return await self._without_streaming(system_prompt, turns, "does not stream")
-        return got.completion()
+        completion = got.completion()
+        self._learn(completion, got.content)
+        return completion
+
+    def _learn(self, completion: Completion, content: str) -> None:
+        """Remember a model that closes thinking it never opened (see ``split_thinking``)."""
+        if completion.reasoning and OPEN not in content and CLOSE in content:
+            self._opens_in_thought.add(self.model)
 
     async def _without_streaming(self, system_prompt: str, turns: Sequence[Turn], why: str) -> Completion:
         """Ask again without streaming; if that works, stop trying to stream (this server can't)."""
@@ -127,16 +143,22 @@ class ChatModel:
         if not isinstance(response, ChatCompletion):  # e.g. a web page: the SDK hands back its text
             raise PermanentError(NOT_A_COMPLETION)
         choice = response.choices[0] if response.choices else None
-        text = clean_text(choice.message.content or "").strip() if choice else ""
+        content = clean_text(choice.message.content or "") if choice else ""
+        split = split_thinking(content, final=True)
+        text = split.answer
+        reasoning = _reasoning_field(choice.message) if choice else ""
+        reasoning = clean_text(reasoning or split.reasoning)
         model = response.model or self.model
-        usage = _usage(model, response.usage)
+        usage = (
+            _usage(model, response.usage) if response.usage else _estimate(model, body, content + reasoning)
+        )
         if choice is not None and getattr(choice, "finish_reason", None) == "content_filter":
             raise PermanentError(
                 "the model's content filter refused to answer", usage=_billed(usage, body, text)
             )
         if not text:  # e.g. a reasoning model that spent MAX_REPLY_TOKENS thinking: billed all the same
-            raise PermanentError("the model returned an empty answer", usage=_billed(usage, body, text))
-        return Completion(text, usage)
+            raise _empty(reasoning, _billed(usage, body, content + reasoning))
+        return Completion(text, usage, reasoning)
 
     def estimate(self, system_prompt: str, turns: Sequence[Turn], text: str) -> Usage:
         """What a call that stopped after writing ``text`` cost, estimated (the server never said)."""
@@ -147,17 +169,24 @@ class ChatModel:
 
 
 class _Streamed:
-    """What a stream has brought so far: the text's pieces, the usage chunk, whether it ended."""
+    """What a stream has brought so far: the content's pieces, the thinking sent in its own
+    field, the usage chunk, whether it ended."""
 
-    def __init__(self, model: str, body: dict[str, Any]) -> None:
+    def __init__(self, model: str, body: dict[str, Any], *, opens_in_thought: bool) -> None:
         self.parts: list[str] = []
+        self.thoughts: list[str] = []
         self.usage: CompletionUsage | None = None
         self.model = model
         self.received = self.finished = False
         self._body = body
+        self._opens_in_thought = opens_in_thought
+
+    @property
+    def content(self) -> str:
+        return clean_text("".join(self.parts))
 
     def add(self, chunk: ChatCompletionChunk) -> bool:
-        """Take one chunk; True when it added text."""
+        """Take one chunk; True when it brought text (of the answer or of the thinking)."""
         self.received = True
         self.model = chunk.model or self.model
         if chunk.usage is not None:
@@ -168,17 +197,28 @@ class _Streamed:
         if choice.finish_reason == "content_filter":
             raise PermanentError("the model's content filter refused to answer", usage=self.billed())
         self.finished = self.finished or choice.finish_reason is not None
-        if choice.delta and choice.delta.content:
+        if not choice.delta:
+            return False
+        thought = _reasoning_field(choice.delta)
+        if thought:
+            self.thoughts.append(thought)
+        if choice.delta.content:
             self.parts.append(choice.delta.content)
-            return True
-        return False
+        return bool(thought or choice.delta.content)
+
+    def progress(self) -> tuple[str, bool]:
+        """The answer so far, and whether the model is thinking now."""
+        split = split_thinking(self.content, final=False, opens_in_thought=self._opens_in_thought)
+        thinking = split.thinking or (bool(self.thoughts) and not split.answer)
+        return split.answer, thinking
 
     def billed(self) -> Usage | None:
         """What a stream that fails now was billed: its usage chunk, else an estimate once text
-        was produced (a provider bills what it generated)."""
+        was produced (a provider bills what it generated, thinking included)."""
         if self.usage is not None:
             return _usage(self.model, self.usage)
-        return _estimate(self.model, self._body, "".join(self.parts)) if self.parts else None
+        written = "".join(self.thoughts) + "".join(self.parts)
+        return _estimate(self.model, self._body, written) if written else None
 
     def completion(self) -> Completion:
         """The answer of a stream that ended: never half an answer, never an empty one."""
@@ -186,11 +226,32 @@ class _Streamed:
             raise TransientError(
                 "LLM: the stream ended before the answer did", cause=Cause.UNAVAILABLE, usage=self.billed()
             )
-        text = clean_text("".join(self.parts)).strip()
-        if not text:
-            usage = self.billed() or _estimate(self.model, self._body, "")
-            raise PermanentError("the model returned an empty answer", usage=usage)
-        return Completion(text, _usage(self.model, self.usage))
+        split = split_thinking(self.content, final=True)
+        reasoning = clean_text("".join(self.thoughts)).strip() or split.reasoning
+        usage = self.billed() or _estimate(self.model, self._body, "")
+        if not split.answer:
+            raise _empty(reasoning, usage)
+        return Completion(split.answer, usage, reasoning)
+
+
+def _reasoning_field(message: object) -> str:
+    """Thinking sent beside the content: ``reasoning_content`` (DeepSeek, llama.cpp, older
+    vLLM) or ``reasoning`` (Ollama's /v1, OpenRouter, newer vLLM)."""
+    for name in ("reasoning_content", "reasoning"):
+        value = getattr(message, name, None)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def _empty(reasoning: str, usage: Usage) -> PermanentError:
+    if reasoning:  # the token budget went on thinking
+        return PermanentError(
+            "the model spent MAX_REPLY_TOKENS thinking and wrote no answer",
+            cause=Cause.THOUGHT_ONLY,
+            usage=usage,
+        )
+    return PermanentError("the model returned an empty answer", usage=usage)
 
 
 def _usage(model: str, usage: CompletionUsage | None) -> Usage:

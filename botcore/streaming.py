@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from loguru import logger
 
+from botcore import texts
 from botcore.clock import Clock
 from botcore.errors import JobError, UpstreamUnavailable
 from botcore.formatting import Chunk, plain_chunks
@@ -52,11 +53,13 @@ class StreamingReply:
         """The answer so far, as the model has written it (shown or about to be)."""
         return self._text
 
-    async def update(self, text: str) -> None:
-        """The whole answer so far; shown now if the interval has passed since the last show."""
+    async def update(self, text: str, thinking: bool = False) -> None:
+        """The whole answer so far; shown now if the interval has passed since the last show.
+        While a reasoning model thinks, and there is no answer yet, "Thinking…" shows instead."""
         self._text = text
-        if self._clock.monotonic() - self._last_show >= self._interval:
-            await self._show(text)
+        shown = text or (texts.THINKING if thinking else "")
+        if shown and self._clock.monotonic() - self._last_show >= self._interval:
+            await self._show(shown)
 
     def shows(self, index: int, chunk: Chunk) -> bool:
         """Whether message ``index`` already shows exactly this final chunk."""
@@ -66,9 +69,10 @@ class StreamingReply:
         """The answer stops here (interrupted, stopped): what this attempt showed, with ``note``.
         Nothing if this attempt showed nothing (an earlier attempt's text stays as it was)."""
         wait = self._last_show + self._interval - self._clock.monotonic()
-        if self._text and self.ids and wait <= MAX_MARK_WAIT_S:  # not worth holding a failing job
+        shown = self._text or (self._shown[0] if self._shown else None)  # perhaps "Thinking…"
+        if shown and self.ids and wait <= MAX_MARK_WAIT_S:  # not worth holding a failing job
             await self.wait_turn()
-            await self._show(f"{self._text}\n\n{note}")
+            await self._show(f"{shown}\n\n{note}")
 
     async def wait_turn(self) -> None:
         """Wait until the interval since the last edit has passed."""

@@ -19,6 +19,7 @@ STREAM_STOPPED = "⏹ (stopped)"
 STREAM_FAILED = "⚠️ (could not finish)"
 STOPPED = "⏹ Stopped."
 VOICE_STOPPED = "🎤 ⏹ Stopped."
+THINKING = "💭 Thinking…"  # a streamed answer while a reasoning model thinks
 NOTHING_TO_STOP = "There is nothing running to stop."
 NOTHING_TO_RETRY = "There is no answer to redo yet."
 UNKNOWN_COMMAND = "I don't know that command. /help lists what I can do."
@@ -58,6 +59,10 @@ _FAILED_BY_CAUSE = {
     Cause.CONTEXT_TOO_LONG: CONTEXT_TOO_LONG,
     Cause.TELEGRAM: (
         "😔 Telegram was having trouble, so my answer could not be delivered. Please send it again."
+    ),
+    Cause.THOUGHT_ONLY: (
+        "🤔 I spent all my words thinking and had none left for the answer. Try a shorter question; "
+        "the bot's owner can raise MAX_REPLY_TOKENS."
     ),
 }
 VOICE_FAILED = "🎤 I couldn't transcribe your voice message. Please try again, or type it."

@@ -34,6 +34,24 @@ class Scripted:
     clean_cut: bool = False  # end the response properly after cut_after pieces, with no finish
     no_stream: bool = False  # answer a streaming request with plain JSON, as some servers do
     finish_reason: str = "stop"  # e.g. "content_filter", or "length" (a reasoning model out of tokens)
+    # A reasoning model's thinking before the text, in one of the shapes servers use: a
+    # "reasoning_content" field (DeepSeek, llama.cpp), a "reasoning" field (Ollama, OpenRouter),
+    # "<think>…</think>" in the content, or "think-no-open": only "</think>" (the template opened it).
+    reasoning: str | None = None
+    reasoning_shape: str = "reasoning_content"
+
+    def content(self, text: str) -> str:
+        """The content as the server sends it: with the thinking inside, for the tag shapes."""
+        if self.reasoning is None or self.reasoning_shape not in ("think", "think-no-open"):
+            return text
+        opening = "<think>" if self.reasoning_shape == "think" else ""
+        return f"{opening}{self.reasoning}</think>\n\n{text}"
+
+    def field(self) -> dict[str, str]:
+        """The thinking as a field beside the content, for the field shapes."""
+        if self.reasoning is None or self.reasoning_shape not in ("reasoning_content", "reasoning"):
+            return {}
+        return {self.reasoning_shape: self.reasoning}
 
 
 class FakeOpenAI:
@@ -81,7 +99,12 @@ class FakeOpenAI:
         async def event(data: Any) -> None:
             await response.write(f"data: {json.dumps(data)}\n\n".encode())
 
-        pieces = [text[i : i + step.piece_chars] for i in range(0, len(text), step.piece_chars)]
+        content = step.content(text)
+        pieces = [content[i : i + step.piece_chars] for i in range(0, len(content), step.piece_chars)]
+        for name, thought in step.field().items():  # thinking first, in pieces of its own
+            for start in range(0, len(thought), step.piece_chars):
+                delta = {name: thought[start : start + step.piece_chars]}
+                await event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
         for index, piece in enumerate(pieces):
             if step.cut_after is not None and index >= step.cut_after:
                 if step.clean_cut:
@@ -145,10 +168,11 @@ class FakeOpenAI:
             )
         text = step.text if step.text is not None else self.reply(body)
         prompt_tokens = sum(len(m["content"].split()) for m in body["messages"])
+        written = len(text.split()) + len((step.reasoning or "").split())  # thinking is billed too
         usage = {
             "prompt_tokens": prompt_tokens,
-            "completion_tokens": len(text.split()),
-            "total_tokens": prompt_tokens + len(text.split()),
+            "completion_tokens": written,
+            "total_tokens": prompt_tokens + written,
         }
         if body.get("stream") and not step.no_stream:
             return await self._stream(request, body, step, text, usage)
@@ -162,7 +186,7 @@ class FakeOpenAI:
                     {
                         "index": 0,
                         "finish_reason": step.finish_reason,
-                        "message": {"role": "assistant", "content": text},
+                        "message": {"role": "assistant", "content": step.content(text), **step.field()},
                     }
                 ],
                 "usage": usage,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "botcore"
 FLOORS: list[set[str]] = [
-    {"errors", "models", "incoming", "clock", "texts"},  # leaves
+    {"errors", "models", "incoming", "reasoning", "clock", "texts"},  # leaves
     {"config"},
     {"logs"},
     {"storage"},  # the protocols

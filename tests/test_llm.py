@@ -135,7 +135,8 @@ async def test_streaming_gives_the_same_completion_and_the_text_as_it_grows(
 ) -> None:
     seen: list[str] = []
 
-    async def on_text(text: str) -> None:
+    async def on_text(text: str, thinking: bool) -> None:
+        assert not thinking
         seen.append(text)
 
     llm.script.append(Scripted(text="one two three four five six", piece_chars=5))
