@@ -278,6 +278,7 @@ def _estimate(model: str, body: dict[str, Any], text: str) -> Usage:
         model=model,
         prompt_tokens=math.ceil(prompt_chars / _CHARS_PER_TOKEN),
         completion_tokens=math.ceil(len(text) / _CHARS_PER_TOKEN),
+        estimated=True,
     )
 
 

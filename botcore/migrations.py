@@ -92,4 +92,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX jobs_queued_group ON jobs (group_key, id) WHERE state = 'queued'",
         "CREATE INDEX jobs_running_group ON jobs (group_key, id) WHERE state = 'running'",
     ),
+    # 6: a call whose tokens the server did not report (a stream without a usage chunk) is
+    # recorded with an estimate, and marked so.
+    ("ALTER TABLE usage ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0",),
 )

@@ -86,6 +86,7 @@ class Usage:
     completion_tokens: int = 0
     audio_seconds: float = 0.0
     cost_usd: float = 0.0
+    estimated: bool = False  # the server did not say: tokens counted from the text (4 characters each)
 
 
 @dataclass(frozen=True, slots=True)

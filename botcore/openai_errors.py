@@ -43,7 +43,39 @@ def translate(
             code=code,
             retry_after=parse_retry_after(exc.response.headers.get("retry-after")),
         )
+    if isinstance(exc.body, dict):  # an error event inside a 200 stream (OpenRouter sends them)
+        return _stream_error(service, exc.body, key_variable)
     return TransientError(f"{service}: {type(exc).__name__}")
+
+
+# An error event's string code, as the HTTP status it stands for.
+_CODES = {
+    "rate_limit_exceeded": 429,
+    "rate_limited": 429,
+    "insufficient_quota": 429,
+    "overloaded": 503,
+    "overloaded_error": 503,
+    "server_error": 502,
+    "timeout": 408,
+    "context_length_exceeded": 400,
+    "invalid_api_key": 401,
+}
+
+
+def _stream_error(service: str, body: dict[str, object], key_variable: str) -> JobError:
+    """An error that came as an event of a stream that had begun with HTTP 200: judged by its
+    code (a number, as OpenRouter sends, or a word) as the same error would be as a status."""
+    code = body.get("code")
+    word = str(code) if isinstance(code, str) and code else None
+    if word == "context_length_exceeded":
+        return ContextTooLongError("the conversation is longer than the model's context")
+    if isinstance(code, int) and not isinstance(code, bool) and 400 <= code < 600:
+        status = code
+    elif word is not None and word.isdigit() and 400 <= int(word) < 600:
+        status = int(word)
+    else:
+        status = _CODES.get(word or "", 502)  # an error we do not know: the server's trouble
+    return http_error(f"{service} (in the stream)", status, key_variable=key_variable, code=word)
 
 
 def _error_code(exc: openai.APIStatusError) -> str | None:

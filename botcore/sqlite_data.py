@@ -130,8 +130,8 @@ class SqliteUsage:
         the job runs (or is revived). True if this call stored it."""
         rows = await self._db.fetchall(
             "INSERT OR IGNORE INTO usage (created_at, billing_key, job_id, chat_id, user_id, kind, model,"
-            " prompt_tokens, completion_tokens, audio_seconds, cost_usd)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            " prompt_tokens, completion_tokens, audio_seconds, cost_usd, estimated)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 now,
                 key,
@@ -144,6 +144,7 @@ class SqliteUsage:
                 usage.completion_tokens,
                 usage.audio_seconds,
                 usage.cost_usd,
+                usage.estimated,
             ),
         )
         return bool(rows)

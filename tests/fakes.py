@@ -39,6 +39,12 @@ class Scripted:
     # "<think>…</think>" in the content, or "think-no-open": only "</think>" (the template opened it).
     reasoning: str | None = None
     reasoning_shape: str = "reasoning_content"
+    # A 200 stream that turns into an error (OpenRouter's way): after this many pieces, an event
+    # {"error": stream_error} in place of the rest. keep_alive sends ": comment" lines between pieces.
+    stream_error: dict[str, Any] | None = None
+    error_after: int = 0
+    keep_alive: bool = False
+    send_usage: bool = True  # False: a server that never sends the usage chunk
 
     def content(self, text: str) -> str:
         """The content as the server sends it: with the thinking inside, for the tag shapes."""
@@ -106,6 +112,17 @@ class FakeOpenAI:
                 delta = {name: thought[start : start + step.piece_chars]}
                 await event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
         for index, piece in enumerate(pieces):
+            if step.keep_alive:
+                await response.write(b": OPENROUTER PROCESSING\n\n")
+            if step.stream_error is not None and index >= step.error_after:
+                error = {
+                    **base,
+                    "error": step.stream_error,
+                    "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}],
+                }
+                await event(error)
+                await response.write(b"data: [DONE]\n\n")
+                return response
             if step.cut_after is not None and index >= step.cut_after:
                 if step.clean_cut:
                     return response  # a complete HTTP response that ends mid-answer
@@ -118,7 +135,7 @@ class FakeOpenAI:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._closing.wait(), step.piece_delay_s)
         await event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": step.finish_reason}]})
-        if (body.get("stream_options") or {}).get("include_usage"):
+        if (body.get("stream_options") or {}).get("include_usage") and step.send_usage:
             await event({**base, "choices": [], "usage": usage})
         await response.write(b"data: [DONE]\n\n")
         return response
@@ -189,7 +206,7 @@ class FakeOpenAI:
                         "message": {"role": "assistant", "content": step.content(text), **step.field()},
                     }
                 ],
-                "usage": usage,
+                **({"usage": usage} if step.send_usage else {}),
             }
         )
 

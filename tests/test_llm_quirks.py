@@ -1,0 +1,89 @@
+"""What OpenAI-compatible servers do differently, through the real SDK against the fake server:
+errors that arrive inside a 200 stream (OpenRouter), ": comment" keep-alive lines, and servers
+that never report usage."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from botcore.clock import ManualClock
+from botcore.errors import Cause, JobError, PermanentError, TransientError, UpstreamUnavailable
+from botcore.llm import ChatModel
+from botcore.models import Turn
+
+from .fakes import FakeOpenAI, FakeTelegram, Scripted
+from .services import last_update, receive, run_due, services
+
+
+@pytest.fixture
+async def model(llm: FakeOpenAI) -> AsyncIterator[ChatModel]:
+    chat = ChatModel(api_key="", base_url=llm.base_url, model="m", timeout_s=5, max_reply_tokens=100)
+    yield chat
+    await chat.aclose()
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "cause"),
+    [
+        ({"code": 429, "message": "Rate limit exceeded"}, UpstreamUnavailable, Cause.RATE_LIMITED),
+        ({"code": "rate_limit_exceeded", "message": "slow down"}, UpstreamUnavailable, Cause.RATE_LIMITED),
+        ({"code": 502, "message": "Provider returned error"}, TransientError, Cause.UNAVAILABLE),
+        ({"code": "overloaded", "message": "Overloaded"}, TransientError, Cause.UNAVAILABLE),
+        ({"code": "server_error", "message": "Provider disconnected"}, TransientError, Cause.UNAVAILABLE),
+        ({"code": 401, "message": "No auth credentials found"}, PermanentError, Cause.AUTH),
+        ({"code": "context_length_exceeded", "message": "too long"}, PermanentError, Cause.CONTEXT_TOO_LONG),
+        ({"message": "something else"}, TransientError, Cause.UNAVAILABLE),
+    ],
+)
+async def test_an_error_inside_a_200_stream_is_judged_by_its_code_never_taken_as_an_answer(
+    llm: FakeOpenAI, model: ChatModel, error: dict[str, object], kind: type[JobError], cause: Cause
+) -> None:
+    llm.script.append(
+        Scripted(text="a partial answer that stops", piece_chars=5, stream_error=error, error_after=2)
+    )
+    with pytest.raises(kind) as caught:
+        await model.stream("", [Turn("user", "hi")])
+    assert caught.value.cause is cause
+    assert "partial" not in str(caught.value) and "Provider" not in str(caught.value)  # our words only
+    if isinstance(caught.value, TransientError | PermanentError):
+        assert caught.value.usage is not None and caught.value.usage.estimated  # "a par…" was billed
+
+
+async def test_keep_alive_comments_between_pieces_are_ignored(llm: FakeOpenAI, model: ChatModel) -> None:
+    llm.script.append(Scripted(text="one two three", piece_chars=4, keep_alive=True))
+    assert (await model.stream("", [Turn("user", "hi")])).text == "one two three"
+
+
+async def test_a_server_that_never_reports_usage_is_billed_an_estimate_marked_as_such(
+    llm: FakeOpenAI, model: ChatModel
+) -> None:
+    for stream in (True, False):
+        llm.script.append(Scripted(text="x" * 40, send_usage=False))
+        completion = await (model.stream if stream else model.complete)("", [Turn("user", "y" * 80)])
+        assert completion.usage.estimated
+        assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (
+            20,
+            10,
+        )  # 4 chars a token
+    llm.script.append(Scripted(text="x" * 40))
+    assert not (await model.stream("", [Turn("user", "hi")])).usage.estimated  # the server said
+
+
+async def test_the_estimate_is_recorded_and_marked_in_the_usage_table(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI, clock: ManualClock
+) -> None:
+    async with services(tmp_path, tg, llm, clock) as s:
+        llm.script.append(Scripted(text="x" * 40, send_usage=False))
+        tg.add_message(10, "hello")
+        await receive(s, last_update(tg))
+        [answered] = await run_due(s)
+        assert answered.error is None
+        summed = await s.storage.usage.summary(since=0)
+        assert summed.completion_tokens == 10  # not zero
+    with contextlib.closing(sqlite3.connect(tmp_path / "bot.db")) as db:  # the mark: a column
+        assert db.execute("SELECT estimated FROM usage").fetchall() == [(1,)]
