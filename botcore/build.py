@@ -85,13 +85,14 @@ async def build_bot(settings: Settings) -> telegram.Bot:
     return bot
 
 
-def build_model(settings: Settings) -> ChatModel:
+def build_model(settings: Settings, storage: Storage) -> ChatModel:
     return ChatModel(
         api_key=settings.openai_api_key,
         base_url=settings.openai_base_url,
         model=settings.openai_model,
         timeout_s=settings.openai_timeout_s,
         max_reply_tokens=settings.max_reply_tokens,
+        kv=storage.kv,  # what the server turned out to accept, remembered across restarts
     )
 
 

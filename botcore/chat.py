@@ -16,6 +16,7 @@ from botcore import texts
 from botcore.breaker import CircuitBreaker
 from botcore.cancels import Cancels
 from botcore.clock import DAY_S, Clock
+from botcore.completion import Completion
 from botcore.errors import (
     ContextTooLongError,
     JobError,
@@ -27,7 +28,7 @@ from botcore.errors import (
 from botcore.formatting import render, with_reasoning
 from botcore.incoming import Incoming, ReplyTarget
 from botcore.jobqueue import JobQueue
-from botcore.llm import ChatModel, Completion
+from botcore.llm import ChatModel
 from botcore.messenger import Messenger
 from botcore.models import Job, Turn, Usage
 from botcore.notices import Notices

@@ -25,6 +25,11 @@ def voice_ack_key(chat_id: int, message_id: int) -> str:
     return f"voice-ack:{chat_id}:{message_id}"
 
 
+def llm_params_key(base_url: str, model: str) -> str:
+    """Which request parameters this server and model accept (``llm_params.Params``, JSON)."""
+    return f"llm-params:{base_url}|{model}"
+
+
 def cost_alert_key(utc_date: str) -> str:
     """The key that says the daily cost alert of ``utc_date`` (YYYY-MM-DD) was sent; dated keys
     sort by date, so the old ones are deleted with one range."""

@@ -70,6 +70,8 @@ class FakeOpenAI:
         self.script: list[Scripted] = []
         self.by_prompt: dict[str, Scripted] = {}  # answers chosen by the last user message instead
         self.by_marker: dict[str, Scripted] = {}  # … or by a word it contains
+        # Request parameters this server refuses, with the 400 error it answers them with.
+        self.refuses: dict[str, dict[str, Any]] = {}
         self.in_flight = 0  # chat completions being answered now, and the most there ever were
         self.max_in_flight = 0
         self.transcriptions: list[dict[str, Any]] = []  # form fields; "file" is (name, bytes)
@@ -158,6 +160,9 @@ class FakeOpenAI:
         body = await request.json()
         self.requests.append(body)
         self.headers.append(dict(request.headers))
+        refused = [error for name, error in self.refuses.items() if name in body]
+        if refused:
+            return web.json_response({"error": refused[0]}, status=400)
         prompt = body["messages"][-1]["content"]
         marked = [step for marker, step in self.by_marker.items() if marker in prompt]
         if prompt in self.by_prompt:

@@ -25,6 +25,8 @@ FLOORS: list[set[str]] = [
         "messenger",
         "streaming",
         "openai_errors",
+        "completion",
+        "llm_params",
         "llm",
         "stt",
         "stt_local",

@@ -175,9 +175,24 @@ async def test_a_server_that_cannot_stream_is_asked_without_streaming(
 
 
 async def test_a_refused_streaming_request_falls_back_once(llm: FakeOpenAI, model: ChatModel) -> None:
-    llm.script += [Scripted(status=400, body={"error": {"message": "unknown field stream_options"}})]
+    llm.script += [Scripted(status=400, body={"error": {"message": "streaming is not available"}})]
     assert (await model.stream("", [Turn("user", "hi")])).text == "echo: hi"
     assert [bool(r.get("stream")) for r in llm.requests] == [True, False]
+
+
+async def test_a_refused_stream_option_is_left_out_and_streaming_goes_on(
+    llm: FakeOpenAI, model: ChatModel
+) -> None:
+    """(Until issue 14 this fell back to no streaming at all, as the test above still does for
+    a refusal that names no parameter.)"""
+    llm.script += [Scripted(status=400, body={"error": {"message": "unknown field stream_options"}})]
+    assert (await model.stream("", [Turn("user", "hi")])).text == "echo: hi"
+    assert (await model.stream("", [Turn("user", "hi")])).usage.estimated  # no usage asked for
+    assert [(bool(r.get("stream")), "stream_options" in r) for r in llm.requests] == [
+        (True, True),
+        (True, False),
+        (True, False),
+    ]
 
 
 @pytest.mark.parametrize("streamed", [False, True])

@@ -9,12 +9,16 @@ import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
+import openai
 import pytest
 
 from botcore.clock import ManualClock
 from botcore.errors import Cause, JobError, PermanentError, TransientError, UpstreamUnavailable
 from botcore.llm import ChatModel
+from botcore.llm_params import Params
 from botcore.models import Turn
+from botcore.sqlite_storage import SqliteStorage
 
 from .fakes import FakeOpenAI, FakeTelegram, Scripted
 from .services import last_update, receive, run_due, services
@@ -87,3 +91,73 @@ async def test_the_estimate_is_recorded_and_marked_in_the_usage_table(
         assert summed.completion_tokens == 10  # not zero
     with contextlib.closing(sqlite3.connect(tmp_path / "bot.db")) as db:  # the mark: a column
         assert db.execute("SELECT estimated FROM usage").fetchall() == [(1,)]
+
+
+# OpenAI's words for each refusal (o-series and gpt-5; Azure for stream_options).
+MAX_TOKENS = {
+    "message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
+    "Use 'max_completion_tokens' instead.",
+    "type": "invalid_request_error",
+    "param": "max_tokens",
+    "code": "unsupported_parameter",
+}
+MAX_COMPLETION_TOKENS = {"message": "Unrecognized request argument supplied: max_completion_tokens"}
+STREAM_OPTIONS = {"message": "Unrecognized request argument supplied: stream_options"}
+
+
+async def test_a_refused_length_parameter_is_swapped_once_and_remembered_across_restarts(
+    tmp_path: Path, llm: FakeOpenAI
+) -> None:
+    llm.refuses["max_tokens"] = MAX_TOKENS  # gpt-5 behind a proxy that is not api.openai.com
+    storage = await SqliteStorage.open(tmp_path / "bot.db")
+    for _restart in range(2):
+        model = ChatModel(
+            api_key="k",
+            base_url=llm.base_url,
+            model="gpt-5",
+            timeout_s=5,
+            max_reply_tokens=100,
+            kv=storage.kv,
+        )
+        assert (await model.complete("", [Turn("user", "hi")])).text == "echo: hi"
+        assert (await model.stream("", [Turn("user", "hi")])).text == "echo: hi"
+        await model.aclose()
+    # One refusal, ever: the retry, the stream after it, and both calls after the restart.
+    assert [("max_tokens" in r, r.get("max_completion_tokens")) for r in llm.requests] == [
+        (True, None),
+        *[(False, 100)] * 4,
+    ]
+    await storage.close()
+
+
+def refusal(error: dict[str, str]) -> openai.BadRequestError:
+    response = httpx.Response(400, request=httpx.Request("POST", "http://llm/v1/chat/completions"))
+    return openai.BadRequestError(error["message"], response=response, body={"error": error})
+
+
+def test_each_refusal_names_its_alternative_and_none_is_tried_twice() -> None:
+    tokens, completion = Params("max_tokens"), Params("max_completion_tokens")
+    assert tokens.after_refusal(refusal(MAX_TOKENS)) == completion
+    assert completion.after_refusal(refusal(MAX_COMPLETION_TOKENS)) == tokens
+    assert completion.after_refusal(refusal(MAX_TOKENS)) is None  # already swapped: no loop
+    dropped = tokens.after_refusal(refusal(STREAM_OPTIONS))
+    assert dropped == Params("max_tokens", stream_options=False)
+    assert dropped.after_refusal(refusal(STREAM_OPTIONS)) is None
+    temperature = {"message": "Unsupported value: 'temperature' does not support 0.7 with this model.",
+                   "param": "temperature", "code": "unsupported_value"}  # fmt: skip
+    assert tokens.after_refusal(refusal(temperature)) == Params("max_tokens", temperature=False)
+    assert tokens.after_refusal(refusal({"message": "Invalid 'messages': empty"})) is None
+    body = dropped.body({"model": "m", "messages": []}, 50, stream=True)
+    assert body == {"model": "m", "messages": [], "max_tokens": 50, "stream": True}
+
+
+async def test_a_refused_stream_option_is_dropped_and_a_refusal_naming_nothing_known_is_not_retried(
+    llm: FakeOpenAI, model: ChatModel
+) -> None:
+    llm.refuses["stream_options"] = STREAM_OPTIONS
+    assert (await model.stream("", [Turn("user", "hi")])).text == "echo: hi"
+    assert ["stream_options" in r for r in llm.requests] == [True, False]
+    llm.script.append(Scripted(status=400, body={"error": {"message": "Unsupported value: 'top_k'"}}))
+    with pytest.raises(PermanentError):
+        await model.complete("", [Turn("user", "hi")])
+    assert len(llm.requests) == 3  # no retry: we send no top_k to leave out

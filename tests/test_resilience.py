@@ -15,8 +15,9 @@ from botcore import texts
 from botcore.alerts import Alerts
 from botcore.breaker import BreakerState, CircuitBreaker
 from botcore.clock import ManualClock
+from botcore.completion import Completion
 from botcore.errors import Cause, PermanentError, TransientError, UpstreamUnavailable
-from botcore.llm import ChatModel, Completion
+from botcore.llm import ChatModel
 from botcore.messenger import Messenger
 from botcore.models import Turn
 from botcore.telegram_api import make_bot
