@@ -36,7 +36,10 @@ def build_spending(
         storage.kv,
         alerts,
         prices=Prices(
-            settings.price_input_per_1m, settings.price_output_per_1m, settings.price_transcription_per_min
+            settings.price_input_per_1m,
+            settings.price_output_per_1m,
+            settings.price_transcription_per_min,
+            per_model=settings.model_prices,
         ),
         clock=clock,
         admin_ids=settings.admin_user_ids,

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 
 from botcore.errors import ConfigError, StartupError
+from botcore.prices import ModelPrices, parse_model_prices
 
 T = TypeVar("T")
 
@@ -89,6 +90,7 @@ class Settings:
     price_input_per_1m: float
     price_output_per_1m: float
     price_transcription_per_min: float
+    model_prices: ModelPrices  # per model, beside the defaults above
     user_daily_budget_usd: float | None
     user_monthly_budget_usd: float | None
     global_daily_budget_usd: float | None
@@ -210,6 +212,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         price_input_per_1m=reader.number("PRICE_INPUT_PER_1M", 0.15, float, minimum=0),
         price_output_per_1m=reader.number("PRICE_OUTPUT_PER_1M", 0.60, float, minimum=0),
         price_transcription_per_min=reader.number("PRICE_TRANSCRIPTION_PER_MIN", 0.006, float, minimum=0),
+        model_prices=parse_model_prices(reader.get("MODEL_PRICES", "")),
         user_daily_budget_usd=reader.optional_number("USER_DAILY_BUDGET_USD"),
         user_monthly_budget_usd=reader.optional_number("USER_MONTHLY_BUDGET_USD"),
         global_daily_budget_usd=reader.optional_number("GLOBAL_DAILY_BUDGET_USD"),

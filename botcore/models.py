@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -102,11 +103,14 @@ class Prices:
     input_per_1m: float
     output_per_1m: float
     transcription_per_min: float
+    per_model: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # MODEL_PRICES
 
     def cost(self, usage: Usage) -> float:
+        """At the model's own prices (MODEL_PRICES) if it has any, else the default ones."""
+        given, output = self.per_model.get(usage.model, (self.input_per_1m, self.output_per_1m))
         return (
-            usage.prompt_tokens * self.input_per_1m / 1e6
-            + usage.completion_tokens * self.output_per_1m / 1e6
+            usage.prompt_tokens * given / 1e6
+            + usage.completion_tokens * output / 1e6
             + usage.audio_seconds / 60 * self.transcription_per_min
         )
 

@@ -7,6 +7,7 @@ import pytest
 
 from botcore.config import load_settings, parse_settings
 from botcore.errors import ConfigError
+from botcore.models import Prices, Usage
 
 from .conftest import ROOT, TOKEN
 
@@ -173,3 +174,33 @@ def test_bot_py_exits_2_with_one_line(tmp_path: Path, env: dict[str, str], expec
     assert done.returncode == 2
     assert done.stderr == expected
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_model_prices_inline_or_from_a_toml_file(tmp_path: Path) -> None:
+    assert parse_settings(BASE).model_prices == {}
+    inline = parse_settings({**BASE, "MODEL_PRICES": "gpt-4o=2.5/10, gpt-4o-mini = 0.15/0.6,qwen3:4b=0/0"})
+    assert inline.model_prices == {"gpt-4o": (2.5, 10.0), "gpt-4o-mini": (0.15, 0.6), "qwen3:4b": (0.0, 0.0)}
+    file = tmp_path / "prices.toml"
+    file.write_text(
+        '["gpt-5"]\ninput = 1.25\noutput = 10\n\n["deepseek/deepseek-r1"]\ninput = 0.5\noutput = 2.18\n'
+    )
+    from_file = parse_settings({**BASE, "MODEL_PRICES": str(file)})
+    assert from_file.model_prices == {"gpt-5": (1.25, 10.0), "deepseek/deepseek-r1": (0.5, 2.18)}
+    for bad in (
+        "gpt-4o=2.5",
+        "gpt-4o=cheap/10",
+        "=1/2",
+        "gpt-4o=-1/2",
+        "gpt-4o=nan/1",
+        str(tmp_path / "none.toml"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            parse_settings({**BASE, "MODEL_PRICES": bad})
+        assert caught.value.variable == "MODEL_PRICES"
+
+
+def test_a_model_with_its_own_price_is_billed_at_it() -> None:
+    prices = Prices(0.15, 0.6, 0.006, per_model={"gpt-4o": (2.5, 10.0)})
+    assert prices.cost(Usage("chat", "gpt-4o", prompt_tokens=1_000_000, completion_tokens=100_000)) == 3.5
+    assert prices.cost(Usage("chat", "other", prompt_tokens=1_000_000, completion_tokens=100_000)) == 0.21
+    assert prices.cost(Usage("transcription", "whisper-1", audio_seconds=60)) == 0.006

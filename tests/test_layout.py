@@ -10,7 +10,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "botcore"
 FLOORS: list[set[str]] = [
     {"errors", "models", "incoming", "reasoning", "clock", "texts"},  # leaves
-    {"config"},
+    {"prices", "config"},
     {"logs"},
     {"storage"},  # the protocols
     {"migrations", "sqlite_db"},  # the SQLite backend…
