@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from botcore.breaker import CircuitBreaker
 from botcore.clock import Clock, day_start
+from botcore.concurrency import LlmLimit
 from botcore.incoming import parse_update
 from botcore.jobqueue import JobQueue
 from botcore.models import CleanupResult, JobState
@@ -24,6 +25,7 @@ class AdminCommands:
         queue: JobQueue,
         usage: UsageStore,
         breakers: Mapping[str, CircuitBreaker],
+        llm_limit: LlmLimit,
         clock: Clock,
         version: str,
         cleanup: Callable[[], Awaitable[CleanupResult]],
@@ -31,6 +33,7 @@ class AdminCommands:
         self._queue = queue
         self._usage = usage
         self._breakers = breakers
+        self._llm_limit = llm_limit
         self._clock = clock
         self._started_at = clock.now()
         self._version = version
@@ -56,6 +59,9 @@ class AdminCommands:
         lines.append(
             "Services: " + ", ".join(f"{name} {b.state.value}" for name, b in self._breakers.items())
         )
+        limit = self._llm_limit
+        how = f"found out, up to {limit.maximum}" if limit.adaptive else "fixed"
+        lines.append(f"LLM calls at once: {limit.in_use} of {limit.limit} ({how})")
         today = await self._usage.summary(since=day_start(now))
         lines.append(f"Today (UTC): {today.requests} LLM and transcription calls, ${today.cost_usd:.4f}")
         top = await self._usage.top_users(since=day_start(now))

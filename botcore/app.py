@@ -71,9 +71,10 @@ async def run(settings: Settings) -> None:
             build_breakers(settings, metrics, clock),
         )
         cleanup = build_cleanup(settings, storage, queue)
+        services = build_services(base, model, stt, cleanup)
         worker = Worker(
             queue,
-            job_kinds(settings, build_services(base, model, stt, cleanup)),
+            job_kinds(settings, services),
             concurrency=settings.worker_concurrency,
             grace_s=settings.shutdown_grace_s,
             observe=metrics.job_finished,
@@ -82,7 +83,11 @@ async def run(settings: Settings) -> None:
         poller = build_intake(base)
         stack.push_async_callback(poller.aclose)
         stack.push_async_callback(_stop_task, poller.stop, asyncio.create_task(poller.run()))
-        metrics.watch(breakers=base.breakers, updates_received=lambda: poller.received)
+        metrics.watch(
+            breakers=base.breakers,
+            updates_received=lambda: poller.received,
+            llm_limit=services.shared.llm_limit,
+        )
         if settings.metrics_port is not None:
             stack.push_async_callback((await start_health(base, poller, worker)).aclose)
         stops += [poller.stop, worker.request_stop]

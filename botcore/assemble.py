@@ -3,7 +3,6 @@ and the table of job kinds the worker runs them by. Only ``app.run`` (and tests)
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from botcore import __version__
@@ -15,6 +14,7 @@ from botcore.chat import ChatService
 from botcore.cleanup import Cleanup
 from botcore.clock import Clock
 from botcore.commands import Commands
+from botcore.concurrency import LlmLimit
 from botcore.config import Settings
 from botcore.llm import ChatModel
 from botcore.metrics import Metrics
@@ -56,6 +56,7 @@ class Shared:
     """What the services share besides ``Base``."""
 
     alerts: Alerts
+    llm_limit: LlmLimit
     spending: Spending
     notices: Notices
     cancels: Cancels
@@ -80,7 +81,7 @@ def build_chat(base: Base, shared: Shared, model: ChatModel) -> ChatService:
         stream=settings.stream,
         stream_interval_s=settings.stream_edit_interval_s,
         show_reasoning=settings.show_reasoning,
-        llm_slots=asyncio.Semaphore(settings.llm_concurrency),
+        llm_limit=shared.llm_limit,
     )
 
 
@@ -107,6 +108,7 @@ def build_update_jobs(base: Base, shared: Shared, chat: ChatService, cleanup: Cl
         queue=base.queue,
         usage=base.storage.usage,
         breakers=base.breakers,
+        llm_limit=shared.llm_limit,
         clock=base.clock,
         version=__version__,
         cleanup=cleanup.run_once,
@@ -141,6 +143,9 @@ def build_services(base: Base, model: ChatModel, stt: SpeechToText | None, clean
     alerts = Alerts(base.messenger, base.settings.admin_user_ids, clock=base.clock)
     shared = Shared(
         alerts=alerts,
+        llm_limit=LlmLimit(
+            clock=base.clock, fixed=base.settings.llm_concurrency, maximum=base.settings.llm_max_concurrency
+        ),
         spending=build_spending(base.settings, base.storage, alerts, base.metrics, base.clock),
         notices=Notices(queue=base.queue, messenger=base.messenger, alerts=alerts),
         cancels=Cancels(),

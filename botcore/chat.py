@@ -17,6 +17,7 @@ from botcore.breaker import CircuitBreaker
 from botcore.cancels import Cancels
 from botcore.clock import DAY_S, Clock
 from botcore.completion import Completion
+from botcore.concurrency import LlmLimit
 from botcore.errors import (
     ContextTooLongError,
     JobError,
@@ -57,7 +58,7 @@ class ChatService:
         stream: bool = False,
         stream_interval_s: float = 1.0,
         show_reasoning: bool = False,
-        llm_slots: asyncio.Semaphore,
+        llm_limit: LlmLimit,
     ) -> None:
         self._queue = queue
         self._conversations = conversations
@@ -76,7 +77,7 @@ class ChatService:
         self._stream_interval_s = stream_interval_s
         self._show_reasoning = show_reasoning
         # LLM_CONCURRENCY bounds every LLM call, voice answers included (they run as voice jobs).
-        self._llm_slots = llm_slots
+        self._llm_limit = llm_limit
         self._log = logger.bind(component="chat")
 
     def speaker_text(self, incoming: Incoming) -> str:
@@ -149,12 +150,14 @@ class ChatService:
         try:
             async with (
                 self._cancels.scope(where.chat_id, job.id),  # /cancel also stops one waiting for a slot
-                self._llm_slots,
+                self._llm_limit.slot() as call,
                 self._breaker.call(caller=where.chat_id),
                 self._messenger.typing(where.chat_id, in_group=incoming.in_group),
             ):
                 try:
-                    return await self._complete(history, text, live), live
+                    completion = await self._complete(history, text, live)
+                    call.tokens = completion.usage.completion_tokens  # the limit judges time per token
+                    return completion, live
                 except JobError as exc:  # a failure the provider may have billed
                     partial = self._partial_usage(history, text, live)
                     await self._record_failed_call(job, where, user_id, exc.usage or partial)

@@ -68,7 +68,8 @@ class Settings:
     metrics_port: int | None  # None: no health or metrics endpoint
     metrics_host: str
     worker_concurrency: int
-    llm_concurrency: int
+    llm_concurrency: int | None  # None: auto, found out per server (concurrency.LlmLimit)
+    llm_max_concurrency: int
     transcription_concurrency: int
     job_lease_s: float
     job_max_attempts: int
@@ -188,7 +189,10 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         metrics_port=reader.number("METRICS_PORT", 0, int, minimum=0) or None,
         metrics_host=reader.get("METRICS_HOST", "127.0.0.1"),
         worker_concurrency=reader.number("WORKER_CONCURRENCY", 32, int, minimum=1),
-        llm_concurrency=reader.number("LLM_CONCURRENCY", 8, int, minimum=1),
+        llm_concurrency=None
+        if reader.get("LLM_CONCURRENCY", "auto").lower() == "auto"
+        else reader.number("LLM_CONCURRENCY", 8, int, minimum=1),
+        llm_max_concurrency=reader.number("LLM_MAX_CONCURRENCY", 64, int, minimum=1),
         transcription_concurrency=reader.number("TRANSCRIPTION_CONCURRENCY", 3, int, minimum=1),
         job_lease_s=reader.number("JOB_LEASE_S", 60.0, float, minimum=3),
         job_max_attempts=reader.number("JOB_MAX_ATTEMPTS", 4, int, minimum=1),

@@ -11,6 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from botcore.breaker import BreakerState, CircuitBreaker
+from botcore.concurrency import LlmLimit
 from botcore.models import Job, QueueStats, Usage, UsageSummary
 
 _LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
@@ -50,9 +51,16 @@ class Metrics:
         self._snapshot = _Snapshot()
         self.registry.register(self._snapshot)
 
-    def watch(self, *, breakers: Mapping[str, CircuitBreaker], updates_received: Callable[[], int]) -> None:
+    def watch(
+        self,
+        *,
+        breakers: Mapping[str, CircuitBreaker],
+        updates_received: Callable[[], int],
+        llm_limit: LlmLimit | None = None,
+    ) -> None:
         """What is read live at each scrape."""
         self._snapshot.breakers, self._snapshot.updates_received = breakers, updates_received
+        self._snapshot.llm_limit = llm_limit
 
     def job_finished(self, job: Job, outcome: str, duration_s: float, waited_s: float) -> None:
         self._job_duration.labels(job.kind, outcome).observe(duration_s)
@@ -76,6 +84,7 @@ class _Snapshot(Collector):
     def __init__(self) -> None:
         self.breakers: Mapping[str, CircuitBreaker] = {}
         self.updates_received: Callable[[], int] = lambda: 0
+        self.llm_limit: LlmLimit | None = None
         self.queue = QueueStats(counts={}, oldest_waiting_age_s=None)
         self.today = UsageSummary()
 
@@ -105,3 +114,10 @@ class _Snapshot(Collector):
             "bot_requests_today", "LLM and transcription calls today (UTC)", value=self.today.requests
         )
         yield GaugeMetricFamily("bot_cost_usd_today", "Money spent today (UTC)", value=self.today.cost_usd)
+        if self.llm_limit is not None:
+            yield GaugeMetricFamily(
+                "bot_llm_concurrency_limit", "LLM calls allowed at once now", value=self.llm_limit.limit
+            )
+            yield GaugeMetricFamily(
+                "bot_llm_calls_in_flight", "LLM calls running now", value=self.llm_limit.in_use
+            )

@@ -3,7 +3,6 @@ clock for the queue): what happens when a streamed answer's job loses its lease 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -14,6 +13,7 @@ from botcore.breaker import CircuitBreaker
 from botcore.cancels import Cancels
 from botcore.chat import ChatService
 from botcore.clock import ManualClock
+from botcore.concurrency import LlmLimit
 from botcore.errors import LeaseLostError
 from botcore.jobqueue import JobQueue
 from botcore.llm import ChatModel
@@ -56,7 +56,7 @@ async def service(
             history_ttl_days=7,
             stream=True,
             stream_interval_s=0.5,
-            llm_slots=asyncio.Semaphore(1),
+            llm_limit=LlmLimit(clock=clock, fixed=1),
         )
         yield chat, outcomes
     await model.aclose()

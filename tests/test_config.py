@@ -29,7 +29,10 @@ def test_defaults() -> None:
     assert s.sqlite_synchronous == "NORMAL"
     assert (s.job_lease_s, s.job_max_attempts, s.shutdown_grace_s) == (60.0, 4, 10.0)
     assert (s.job_retention_done_s, s.job_retention_dead_s) == (300.0, 3600.0)
-    assert (s.worker_concurrency, s.llm_concurrency, s.transcription_concurrency) == (32, 8, 3)
+    assert (s.worker_concurrency, s.llm_concurrency, s.transcription_concurrency) == (32, None, 3)  # auto
+    assert s.llm_max_concurrency == 64
+    assert parse_settings({**BASE, "LLM_CONCURRENCY": "8"}).llm_concurrency == 8
+    assert parse_settings({**BASE, "LLM_CONCURRENCY": "AUTO"}).llm_concurrency is None
     assert s.admin_user_ids == frozenset()
     assert (s.stream, s.stream_edit_interval_s) == (True, 1.0)
     assert s.allowed_user_ids == frozenset() and s.allowed_chat_ids == frozenset()  # admins only

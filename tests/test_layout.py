@@ -33,6 +33,7 @@ FLOORS: list[set[str]] = [
         "audio",
         "breaker",
         "cancels",
+        "concurrency",
         "alerts",
         "lockfile",
         "metrics",

@@ -1,0 +1,175 @@
+"""LLM concurrency benchmark: ``python -m benchmarks.concurrency``. Two simulated LLM servers on
+a manual clock (deterministic, and quick: no real second passes; the figures are simulated
+seconds): one that answers in 1 s however many calls run at once, and one that works on 4 at a
+time (latency grows with more) and refuses past 8. 25 messages a second arrive for 10 s (the
+first) or 60 s (the second). Each row is measured in this run: our adaptive limit
+(``LLM_CONCURRENCY=auto``) against no limit at all (the baseline) and the old fixed 8."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from botcore.clock import ManualClock
+from botcore.concurrency import LlmLimit
+from botcore.errors import Cause, UpstreamUnavailable
+
+TICK = 0.05  # simulated seconds per step
+
+
+@dataclass
+class Server:
+    clock: ManualClock
+    latency: Callable[[int], float]  # seconds a call takes, given the calls running with it
+    refuse_past: int | None = None  # 429 when more than this many run at once
+    in_flight: int = 0
+    calls: int = 0
+    refused: int = 0
+
+    async def call(self) -> None:
+        self.calls += 1
+        self.in_flight += 1
+        try:
+            if self.refuse_past is not None and self.in_flight > self.refuse_past:
+                self.refused += 1
+                raise UpstreamUnavailable("LLM: rate limited", cause=Cause.RATE_LIMITED)
+            await self.clock.wait(asyncio.Event(), self.latency(self.in_flight))
+        finally:
+            self.in_flight -= 1
+
+
+@dataclass
+class Run:
+    drained_at: float | None = None
+    limits: list[tuple[float, int]] = field(default_factory=list)  # (second, limit)
+
+
+async def simulate(
+    server: Server, limit: LlmLimit | None, *, rate: float, seconds: float, until: float
+) -> Run:
+    """``rate`` messages a second arrive for ``seconds``; each is answered through ``limit``
+    (None: no limit at all), and one the server refuses is tried again a second later, as the
+    queue would. Runs until all are answered or ``until`` simulated seconds have passed."""
+    clock, run, start = server.clock, Run(), server.clock.now()
+    tasks: list[asyncio.Task[None]] = []
+
+    async def answer() -> None:
+        while True:
+            try:
+                if limit is None:
+                    await server.call()
+                else:
+                    async with limit.slot():
+                        await server.call()
+                return
+            except UpstreamUnavailable:
+                await clock.wait(asyncio.Event(), 1.0)
+
+    arrived = 0.0
+    for step in itertools.count():
+        elapsed = step * TICK
+        if elapsed < seconds:
+            arrived += rate * TICK
+            while len(tasks) < int(arrived + 1e-9):
+                tasks.append(asyncio.create_task(answer()))
+        if step % round(1 / TICK) == 0 and limit is not None:
+            run.limits.append((elapsed, limit.limit))
+        if elapsed >= seconds and all(t.done() for t in tasks):
+            run.drained_at = clock.now() - start
+            break
+        if elapsed >= until:
+            break
+        clock.advance(TICK)
+        for _ in range(6):  # let every task that can go on without the clock do so
+            await asyncio.sleep(0)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return run
+
+
+def flat(n: int) -> float:
+    return 1.0
+
+
+def batches_of_4(n: int) -> float:
+    return max(1.0, n / 4)
+
+
+ROWS = (("unlimited (baseline)", -1), ("fixed 8 (the old default)", 8), ("auto (ours)", None))
+
+
+async def measure(seconds: float) -> list[str]:
+    lines = [
+        "Server answering in 1 s at any parallelism; 25 msg/s for 10 s (250 messages), simulated seconds",
+        "",
+        "| limit | drained at | ÷ unlimited | 429s | limit at 1, 2, 3, 4, 5, 10 s |",
+        "|---|---|---|---|---|",
+    ]
+    results = {}
+    for name, fixed in (
+        ("unlimited (baseline)", -1),
+        ("fixed 8 (the old default)", 8),
+        ("auto (ours)", None),
+    ):
+        clock = ManualClock()
+        server = Server(clock, flat)
+        limit = None if fixed == -1 else LlmLimit(clock=clock, fixed=fixed)
+        run = await simulate(server, limit, rate=25, seconds=10, until=300)
+        results[name] = run.drained_at or float("inf")
+        at = dict(run.limits)
+        shown = ", ".join(str(at.get(float(s), "—")) for s in (1, 2, 3, 4, 5, 10)) if limit else "—"
+        ratio = results[name] / results["unlimited (baseline)"]
+        lines.append(f"| {name} | {results[name]:.1f} s | {ratio:.2f}× | {server.refused} | {shown} |")
+    auto = results["auto (ours)"] / results["unlimited (baseline)"]
+    lines += [
+        "",
+        f"Target: auto drains within 1.3× of unlimited: {auto:.2f}× ({'met' if auto <= 1.3 else 'MISSED'}).",
+        "",
+    ]
+    lines += [
+        f"Server working on 4 at a time, refusing past 8; 25 msg/s for {seconds:g} s"
+        " (it can answer about 4 a second)",
+        "",
+        "| limit | answered | 429s | 429s per call | limit each 5 s |",
+        "|---|---|---|---|---|",
+    ]
+    settled = []
+    for name, fixed in (
+        ("unlimited (baseline)", -1),
+        ("fixed 8 (the old default)", 8),
+        ("auto (ours)", None),
+    ):
+        clock = ManualClock()
+        server = Server(clock, batches_of_4, refuse_past=8)
+        limit = None if fixed == -1 else LlmLimit(clock=clock, fixed=fixed)
+        run = await simulate(server, limit, rate=25, seconds=seconds, until=seconds)
+        answered = server.calls - server.refused
+        over_time = ", ".join(str(v) for s, v in run.limits if s % 5 == 0) if limit else "—"
+        share = server.refused / max(1, server.calls)
+        lines.append(f"| {name} | {answered} | {server.refused} | {share:.1%} | {over_time} |")
+        if fixed is None:
+            settled = [v for s, v in run.limits if s >= 15]
+    lines += ["", f"Auto settles at {min(settled)}–{max(settled)} calls at once after 15 s (target: near 4)."]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=60.0, help="how long the second server is loaded (60)"
+    )
+    args = parser.parse_args(argv)
+    from loguru import logger
+
+    logger.remove()  # the limit's info lines would drown the tables
+    print("\n".join(asyncio.run(measure(args.seconds))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""How many LLM calls may run at once: a number (``LLM_CONCURRENCY=8``), or found out
+(``auto``, the default) the way TCP Vegas finds a connection's room, on the signals an LLM server
+gives plainly: a refusal for load, and answers that slow down as more run at once.
+
+- Queue estimate: with ``limit`` calls in flight and each taking ``cost`` seconds per token
+  where the best seen is ``best``, about ``limit × (1 − best / cost)`` of them are waiting in
+  the server rather than being worked on (a server that batches 4 and queues the rest, at a
+  limit of 6, shows calls 1.5 times slower: 2 waiting).
+- It starts at 4 and grows by one per answer (doubling per round of answers) while nothing
+  waits; then, once a round, by one while under one call waits, and back by one past two. It
+  grows only while the calls in flight fill it.
+- A refusal for load (429, a timeout, 5xx) halves it, once a round.
+- Between 1 and ``LLM_MAX_CONCURRENCY``.
+
+Chosen over additive-increase-multiplicative-decrease on latency alone: with a server that is
+always busy (a backlog), a latency threshold drifts up with the load it causes, and the limit
+creeps past the server's parallelism; the queue estimate holds still. Over a gradient limiter
+(Netflix's): fewer constants, each explained here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from loguru import logger
+
+from botcore.clock import Clock
+from botcore.errors import Cause, JobError
+
+_START = 4
+_GROW_BELOW, _SHRINK_ABOVE = 1.0, 2.0  # calls estimated waiting in the server
+_CAUSES_OF_STRAIN = (Cause.RATE_LIMITED, Cause.TIMEOUT, Cause.UNAVAILABLE)
+
+
+@dataclass(slots=True)
+class Call:
+    """One call holding a slot; the caller says how many tokens it wrote, if it knows."""
+
+    started: float
+    tokens: int = 0
+
+
+class LlmLimit:
+    def __init__(self, *, clock: Clock, fixed: int | None, maximum: int = 64) -> None:
+        self._clock = clock
+        self.adaptive = fixed is None
+        self._maximum = maximum
+        self._limit = float(fixed if fixed is not None else min(_START, maximum))
+        self._slow_start = True
+        self._in_use = 0
+        self._waiting = 0  # calls waiting for a slot: the limit is what holds them
+        self._freed = asyncio.Condition()
+        self._best: float | None = None  # the lowest time per token seen: the server unloaded
+        self._cost: float | None = None  # time per token lately (smoothed)
+        self._round_s = 1.0  # how long a call takes lately (smoothed): one round of answers
+        self._next_round = 0.0  # no other change before this (monotonic)
+        self.refusals = 0  # calls the server refused for load, for /status and tests
+        self._log = logger.bind(component="llm-limit")
+
+    @property
+    def limit(self) -> int:
+        return max(1, int(self._limit))
+
+    @property
+    def maximum(self) -> int:
+        return self._maximum
+
+    @property
+    def in_use(self) -> int:
+        return self._in_use
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[Call]:
+        async with self._freed:
+            self._waiting += 1
+            try:
+                await self._freed.wait_for(lambda: self._in_use < self.limit)
+            finally:
+                self._waiting -= 1
+            self._in_use += 1
+            call = Call(self._clock.monotonic())
+        try:
+            yield call
+        except BaseException as exc:
+            if isinstance(exc, JobError) and exc.cause in _CAUSES_OF_STRAIN:
+                self._refused(exc.cause)
+            raise
+        else:
+            self._succeeded(call)
+        finally:
+            async with self._freed:
+                self._in_use -= 1
+                self._freed.notify_all()
+
+    def _succeeded(self, call: Call) -> None:
+        if not self.adaptive:
+            return
+        now = self._clock.monotonic()
+        elapsed = now - call.started
+        self._round_s = 0.8 * self._round_s + 0.2 * elapsed
+        cost = elapsed / max(1, call.tokens)
+        self._best = cost if self._best is None else min(self._best, cost)
+        self._cost = cost if self._cost is None else 0.7 * self._cost + 0.3 * cost
+        waiting = self._limit * (1 - self._best / self._cost) if self._cost > 0 else 0.0
+        wanted = self._waiting > 0  # more calls than slots: room would be used
+        if self._slow_start and waiting < _GROW_BELOW:
+            if wanted:
+                self._limit = min(self._maximum, self._limit + 1)  # waiters hear of it as this slot frees
+            return
+        if now < self._next_round:
+            return
+        self._next_round = now + self._round_s
+        if waiting > _SHRINK_ABOVE:
+            self._resize(self._limit - 1, f"about {waiting:.0f} answers wait in the server")
+        elif waiting < _GROW_BELOW and wanted:
+            self._resize(min(self._maximum, self._limit + 1), "")
+
+    def _refused(self, cause: Cause) -> None:
+        now = self._clock.monotonic()
+        self.refusals += 1
+        if self.adaptive and now >= self._next_round:
+            self._next_round = now + self._round_s  # the calls already in flight count once
+            self._resize(self._limit / 2, f"the server refused for load ({cause})")
+
+    def _resize(self, limit: float, why: str) -> None:
+        before = self.limit
+        self._limit = max(1.0, limit)
+        if self._limit < before:
+            self._slow_start = False
+        if why and self.limit != before:
+            self._log.info("LLM calls at once: {} → {} ({})", before, self.limit, why)

@@ -1,0 +1,41 @@
+"""The LLM concurrency limit, against simulated servers on a manual clock (no real time passes,
+so "drains within 1.3× the time" is simulated seconds, not a timed test): one that answers in
+1 s however many calls run at once, and one that slows down past 4 at once and refuses past 8."""
+
+from __future__ import annotations
+
+from benchmarks.concurrency import Server, simulate
+from botcore.clock import ManualClock
+from botcore.concurrency import LlmLimit
+
+
+async def test_a_server_that_takes_any_load_gets_it_and_the_backlog_drains_nearly_as_fast_as_unlimited() -> (
+    None
+):
+    unlimited = await simulate(Server(ManualClock(), lambda n: 1.0), None, rate=25, seconds=10, until=60)
+    clock = ManualClock()
+    limit = LlmLimit(clock=clock, fixed=None)
+    adaptive = await simulate(Server(clock, lambda n: 1.0), limit, rate=25, seconds=10, until=60)
+    assert unlimited.drained_at is not None and adaptive.drained_at is not None
+    assert adaptive.drained_at <= 1.3 * unlimited.drained_at, (adaptive.drained_at, unlimited.drained_at)
+    assert max(limit for _, limit in adaptive.limits) >= 25  # it grew to the load
+    assert adaptive.limits[0][1] == 4  # from a low start
+
+
+async def test_a_server_that_slows_past_4_and_refuses_past_8_settles_near_4_with_few_refusals() -> None:
+    clock = ManualClock()
+    server = Server(clock, lambda n: max(1.0, n / 4), refuse_past=8)
+    limit = LlmLimit(clock=clock, fixed=None)
+    run = await simulate(server, limit, rate=25, seconds=60, until=60)
+    settled = [value for second, value in run.limits if second >= 15]
+    assert settled and min(settled) >= 3 and max(settled) <= 6, run.limits
+    assert server.refused <= 0.05 * server.calls, (server.refused, server.calls)
+
+
+async def test_a_fixed_limit_stays_fixed() -> None:
+    clock = ManualClock()
+    server = Server(clock, lambda n: max(1.0, n / 4), refuse_past=8)
+    limit = LlmLimit(clock=clock, fixed=3)
+    run = await simulate(server, limit, rate=10, seconds=5, until=10)
+    assert {value for _, value in run.limits} == {3}
+    assert server.refused == 0
