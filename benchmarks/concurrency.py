@@ -1,8 +1,8 @@
 """LLM concurrency benchmark: ``python -m benchmarks.concurrency``. Two simulated LLM servers on
 a manual clock (deterministic, and quick: no real second passes; the figures are simulated
-seconds): one that answers in 1 s however many calls run at once, and one that works on 4 at a
-time (latency grows with more) and refuses past 8. 25 messages a second arrive for 10 s (the
-first) or 60 s (the second). Each row is measured in this run: our adaptive limit
+seconds): one that answers in 1 s however many calls run at once; one that works on 4 at a time
+(latency grows with more) and refuses past 8; and one that takes any load with answers of very
+different lengths. Each row is measured in this run: our adaptive limit
 (``LLM_CONCURRENCY=auto``) against no limit at all (the baseline) and the old fixed 8."""
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from botcore.clock import ManualClock
-from botcore.concurrency import LlmLimit
+from botcore.concurrency import Call, LlmLimit
 from botcore.errors import Cause, UpstreamUnavailable
 
 TICK = 0.05  # simulated seconds per step
@@ -22,21 +23,30 @@ TICK = 0.05  # simulated seconds per step
 
 @dataclass
 class Server:
+    """A streaming LLM server: the first token after ``first_token(n)`` seconds, then ``tokens()``
+    tokens at ``per_token(n)`` seconds each, ``n`` being the calls running at once."""
+
     clock: ManualClock
-    latency: Callable[[int], float]  # seconds a call takes, given the calls running with it
+    first_token: Callable[[int], float]
+    per_token: Callable[[int], float]
+    tokens: Callable[[], int] = lambda: 40
     refuse_past: int | None = None  # 429 when more than this many run at once
     in_flight: int = 0
     calls: int = 0
     refused: int = 0
 
-    async def call(self) -> None:
+    async def call(self, call: Call | None = None) -> None:
         self.calls += 1
         self.in_flight += 1
         try:
-            if self.refuse_past is not None and self.in_flight > self.refuse_past:
+            n = self.in_flight
+            if self.refuse_past is not None and n > self.refuse_past:
                 self.refused += 1
                 raise UpstreamUnavailable("LLM: rate limited", cause=Cause.RATE_LIMITED)
-            await self.clock.wait(asyncio.Event(), self.latency(self.in_flight))
+            await self.clock.wait(asyncio.Event(), self.first_token(n))
+            if call is not None:
+                call.first_token()
+            await self.clock.wait(asyncio.Event(), self.tokens() * self.per_token(n))
         finally:
             self.in_flight -= 1
 
@@ -62,8 +72,8 @@ async def simulate(
                 if limit is None:
                     await server.call()
                 else:
-                    async with limit.slot():
-                        await server.call()
+                    async with limit.slot() as call:
+                        await server.call(call)
                 return
             except UpstreamUnavailable:
                 await clock.wait(asyncio.Event(), 1.0)
@@ -91,12 +101,21 @@ async def simulate(
     return run
 
 
-def flat(n: int) -> float:
-    return 1.0
+def flat(clock: ManualClock) -> Server:
+    """Answers in 1 s at any parallelism: 0.2 s to the first token, then 40 tokens of 20 ms."""
+    return Server(clock, lambda n: 0.2, lambda n: 0.02)
 
 
-def batches_of_4(n: int) -> float:
-    return max(1.0, n / 4)
+def batches_of_4(clock: ManualClock) -> Server:
+    """Works on 4 at a time, each call slower as more run (a server that batches), and refuses
+    past 8 at once."""
+    return Server(clock, lambda n: 0.2 * max(1.0, n / 4), lambda n: 0.02 * max(1.0, n / 4), refuse_past=8)
+
+
+def varied(clock: ManualClock, seed: int = 7) -> Server:
+    """Takes any load; 0.5 s to the first token, then 20 to 800 tokens of 20 ms (0.9 to 16.5 s)."""
+    rng = random.Random(seed)
+    return Server(clock, lambda n: 0.5, lambda n: 0.02, tokens=lambda: rng.randint(20, 800))
 
 
 ROWS = (("unlimited (baseline)", -1), ("fixed 8 (the old default)", 8), ("auto (ours)", None))
@@ -116,7 +135,7 @@ async def measure(seconds: float) -> list[str]:
         ("auto (ours)", None),
     ):
         clock = ManualClock()
-        server = Server(clock, flat)
+        server = flat(clock)
         limit = None if fixed == -1 else LlmLimit(clock=clock, fixed=fixed)
         run = await simulate(server, limit, rate=25, seconds=10, until=300)
         results[name] = run.drained_at or float("inf")
@@ -144,7 +163,7 @@ async def measure(seconds: float) -> list[str]:
         ("auto (ours)", None),
     ):
         clock = ManualClock()
-        server = Server(clock, batches_of_4, refuse_past=8)
+        server = batches_of_4(clock)
         limit = None if fixed == -1 else LlmLimit(clock=clock, fixed=fixed)
         run = await simulate(server, limit, rate=25, seconds=seconds, until=seconds)
         answered = server.calls - server.refused
@@ -153,7 +172,26 @@ async def measure(seconds: float) -> list[str]:
         lines.append(f"| {name} | {answered} | {server.refused} | {share:.1%} | {over_time} |")
         if fixed is None:
             settled = [v for s, v in run.limits if s >= 15]
-    lines += ["", f"Auto settles at {min(settled)}–{max(settled)} calls at once after 15 s (target: near 4)."]
+    lines += [
+        "",
+        f"Auto settles at {min(settled)}–{max(settled)} calls at once after 15 s (target: near 4).",
+        "",
+    ]
+    lines += [
+        "Server taking any load, answers of 20 to 800 tokens (0.9 to 16.5 s); 10 msg/s for 30 s",
+        "",
+        "| limit | drained at | ÷ unlimited | highest limit |",
+        "|---|---|---|---|",
+    ]
+    drained = {}
+    for name, fixed in (*ROWS, ("fixed 64 (LLM_MAX_CONCURRENCY)", 64)):
+        clock = ManualClock()
+        limit = None if fixed == -1 else LlmLimit(clock=clock, fixed=fixed)
+        run = await simulate(varied(clock), limit, rate=10, seconds=30, until=600)
+        drained[name] = run.drained_at or float("inf")
+        highest = max((v for _, v in run.limits), default=0) if limit else "—"
+        ratio = drained[name] / drained["unlimited (baseline)"]
+        lines.append(f"| {name} | {drained[name]:.1f} s | {ratio:.2f}× | {highest} |")
     return lines
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -155,7 +156,7 @@ class ChatService:
                 self._messenger.typing(where.chat_id, in_group=incoming.in_group),
             ):
                 try:
-                    completion = await self._complete(history, text, live)
+                    completion = await self._complete(history, text, live, call.first_token)
                     call.tokens = completion.usage.completion_tokens  # the limit judges time per token
                     return completion, live
                 except JobError as exc:  # a failure the provider may have billed
@@ -265,14 +266,18 @@ class ChatService:
         for extra in shown[len(chunks) :]:
             await self._messenger.delete(where.chat_id, extra)
 
-    async def _complete(self, history: list[Turn], text: str, live: StreamingReply | None) -> Completion:
+    async def _complete(
+        self, history: list[Turn], text: str, live: StreamingReply | None, first_token: Callable[[], None]
+    ) -> Completion:
         """One completion; if the conversation no longer fits the model, once more with only the
         newer half of the history (the oldest messages dropped)."""
 
         async def ask(turns: list[Turn]) -> Completion:
             if live is None:
                 return await self._model.complete(self._system_prompt, turns)
-            return await self._model.stream(self._system_prompt, turns, live.update)
+            return await self._model.stream(
+                self._system_prompt, turns, live.update, on_first_token=first_token
+            )
 
         try:
             return await ask([*history, Turn("user", text)])

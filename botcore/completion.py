@@ -36,6 +36,7 @@ class Streamed:
         self.usage: CompletionUsage | None = None
         self.model = model
         self.received = self.finished = False
+        self.cut_short = False  # it ended for its token budget ("length")
         self._body = body
         self._opens_in_thought = opens_in_thought
 
@@ -55,6 +56,7 @@ class Streamed:
         if choice.finish_reason == "content_filter":
             raise PermanentError("the model's content filter refused to answer", usage=self.billed())
         self.finished = self.finished or choice.finish_reason is not None
+        self.cut_short = self.cut_short or choice.finish_reason == "length"
         if not choice.delta:
             return False
         thought = reasoning_field(choice.delta)
@@ -84,7 +86,9 @@ class Streamed:
             raise TransientError(
                 "LLM: the stream ended before the answer did", cause=Cause.UNAVAILABLE, usage=self.billed()
             )
-        split = split_thinking(self.content, final=True)
+        split = split_thinking(
+            self.content, final=True, opens_in_thought=self._opens_in_thought, cut_short=self.cut_short
+        )
         reasoning = clean_text("".join(self.thoughts)).strip() or split.reasoning
         usage = self.billed() or estimate_usage(self.model, self._body, "")
         if not split.answer:

@@ -2,14 +2,16 @@
 (``auto``, the default) the way TCP Vegas finds a connection's room, on the signals an LLM server
 gives plainly: a refusal for load, and answers that slow down as more run at once.
 
-- Queue estimate: with ``limit`` calls in flight and each taking ``cost`` seconds per token
-  where the best seen is ``best``, about ``limit × (1 − best / cost)`` of them are waiting in
-  the server rather than being worked on (a server that batches 4 and queues the rest, at a
-  limit of 6, shows calls 1.5 times slower: 2 waiting).
+- Queue estimate: with ``limit`` calls in flight, each costing ``cost`` where the best seen is
+  ``best``, about ``limit × (1 − best / cost)`` of them wait in the server rather than being
+  worked on (a server that works on 4 and queues the rest, at a limit of 6, shows calls 1.5
+  times slower: 2 waiting). The cost of a stream is its wait for the first token, which a
+  queueing server lengthens whatever the answer's length (and which no Telegram edit delays);
+  of a plain call, its time per token written.
 - It starts at 4 and grows by one per answer (doubling per round of answers) while nothing
-  waits; then, once a round, by one while under one call waits, and back by one past two. It
+  waits; then, once a round, by one while under one call waits, and back by one past 1.5. It
   grows only while the calls in flight fill it.
-- A refusal for load (429, a timeout, 5xx) halves it, once a round.
+- A refusal for load (429, a timeout) halves it, once a round.
 - Between 1 and ``LLM_MAX_CONCURRENCY``.
 
 Chosen over additive-increase-multiplicative-decrease on latency alone: with a server that is
@@ -30,16 +32,32 @@ from botcore.clock import Clock
 from botcore.errors import Cause, JobError
 
 _START = 4
-_GROW_BELOW, _SHRINK_ABOVE = 1.0, 2.0  # calls estimated waiting in the server
-_CAUSES_OF_STRAIN = (Cause.RATE_LIMITED, Cause.TIMEOUT, Cause.UNAVAILABLE)
+_GROW_BELOW, _SHRINK_ABOVE = 1.0, 1.5  # calls estimated waiting in the server
+# Refusals for load. Not UNAVAILABLE: a server that is down or restarting is not a full one, and
+# the breaker keeps calls away from it meanwhile.
+_CAUSES_OF_STRAIN = (Cause.RATE_LIMITED, Cause.TIMEOUT)
 
 
 @dataclass(slots=True)
 class Call:
-    """One call holding a slot; the caller says how many tokens it wrote, if it knows."""
+    """One call holding a slot. A stream says when its first token came (``first_token``); a
+    plain call how many tokens it wrote, if it knows."""
 
+    clock: Clock
     started: float
     tokens: int = 0
+    first_token_after: float | None = None  # seconds from the start
+
+    def first_token(self) -> None:
+        if self.first_token_after is None:
+            self.first_token_after = self.clock.monotonic() - self.started
+
+    def cost(self, elapsed: float) -> float:
+        """What the server's load shows in: the wait for the first token of a stream (a server
+        that queues makes it grow, whatever the answer's length), else time per token."""
+        if self.first_token_after is not None:
+            return self.first_token_after
+        return elapsed / max(1, self.tokens)
 
 
 class LlmLimit:
@@ -80,7 +98,7 @@ class LlmLimit:
             finally:
                 self._waiting -= 1
             self._in_use += 1
-            call = Call(self._clock.monotonic())
+            call = Call(self._clock, self._clock.monotonic())
         try:
             yield call
         except BaseException as exc:
@@ -100,7 +118,7 @@ class LlmLimit:
         now = self._clock.monotonic()
         elapsed = now - call.started
         self._round_s = 0.8 * self._round_s + 0.2 * elapsed
-        cost = elapsed / max(1, call.tokens)
+        cost = call.cost(elapsed)
         self._best = cost if self._best is None else min(self._best, cost)
         self._cost = cost if self._cost is None else 0.7 * self._cost + 0.3 * cost
         waiting = self._limit * (1 - self._best / self._cost) if self._cost > 0 else 0.0

@@ -79,6 +79,7 @@ class ChatModel:
         system_prompt: str,
         turns: Sequence[Turn],
         on_text: OnText = _noop,
+        on_first_token: Callable[[], None] | None = None,
     ) -> Completion:
         """The same completion, streamed: ``on_text`` gets the answer so far after each piece,
         and whether the model is still thinking (it paces itself). A stream that breaks midway
@@ -92,6 +93,8 @@ class ChatModel:
             async with stream:
                 async for chunk in stream:
                     if got.add(chunk):
+                        if on_first_token is not None and len(got.parts) + len(got.thoughts) == 1:
+                            on_first_token()  # timed here, before any Telegram edit waits
                         await on_text(*got.progress())
         except openai.BadRequestError as exc:
             error = translate(exc)
@@ -148,22 +151,25 @@ class ChatModel:
             raise PermanentError(NOT_A_COMPLETION)
         choice = response.choices[0] if response.choices else None
         content = clean_text(choice.message.content or "") if choice else ""
-        split = split_thinking(content, final=True)
-        text = split.answer
-        reasoning = reasoning_field(choice.message) if choice else ""
-        reasoning = clean_text(reasoning or split.reasoning)
-        model = response.model or self.model
-        usage = (
-            usage_of(model, response.usage)
-            if response.usage
-            else estimate_usage(model, body, content + reasoning)
+        split = split_thinking(
+            content,
+            final=True,
+            opens_in_thought=self.model in self._opens_in_thought,
+            cut_short=getattr(choice, "finish_reason", None) == "length",
         )
+        text = split.answer
+        field = clean_text(reasoning_field(choice.message)) if choice else ""
+        reasoning = field or split.reasoning
+        written = content + field  # the thinking once: in the content, or in its own field
+        model = response.model or self.model
+        usage = usage_of(model, response.usage) if response.usage else estimate_usage(model, body, written)
         if choice is not None and getattr(choice, "finish_reason", None) == "content_filter":
             raise PermanentError(
-                "the model's content filter refused to answer", usage=billed_or_estimated(usage, body, text)
+                "the model's content filter refused to answer",
+                usage=billed_or_estimated(usage, body, written),
             )
         if not text:  # e.g. a reasoning model that spent MAX_REPLY_TOKENS thinking: billed all the same
-            raise empty_answer(reasoning, billed_or_estimated(usage, body, content + reasoning))
+            raise empty_answer(reasoning, billed_or_estimated(usage, body, written))
         return Completion(text, usage, reasoning)
 
     def estimate(self, system_prompt: str, turns: Sequence[Turn], text: str) -> Usage:
@@ -176,15 +182,21 @@ class ChatModel:
     async def _post(self, body: dict[str, Any], *, stream: bool) -> Any:
         """The request, with the parameters this server accepts for this model; a 400 that
         refuses one of them is tried once more with its alternative, and the answer is learned."""
-        params = await self._params.get(self.model)
-        try:
-            return await self._send(params.body(body, self._max_tokens, stream=stream), stream=stream)
-        except openai.BadRequestError as exc:
-            better = params.after_refusal(exc)
-            if better is None:
-                raise
-            await self._params.learn(self.model, better, why=_changed(params, better))
-            return await self._send(better.body(body, self._max_tokens, stream=stream), stream=stream)
+        first = params = await self._params.get(self.model)
+        tried = {first}
+        while True:  # no set of parameters twice: this ends (there are eight)
+            try:
+                sent = await self._send(params.body(body, self._max_tokens, stream=stream), stream=stream)
+            except openai.BadRequestError as exc:
+                better = params.after_refusal(exc)
+                if better is None or better in tried:
+                    raise
+                tried.add(better)
+                params = better
+                continue
+            if params != first:  # learned only once it worked
+                await self._params.learn(self.model, params, why=_changed(first, params))
+            return sent
 
     async def _send(self, body: dict[str, Any], *, stream: bool) -> Any:
         if not stream:

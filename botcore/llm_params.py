@@ -1,8 +1,9 @@
 """Which request parameters an OpenAI-compatible server accepts, per model, learned from its
 refusals and remembered across restarts. OpenAI's o-series and gpt-5 refuse ``max_tokens`` (they
 want ``max_completion_tokens``, which Ollama ignores), gpt-5 refuses a ``temperature`` other than
-1, Azure refuses ``stream_options``. A 400 that names one of these is answered by one retry with
-the alternative, or without it; never a loop."""
+1, Azure refuses ``stream_options``. A 400 that refuses one of these is answered by a retry with
+the alternative, or without it: at most one change per parameter, so never a loop. What worked
+is kept only once a request with it succeeded."""
 
 from __future__ import annotations
 
@@ -54,18 +55,20 @@ def _refused_parameter(exc: openai.BadRequestError) -> str | None:
     body = exc.body if isinstance(exc.body, dict) else {}
     error = body.get("error", body)
     error = error if isinstance(error, dict) else {}
+    message = str(error.get("message") or exc.message).lower()
+    # "max_tokens is too large" names the parameter too, but refuses its value, not the name.
+    if error.get("code") not in _REFUSAL_CODES and not any(word in message for word in _REFUSALS):
+        return None
     param = error.get("param")
     if isinstance(param, str) and param in _KNOWN:
         return param
-    message = str(error.get("message") or exc.message).lower()
-    if not any(word in message for word in _REFUSALS):
-        return None
     named = [(found.start(), name) for name in _KNOWN if (found := re.search(rf"\b{name}\b", message))]
     return min(named)[1] if named else None
 
 
 _KNOWN = (*_LIMITS, "stream_options", "temperature")
 _REFUSALS = ("unsupported", "not supported", "unrecognized", "unknown", "extra", "not permitted")
+_REFUSAL_CODES = ("unsupported_parameter", "unsupported_value")
 
 
 class ServerParams:

@@ -107,12 +107,22 @@ class Prices:
 
     def cost(self, usage: Usage) -> float:
         """At the model's own prices (MODEL_PRICES) if it has any, else the default ones."""
-        given, output = self.per_model.get(usage.model, (self.input_per_1m, self.output_per_1m))
+        given, output = self._model_prices(usage.model)
         return (
             usage.prompt_tokens * given / 1e6
             + usage.completion_tokens * output / 1e6
             + usage.audio_seconds / 60 * self.transcription_per_min
         )
+
+    def _model_prices(self, model: str) -> tuple[float, float]:
+        """The prices of ``model``, or of the longest name it extends: OpenAI answers with dated
+        names ("gpt-4o-mini-2024-07-18") for the model asked as "gpt-4o-mini"."""
+        if model in self.per_model:
+            return self.per_model[model]
+        extended = [name for name in self.per_model if model.startswith(name) and model[len(name)] in "-:@"]
+        if extended:
+            return self.per_model[max(extended, key=len)]
+        return self.input_per_1m, self.output_per_1m
 
 
 @dataclass(frozen=True, slots=True)

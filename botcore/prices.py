@@ -24,6 +24,8 @@ def parse_model_prices(value: str) -> ModelPrices:
         return _from_file(Path(value).expanduser())
     prices: ModelPrices = {}
     for pair in value.split(","):
+        if not pair.strip():
+            continue  # a trailing comma
         model, sep, costs = pair.strip().rpartition("=")
         given, slash, output = costs.partition("/")
         if not (model.strip() and sep and slash):

@@ -18,17 +18,22 @@ class Split:
     thinking: bool  # still inside the thinking (a stream that has not closed it yet)
 
 
-def split_thinking(content: str, *, final: bool, opens_in_thought: bool = False) -> Split:
+def split_thinking(
+    content: str, *, final: bool, opens_in_thought: bool = False, cut_short: bool = False
+) -> Split:
     """``content`` so far (``final``: all of it) split into thinking and answer. The text a
     stream has sent so far never shows a tag cut in half, nor thinking as answer, once the
     model's habit is known: ``opens_in_thought`` says it leaves out the opening tag, so its
-    content starts as thinking until ``</think>``."""
+    content starts as thinking until ``</think>``; if such content ends ``cut_short`` (out of
+    tokens) before that tag, all of it was thinking."""
     start = len(content) - len(content.lstrip())
     if content.startswith(OPEN, start):
         return _after_open(content[start + len(OPEN) :], final=final)
     close = content.find(CLOSE)
     if close >= 0:  # thinking whose opening tag the model left out
         return Split(content[:close].strip(), content[close + len(CLOSE) :].lstrip(), False)
+    if final and opens_in_thought and cut_short:
+        return Split(content.strip(), "", False)
     if final:
         return Split("", content.strip(), False)
     if opens_in_thought:

@@ -4,7 +4,7 @@ so "drains within 1.3× the time" is simulated seconds, not a timed test): one t
 
 from __future__ import annotations
 
-from benchmarks.concurrency import Server, simulate
+from benchmarks.concurrency import batches_of_4, flat, simulate, varied
 from botcore.clock import ManualClock
 from botcore.concurrency import LlmLimit
 
@@ -12,10 +12,10 @@ from botcore.concurrency import LlmLimit
 async def test_a_server_that_takes_any_load_gets_it_and_the_backlog_drains_nearly_as_fast_as_unlimited() -> (
     None
 ):
-    unlimited = await simulate(Server(ManualClock(), lambda n: 1.0), None, rate=25, seconds=10, until=60)
+    unlimited = await simulate(flat(ManualClock()), None, rate=25, seconds=10, until=60)
     clock = ManualClock()
     limit = LlmLimit(clock=clock, fixed=None)
-    adaptive = await simulate(Server(clock, lambda n: 1.0), limit, rate=25, seconds=10, until=60)
+    adaptive = await simulate(flat(clock), limit, rate=25, seconds=10, until=60)
     assert unlimited.drained_at is not None and adaptive.drained_at is not None
     assert adaptive.drained_at <= 1.3 * unlimited.drained_at, (adaptive.drained_at, unlimited.drained_at)
     assert max(limit for _, limit in adaptive.limits) >= 25  # it grew to the load
@@ -24,7 +24,7 @@ async def test_a_server_that_takes_any_load_gets_it_and_the_backlog_drains_nearl
 
 async def test_a_server_that_slows_past_4_and_refuses_past_8_settles_near_4_with_few_refusals() -> None:
     clock = ManualClock()
-    server = Server(clock, lambda n: max(1.0, n / 4), refuse_past=8)
+    server = batches_of_4(clock)
     limit = LlmLimit(clock=clock, fixed=None)
     run = await simulate(server, limit, rate=25, seconds=60, until=60)
     settled = [value for second, value in run.limits if second >= 15]
@@ -34,8 +34,21 @@ async def test_a_server_that_slows_past_4_and_refuses_past_8_settles_near_4_with
 
 async def test_a_fixed_limit_stays_fixed() -> None:
     clock = ManualClock()
-    server = Server(clock, lambda n: max(1.0, n / 4), refuse_past=8)
+    server = batches_of_4(clock)
     limit = LlmLimit(clock=clock, fixed=3)
     run = await simulate(server, limit, rate=10, seconds=5, until=10)
     assert {value for _, value in run.limits} == {3}
     assert server.refused == 0
+
+
+async def test_answers_of_very_different_lengths_do_not_hold_the_limit_down() -> None:
+    """The wait for the first token is the signal, not the whole answer's time: answers of 20 to
+    800 tokens (0.9 to 16.5 s) on a server that takes any load must not look like strain."""
+    clock = ManualClock()
+    limit = LlmLimit(clock=clock, fixed=None)
+    adaptive = await simulate(varied(clock), limit, rate=10, seconds=30, until=300)
+    clock = ManualClock()
+    fixed = await simulate(varied(clock), LlmLimit(clock=clock, fixed=64), rate=10, seconds=30, until=300)
+    assert adaptive.drained_at is not None and fixed.drained_at is not None
+    assert adaptive.drained_at <= 1.3 * fixed.drained_at, (adaptive.drained_at, fixed.drained_at)
+    assert max(value for _, value in adaptive.limits) >= 32

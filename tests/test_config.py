@@ -181,7 +181,7 @@ def test_bot_py_exits_2_with_one_line(tmp_path: Path, env: dict[str, str], expec
 
 def test_model_prices_inline_or_from_a_toml_file(tmp_path: Path) -> None:
     assert parse_settings(BASE).model_prices == {}
-    inline = parse_settings({**BASE, "MODEL_PRICES": "gpt-4o=2.5/10, gpt-4o-mini = 0.15/0.6,qwen3:4b=0/0"})
+    inline = parse_settings({**BASE, "MODEL_PRICES": "gpt-4o=2.5/10, gpt-4o-mini = 0.15/0.6,qwen3:4b=0/0,"})
     assert inline.model_prices == {"gpt-4o": (2.5, 10.0), "gpt-4o-mini": (0.15, 0.6), "qwen3:4b": (0.0, 0.0)}
     file = tmp_path / "prices.toml"
     file.write_text(
@@ -206,4 +206,7 @@ def test_a_model_with_its_own_price_is_billed_at_it() -> None:
     prices = Prices(0.15, 0.6, 0.006, per_model={"gpt-4o": (2.5, 10.0)})
     assert prices.cost(Usage("chat", "gpt-4o", prompt_tokens=1_000_000, completion_tokens=100_000)) == 3.5
     assert prices.cost(Usage("chat", "other", prompt_tokens=1_000_000, completion_tokens=100_000)) == 0.21
+    dated = Usage("chat", "gpt-4o-2024-08-06", prompt_tokens=1_000_000, completion_tokens=100_000)
+    assert prices.cost(dated) == 3.5  # OpenAI answers with the dated name of the model asked
+    assert prices.cost(Usage("chat", "gpt-4omni", prompt_tokens=1_000_000)) == 0.15  # not an extension
     assert prices.cost(Usage("transcription", "whisper-1", audio_seconds=60)) == 0.006

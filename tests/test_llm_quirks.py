@@ -161,3 +161,23 @@ async def test_a_refused_stream_option_is_dropped_and_a_refusal_naming_nothing_k
     with pytest.raises(PermanentError):
         await model.complete("", [Turn("user", "hi")])
     assert len(llm.requests) == 3  # no retry: we send no top_k to leave out
+
+
+async def test_a_refused_value_is_not_a_refused_parameter_and_two_refusals_are_both_fixed(
+    llm: FakeOpenAI, model: ChatModel
+) -> None:
+    too_large = {
+        "message": "max_tokens is too large: 200000. This model supports at most 16384 completion tokens.",
+        "param": "max_tokens",
+        "code": None,
+    }
+    llm.script.append(Scripted(status=400, body={"error": too_large}))
+    with pytest.raises(PermanentError):
+        await model.complete("", [Turn("user", "hi")])
+    assert len(llm.requests) == 1  # no retry, nothing learned
+    llm.refuses.update(max_tokens=MAX_TOKENS, stream_options=STREAM_OPTIONS)  # Azure with gpt-5
+    assert (await model.stream("", [Turn("user", "hi")])).text == "echo: hi"
+    assert (await model.stream("", [Turn("user", "hi")])).text == "echo: hi"
+    last = llm.requests[-1]
+    assert "max_tokens" not in last and "stream_options" not in last and last["stream"] is True
+    assert len(llm.requests) == 1 + 3 + 1  # both fixed within one call, then straight away

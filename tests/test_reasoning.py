@@ -190,3 +190,15 @@ async def test_a_chat_whose_model_only_thought_is_told_what_to_do(
         assert failed.after.state is JobState.DEAD  # retrying would think the same way
         assert tg.texts_to(10) == [texts.failed(Cause.THOUGHT_ONLY)]
         assert (await s.storage.usage.summary(since=0)).completion_tokens == len(THOUGHT.split())
+
+
+async def test_a_model_that_leaves_out_the_tag_and_runs_out_of_tokens_thinking_gives_no_answer(
+    llm: FakeOpenAI, model: ChatModel
+) -> None:
+    llm.script.append(Scripted(text=ANSWER, reasoning=THOUGHT, reasoning_shape="think-no-open"))
+    await model.stream("", [Turn("user", "hi")])  # now it is known to leave "<think>" out
+    for stream in (True, False):
+        llm.script.append(Scripted(text=THOUGHT, finish_reason="length"))  # thinking, never closed
+        with pytest.raises(PermanentError) as caught:
+            await (model.stream if stream else model.complete)("", [Turn("user", "hi")])
+        assert caught.value.cause is Cause.THOUGHT_ONLY  # never the thinking as the answer
