@@ -4,6 +4,7 @@ OpenAI-compatible server. Translates the SDK's errors into ours; retries belong 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -67,9 +68,6 @@ class ChatModel:
             base_url, Params("max_completion_tokens" if is_openai else "max_tokens"), kv
         )
         self._streams = True  # until the server shows it cannot
-        # Models seen to leave out "<think>" (their template opens it): their content starts as
-        # thinking, so a stream never shows it as the answer, even for a moment.
-        self._opens_in_thought: set[str] = set()
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -87,7 +85,8 @@ class ChatModel:
         if not self._streams:
             return await self.complete(system_prompt, turns)
         body = self._body(system_prompt, turns)
-        got = Streamed(self.model, body, opens_in_thought=self.model in self._opens_in_thought)
+        params = await self._params.get(self.model)
+        got = Streamed(self.model, body, opens_in_thought=params.opens_in_thought)
         try:
             stream = await self._post(body, stream=True)
             async with stream:
@@ -120,13 +119,17 @@ class ChatModel:
         if not got.received:  # the server ignored "stream": it answered with plain JSON
             return await self._without_streaming(system_prompt, turns, "does not stream")
         completion = got.completion()
-        self._learn(completion, got.content)
+        await self._learn_habit(completion, got.content)
         return completion
 
-    def _learn(self, completion: Completion, content: str) -> None:
-        """Remember a model that closes thinking it never opened (see ``split_thinking``)."""
-        if completion.reasoning and OPEN not in content and CLOSE in content:
-            self._opens_in_thought.add(self.model)
+    async def _learn_habit(self, completion: Completion, content: str) -> None:
+        """Remember a model that closes thinking it never opened (see ``split_thinking``), with
+        what its server accepts, so even the first stream after a restart never shows it."""
+        params = await self._params.get(self.model)
+        if completion.reasoning and OPEN not in content and CLOSE in content and not params.opens_in_thought:
+            await self._params.learn(
+                self.model, lambda current: replace(current, opens_in_thought=True), "it leaves out <think>"
+            )
 
     async def _without_streaming(self, system_prompt: str, turns: Sequence[Turn], why: str) -> Completion:
         """Ask again without streaming; if that works, stop trying to stream (this server can't)."""
@@ -154,7 +157,7 @@ class ChatModel:
         split = split_thinking(
             content,
             final=True,
-            opens_in_thought=self.model in self._opens_in_thought,
+            opens_in_thought=(await self._params.get(self.model)).opens_in_thought,
             cut_short=getattr(choice, "finish_reason", None) == "length",
         )
         text = split.answer
@@ -195,7 +198,8 @@ class ChatModel:
                 params = better
                 continue
             if params != first:  # learned only once it worked
-                await self._params.learn(self.model, params, why=_changed(first, params))
+                why = "it refuses " + _changed(first, params)
+                await self._params.learn(self.model, lambda now, worked=params: now.sending_as(worked), why)
             return sent
 
     async def _send(self, body: dict[str, Any], *, stream: bool) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -25,6 +26,9 @@ class Params:
     limit: str  # the name the answer's length limit goes out as
     stream_options: bool = True  # ask a stream for its usage chunk
     temperature: bool = True  # send a temperature, when one is set
+    # Not a parameter, but learned the same way and kept with them: the model leaves out
+    # "<think>" (its template opened it), so its content starts as thinking.
+    opens_in_thought: bool = False
 
     def body(self, base: dict[str, Any], max_tokens: int, *, stream: bool) -> dict[str, Any]:
         body = {**base, self.limit: max_tokens}
@@ -35,6 +39,12 @@ class Params:
             if self.stream_options:
                 body["stream_options"] = {"include_usage": True}
         return body
+
+    def sending_as(self, other: Params) -> Params:
+        """These, with ``other``'s request parameters (what else is known of the model stays)."""
+        return replace(
+            self, limit=other.limit, stream_options=other.stream_options, temperature=other.temperature
+        )
 
     def after_refusal(self, exc: openai.BadRequestError) -> Params | None:
         """The parameters to try instead, if ``exc`` refuses one we can change; else None."""
@@ -87,11 +97,12 @@ class ServerParams:
             self._known[model] = _loads(stored) or self._default
         return self._known[model]
 
-    async def learn(self, model: str, params: Params, why: str) -> None:
+    async def learn(self, model: str, change: Callable[[Params], Params], why: str) -> None:
+        """Apply ``change`` to what is known of ``model`` now (another call may have learned
+        something meanwhile), and keep the result."""
+        params = change(await self.get(model))
         self._known[model] = params
-        logger.bind(component="llm").warning(
-            "the LLM server refused {} for {}; adjusted and remembered", why, model
-        )
+        logger.bind(component="llm").warning("learned of {} at this server: {}; remembered", model, why)
         if self._kv is not None:
             await self._kv.put(llm_params_key(self._base_url, model), json.dumps(asdict(params)))
 

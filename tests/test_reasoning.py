@@ -17,6 +17,7 @@ from botcore.llm import ChatModel
 from botcore.messenger import Messenger
 from botcore.models import JobState, Turn
 from botcore.reasoning import Split, split_thinking
+from botcore.sqlite_storage import SqliteStorage
 from botcore.streaming import StreamingReply
 from botcore.telegram_api import make_bot
 
@@ -202,3 +203,26 @@ async def test_a_model_that_leaves_out_the_tag_and_runs_out_of_tokens_thinking_g
         with pytest.raises(PermanentError) as caught:
             await (model.stream if stream else model.complete)("", [Turn("user", "hi")])
         assert caught.value.cause is Cause.THOUGHT_ONLY  # never the thinking as the answer
+
+
+async def test_a_model_known_to_leave_out_the_tag_is_known_after_a_restart(
+    tmp_path: Path, llm: FakeOpenAI
+) -> None:
+    storage = await SqliteStorage.open(tmp_path / "bot.db")
+    seen: list[tuple[str, bool]] = []
+
+    async def on_text(text: str, thinking: bool) -> None:
+        seen.append((text, thinking))
+
+    for _restart in range(2):
+        seen.clear()
+        model = ChatModel(
+            api_key="", base_url=llm.base_url, model="qwen3", timeout_s=5, max_reply_tokens=100, kv=storage.kv
+        )
+        llm.script.append(
+            Scripted(text=ANSWER, reasoning=THOUGHT, reasoning_shape="think-no-open", piece_chars=3)
+        )
+        assert (await model.stream("", [Turn("user", "hi")], on_text)).text == ANSWER
+        await model.aclose()
+    assert not any("greets" in text for text, _ in seen)  # the first stream after the restart too
+    await storage.close()
