@@ -11,7 +11,7 @@ import argparse
 import asyncio
 import itertools
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from botcore.clock import ManualClock
@@ -118,81 +118,85 @@ def varied(clock: ManualClock, seed: int = 7) -> Server:
     return Server(clock, lambda n: 0.5, lambda n: 0.02, tokens=lambda: rng.randint(20, 800))
 
 
-ROWS = (("unlimited (baseline)", -1), ("fixed 8 (the old default)", 8), ("auto (ours)", None))
+UNLIMITED = -1
+ROWS = (("unlimited (baseline)", UNLIMITED), ("fixed 8 (the old default)", 8), ("auto (ours)", None))
 
 
-async def measure(seconds: float) -> list[str]:
+async def each_row(
+    rows: tuple[tuple[str, int | None], ...], server: Callable[[ManualClock], Server], **load: float
+) -> AsyncIterator[tuple[str, Server, LlmLimit | None, Run]]:
+    """Every row's run against a fresh ``server`` under the same ``load`` (see ``simulate``)."""
+    for name, fixed in rows:
+        clock = ManualClock()
+        limit = None if fixed == UNLIMITED else LlmLimit(clock=clock, fixed=fixed)
+        built = server(clock)
+        yield name, built, limit, await simulate(built, limit, **load)
+
+
+async def fast_server() -> list[str]:
     lines = [
         "Server answering in 1 s at any parallelism; 25 msg/s for 10 s (250 messages), simulated seconds",
         "",
         "| limit | drained at | ÷ unlimited | 429s | limit at 1, 2, 3, 4, 5, 10 s |",
         "|---|---|---|---|---|",
     ]
-    results = {}
-    for name, fixed in (
-        ("unlimited (baseline)", -1),
-        ("fixed 8 (the old default)", 8),
-        ("auto (ours)", None),
-    ):
-        clock = ManualClock()
-        server = flat(clock)
-        limit = None if fixed == -1 else LlmLimit(clock=clock, fixed=fixed)
-        run = await simulate(server, limit, rate=25, seconds=10, until=300)
-        results[name] = run.drained_at or float("inf")
+    drained: dict[str, float] = {}
+    async for name, server, limit, run in each_row(ROWS, flat, rate=25, seconds=10, until=300):
+        drained[name] = run.drained_at or float("inf")
         at = dict(run.limits)
         shown = ", ".join(str(at.get(float(s), "—")) for s in (1, 2, 3, 4, 5, 10)) if limit else "—"
-        ratio = results[name] / results["unlimited (baseline)"]
-        lines.append(f"| {name} | {results[name]:.1f} s | {ratio:.2f}× | {server.refused} | {shown} |")
-    auto = results["auto (ours)"] / results["unlimited (baseline)"]
-    lines += [
-        "",
-        f"Target: auto drains within 1.3× of unlimited: {auto:.2f}× ({'met' if auto <= 1.3 else 'MISSED'}).",
-        "",
-    ]
-    lines += [
+        ratio = drained[name] / drained[ROWS[0][0]]
+        lines.append(f"| {name} | {drained[name]:.1f} s | {ratio:.2f}× | {server.refused} | {shown} |")
+    auto = drained["auto (ours)"] / drained[ROWS[0][0]]
+    verdict = "met" if auto <= 1.3 else "MISSED"
+    return [*lines, "", f"Target: auto drains within 1.3× of unlimited: {auto:.2f}× ({verdict})."]
+
+
+async def server_of_4(seconds: float) -> list[str]:
+    lines = [
         f"Server working on 4 at a time, refusing past 8; 25 msg/s for {seconds:g} s"
         " (it can answer about 4 a second)",
         "",
         "| limit | answered | 429s | 429s per call | limit each 5 s |",
         "|---|---|---|---|---|",
     ]
-    settled = []
-    for name, fixed in (
-        ("unlimited (baseline)", -1),
-        ("fixed 8 (the old default)", 8),
-        ("auto (ours)", None),
+    settled = [0]
+    async for name, server, limit, run in each_row(
+        ROWS, batches_of_4, rate=25, seconds=seconds, until=seconds
     ):
-        clock = ManualClock()
-        server = batches_of_4(clock)
-        limit = None if fixed == -1 else LlmLimit(clock=clock, fixed=fixed)
-        run = await simulate(server, limit, rate=25, seconds=seconds, until=seconds)
-        answered = server.calls - server.refused
         over_time = ", ".join(str(v) for s, v in run.limits if s % 5 == 0) if limit else "—"
         share = server.refused / max(1, server.calls)
-        lines.append(f"| {name} | {answered} | {server.refused} | {share:.1%} | {over_time} |")
-        if fixed is None:
+        lines.append(
+            f"| {name} | {server.calls - server.refused} | {server.refused} | {share:.1%} | {over_time} |"
+        )
+        if limit is not None and limit.adaptive:
             settled = [v for s, v in run.limits if s >= 15]
-    lines += [
+    return [
+        *lines,
         "",
         f"Auto settles at {min(settled)}–{max(settled)} calls at once after 15 s (target: near 4).",
-        "",
     ]
-    lines += [
+
+
+async def varied_lengths() -> list[str]:
+    lines = [
         "Server taking any load, answers of 20 to 800 tokens (0.9 to 16.5 s); 10 msg/s for 30 s",
         "",
         "| limit | drained at | ÷ unlimited | highest limit |",
         "|---|---|---|---|",
     ]
-    drained = {}
-    for name, fixed in (*ROWS, ("fixed 64 (LLM_MAX_CONCURRENCY)", 64)):
-        clock = ManualClock()
-        limit = None if fixed == -1 else LlmLimit(clock=clock, fixed=fixed)
-        run = await simulate(varied(clock), limit, rate=10, seconds=30, until=600)
+    drained: dict[str, float] = {}
+    rows = (*ROWS, ("fixed 64 (LLM_MAX_CONCURRENCY)", 64))
+    async for name, _, limit, run in each_row(rows, varied, rate=10, seconds=30, until=600):
         drained[name] = run.drained_at or float("inf")
         highest = max((v for _, v in run.limits), default=0) if limit else "—"
-        ratio = drained[name] / drained["unlimited (baseline)"]
+        ratio = drained[name] / drained[ROWS[0][0]]
         lines.append(f"| {name} | {drained[name]:.1f} s | {ratio:.2f}× | {highest} |")
     return lines
+
+
+async def measure(seconds: float) -> list[str]:
+    return [*await fast_server(), "", *await server_of_4(seconds), "", *await varied_lengths()]
 
 
 def main(argv: list[str] | None = None) -> None:
