@@ -74,7 +74,6 @@ class LlmLimit:
         self._cost: float | None = None  # time per token lately (smoothed)
         self._round_s = 1.0  # how long a call takes lately (smoothed): one round of answers
         self._next_round = 0.0  # no other change before this (monotonic)
-        self.refusals = 0  # calls the server refused for load, for /status and tests
         self._log = logger.bind(component="llm-limit")
 
     @property
@@ -137,7 +136,6 @@ class LlmLimit:
 
     def _refused(self, cause: Cause) -> None:
         now = self._clock.monotonic()
-        self.refusals += 1
         if self.adaptive and now >= self._next_round:
             self._next_round = now + self._round_s  # the calls already in flight count once
             self._resize(self._limit / 2, f"the server refused for load ({cause})")
