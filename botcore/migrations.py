@@ -95,4 +95,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 6: a call whose tokens the server did not report (a stream without a usage chunk) is
     # recorded with an estimate, and marked so.
     ("ALTER TABLE usage ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0",),
+    # 7: each chat's own model, persona, streaming and memory (/model, /persona, /settings).
+    (
+        """
+        CREATE TABLE chat_prefs (
+            chat_id    INTEGER PRIMARY KEY,
+            model      TEXT,     -- NULL: the bot's default (OPENAI_MODEL)
+            persona    TEXT,     -- NULL: the assistant persona
+            stream     INTEGER,  -- NULL: STREAM
+            memory     INTEGER,  -- NULL: on
+            updated_at REAL NOT NULL
+        )
+        """,
+    ),
 )

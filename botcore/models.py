@@ -78,6 +78,18 @@ class Turn:
 
 
 @dataclass(frozen=True, slots=True)
+class ChatPrefs:
+    """What one chat chose for itself; None everywhere is the bot's defaults (OPENAI_MODEL, the
+    assistant persona, STREAM, memory on). Kept as chosen: whether a choice is still allowed
+    is judged when it is used (the owner may have changed ALLOWED_MODELS or PERSONAS_FILE)."""
+
+    model: str | None = None
+    persona: str | None = None
+    stream: bool | None = None
+    memory: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     """What one LLM or transcription call cost."""
 

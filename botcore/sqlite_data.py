@@ -1,10 +1,10 @@
-"""All SQL of conversation memory (``messages``), usage records (``usage``) and small named
-values (``kv``) in SQLite. Rows become ``Turn`` and ``UsageSummary`` objects here. Storing is
-idempotent per job or billing key, so a retried job is harmless."""
+"""All SQL of conversation memory (``messages``), usage records (``usage``), small named
+values (``kv``) and each chat's choices (``chat_prefs``) in SQLite. Rows become our records
+here. Storing is idempotent per job or billing key, so a retried job is harmless."""
 
 from __future__ import annotations
 
-from botcore.models import Turn, Usage, UsageSummary
+from botcore.models import ChatPrefs, Turn, Usage, UsageSummary
 from botcore.sqlite_db import Database
 
 _SUMS = (
@@ -170,3 +170,35 @@ class SqliteUsage:
     async def purge(self, *, before: float, batch: int = 1000) -> int:
         """Delete usage rows older than ``before``, in small batches."""
         return await self._db.delete_in_batches("usage", "created_at < ?", (before,), batch=batch)
+
+
+class SqliteChatPrefs:
+    """The ``chat_prefs`` table: one row per chat that chose something."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get(self, chat_id: int) -> ChatPrefs:
+        row = await self._db.fetchone(
+            "SELECT model, persona, stream, memory FROM chat_prefs WHERE chat_id = ?", (chat_id,)
+        )
+        if row is None:
+            return ChatPrefs()
+        model, persona, stream, memory = row
+        return ChatPrefs(model, persona, _flag(stream), _flag(memory))
+
+    async def put(self, chat_id: int, prefs: ChatPrefs, *, now: float) -> None:
+        if prefs == ChatPrefs():
+            await self._db.fetchall("DELETE FROM chat_prefs WHERE chat_id = ?", (chat_id,))
+            return
+        await self._db.fetchall(
+            "INSERT INTO chat_prefs (chat_id, model, persona, stream, memory, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (chat_id) DO UPDATE SET model = excluded.model,"
+            " persona = excluded.persona, stream = excluded.stream, memory = excluded.memory,"
+            " updated_at = excluded.updated_at",
+            (chat_id, prefs.model, prefs.persona, prefs.stream, prefs.memory, now),
+        )
+
+
+def _flag(value: object) -> bool | None:
+    return None if value is None else bool(value)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from botcore.sqlite_data import SqliteConversations, SqliteKeyValue, SqliteUsage
+from botcore.sqlite_data import SqliteChatPrefs, SqliteConversations, SqliteKeyValue, SqliteUsage
 from botcore.sqlite_db import Database
 from botcore.sqlite_jobs import SqliteJobStore
-from botcore.storage import ConversationStore, JobStore, KeyValueStore, UsageStore
+from botcore.storage import ChatPrefsStore, ConversationStore, JobStore, KeyValueStore, UsageStore
 
 
 class SqliteStorage:
@@ -19,6 +19,7 @@ class SqliteStorage:
         self.conversations: ConversationStore = SqliteConversations(db)
         self.usage: UsageStore = SqliteUsage(db)
         self.kv: KeyValueStore = SqliteKeyValue(db)
+        self.prefs: ChatPrefsStore = SqliteChatPrefs(db)
 
     @classmethod
     async def open(cls, path: Path, *, synchronous: str = "NORMAL") -> SqliteStorage:

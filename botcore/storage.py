@@ -1,6 +1,7 @@
 """The storage seam: one ``typing.Protocol`` per store (jobs, conversation memory, usage, small
-named values), the ``Storage`` bundle the app builds from settings, and every key-value key's
-name. Services and the queue depend on these, never on a database library. No I/O here.
+named values, each chat's choices), the ``Storage`` bundle the app builds from settings, and
+every key-value key's name. Services and the queue depend on these, never on a database
+library. No I/O here.
 
 A backend raises ``errors.StorageUnavailable`` when the database refuses work for now (locked,
 full, an I/O error), and its own exception when one piece of data is refused."""
@@ -10,7 +11,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from botcore.models import Enqueued, Job, NewJob, PurgeResult, QueueStats, Turn, Usage, UsageSummary
+from botcore.models import (
+    ChatPrefs,
+    Enqueued,
+    Job,
+    NewJob,
+    PurgeResult,
+    QueueStats,
+    Turn,
+    Usage,
+    UsageSummary,
+)
 
 # -- every key-value key, named here -----------------------------------------------------------
 OFFSET_KEY = "intake.offset"  # where polling resumes after a restart
@@ -149,6 +160,18 @@ class KeyValueStore(Protocol):
     async def delete_before(self, prefix: str, before: str) -> int: ...
 
 
+class ChatPrefsStore(Protocol):
+    """Each chat's own choices (/model, /persona, /settings); a chat that chose nothing has none."""
+
+    async def get(self, chat_id: int) -> ChatPrefs:
+        """This chat's choices; all defaults (``ChatPrefs()``) when it made none."""
+        ...
+
+    async def put(self, chat_id: int, prefs: ChatPrefs, *, now: float) -> None:
+        """Replace this chat's choices; all defaults forgets the chat."""
+        ...
+
+
 class Storage(Protocol):
     """One backend's stores, opened together, closed together."""
 
@@ -156,6 +179,7 @@ class Storage(Protocol):
     conversations: ConversationStore
     usage: UsageStore
     kv: KeyValueStore
+    prefs: ChatPrefsStore
 
     @property
     def description(self) -> str:
