@@ -10,6 +10,7 @@ from botcore.admin import AdminCommands
 from botcore.alerts import Alerts
 from botcore.build import Base
 from botcore.cancels import Cancels
+from botcore.catalog import ModelCatalog
 from botcore.chat import ChatService
 from botcore.cleanup import Cleanup
 from botcore.clock import Clock
@@ -20,6 +21,7 @@ from botcore.llm import ChatModel
 from botcore.metrics import Metrics
 from botcore.models import Prices
 from botcore.notices import NOTICE_KIND, Notices
+from botcore.prefs import ChatSettings
 from botcore.routing import COMMAND_KIND, UPDATE_KIND, UpdateJobs
 from botcore.spending import Spending
 from botcore.storage import Storage
@@ -60,6 +62,7 @@ class Shared:
     spending: Spending
     notices: Notices
     cancels: Cancels
+    settings: ChatSettings  # each chat's model, persona, streaming and memory
 
 
 def build_chat(base: Base, shared: Shared, model: ChatModel) -> ChatService:
@@ -74,11 +77,9 @@ def build_chat(base: Base, shared: Shared, model: ChatModel) -> ChatService:
         cancels=shared.cancels,
         spending=shared.spending,
         clock=base.clock,
-        system_prompt=settings.system_prompt,
-        history_messages=settings.history_messages,
+        settings=shared.settings,
         history_ttl_days=settings.history_ttl_days,
         bot_username=base.bot.username,
-        stream=settings.stream,
         stream_interval_s=settings.stream_edit_interval_s,
         show_reasoning=settings.show_reasoning,
         llm_limit=shared.llm_limit,
@@ -120,10 +121,12 @@ def build_update_jobs(base: Base, shared: Shared, chat: ChatService, cleanup: Cl
         cancels=shared.cancels,
         queue=base.queue,
         admin=admin,
+        settings=shared.settings,
     )
     return UpdateJobs(
         chat=chat,
         commands=commands,
+        settings=shared.settings,
         notices=shared.notices,
         queue=base.queue,
         bot_username=base.bot.username,
@@ -139,16 +142,36 @@ class Services:
     updates: UpdateJobs
 
 
+def build_settings(base: Base, model: ChatModel, notices: Notices) -> ChatSettings:
+    settings = base.settings
+    return ChatSettings(
+        store=base.storage.prefs,
+        conversations=base.storage.conversations,
+        catalog=ModelCatalog(model, base.clock, allowed=settings.allowed_models),
+        messenger=base.messenger,
+        notices=notices,
+        queue=base.queue,
+        clock=base.clock,
+        personas=settings.personas,
+        stream=settings.stream,
+        history_messages=settings.history_messages,
+        history_ttl_days=settings.history_ttl_days,
+        admin_ids=settings.admin_user_ids,
+    )
+
+
 def build_services(base: Base, model: ChatModel, stt: SpeechToText | None, cleanup: Cleanup) -> Services:
     alerts = Alerts(base.messenger, base.settings.admin_user_ids, clock=base.clock)
+    notices = Notices(queue=base.queue, messenger=base.messenger, alerts=alerts)
     shared = Shared(
         alerts=alerts,
         llm_limit=LlmLimit(
             clock=base.clock, fixed=base.settings.llm_concurrency, maximum=base.settings.llm_max_concurrency
         ),
         spending=build_spending(base.settings, base.storage, alerts, base.metrics, base.clock),
-        notices=Notices(queue=base.queue, messenger=base.messenger, alerts=alerts),
+        notices=notices,
         cancels=Cancels(),
+        settings=build_settings(base, model, notices),
     )
     chat = build_chat(base, shared, model)
     return Services(

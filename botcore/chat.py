@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from loguru import logger
@@ -31,9 +31,11 @@ from botcore.formatting import render, with_reasoning
 from botcore.incoming import Incoming, ReplyTarget
 from botcore.jobqueue import JobQueue
 from botcore.llm import ChatModel
+from botcore.menus import View
 from botcore.messenger import Messenger
 from botcore.models import Job, Turn, Usage
 from botcore.notices import Notices
+from botcore.prefs import ChatSettings
 from botcore.spending import Spending, billing_key, failed_call_key
 from botcore.storage import ConversationStore
 from botcore.streaming import StreamingReply
@@ -52,11 +54,9 @@ class ChatService:
         cancels: Cancels,
         spending: Spending,
         clock: Clock,
-        system_prompt: str,
-        history_messages: int,
+        settings: ChatSettings,  # each chat's model, persona, streaming and memory
         history_ttl_days: float,
         bot_username: str | None = None,
-        stream: bool = False,
         stream_interval_s: float = 1.0,
         show_reasoning: bool = False,
         llm_limit: LlmLimit,
@@ -70,11 +70,9 @@ class ChatService:
         self._cancels = cancels
         self._spending = spending
         self._clock = clock
-        self._system_prompt = system_prompt
-        self._history_messages = history_messages
+        self._settings = settings
         self._history_ttl_s = history_ttl_days * DAY_S
         self._bot_username = bot_username
-        self._stream = stream
         self._stream_interval_s = stream_interval_s
         self._show_reasoning = show_reasoning
         # LLM_CONCURRENCY bounds every LLM call, voice answers included (they run as voice jobs).
@@ -102,12 +100,13 @@ class ChatService:
             return  # stopped with /cancel
         where, user_id = incoming.target, incoming.sender_id
         text = self.speaker_text(incoming) if text is None else text
+        view = await self._settings.view(where.chat_id)
         if "answer" not in checkpoint:
             refusal = await self._spending.refusal(user_id)
             if refusal is not None:
                 await self._notices.once(job, checkpoint, where, refusal)
                 return
-            generated = await self._generate(job, incoming, text, checkpoint)
+            generated = await self._generate(job, incoming, text, checkpoint, view)
             if generated is None:
                 return
             completion, live = generated
@@ -126,6 +125,8 @@ class ChatService:
             user_id=user_id,
         )
         await self._deliver(job, where, checkpoint, live)
+        if not view.memory:
+            return  # each message stands alone in this chat
         await self._conversations.add_exchange(
             where.chat_id,
             job_id=job.id,
@@ -136,37 +137,36 @@ class ChatService:
         )
 
     async def _generate(
-        self, job: Job, incoming: Incoming, text: str, checkpoint: dict[str, Any]
+        self, job: Job, incoming: Incoming, text: str, checkpoint: dict[str, Any], view: View
     ) -> tuple[Completion, StreamingReply | None] | None:
         """The model's answer (with the streamed reply showing it, if streaming is on); None if
         the user was told instead why there is none."""
         where, user_id = incoming.target, incoming.sender_id
         history = await self._conversations.history(
             where.chat_id,
-            limit=self._history_messages,
+            limit=view.history_messages if view.memory else 0,
             since=self._clock.now() - self._history_ttl_s,
             leave_out_job=checkpoint.get("redo_job"),
         )
-        live = self._live_reply(job, incoming, checkpoint) if self._stream else None
+        live = self._live_reply(job, incoming, checkpoint) if view.stream else None
+        ask = _Ask(self._model, view.model, view.persona.prompt, history, text)
         try:
             async with (
                 self._cancels.scope(where.chat_id, job.id),  # /cancel also stops one waiting for a slot
-                self._llm_limit.slot() as call,
+                self._llm_limit.slot(view.model) as call,
                 self._breaker.call(caller=where.chat_id),
                 self._messenger.typing(where.chat_id, in_group=incoming.in_group),
             ):
                 try:
-                    completion = await self._complete(history, text, live, call.first_token)
+                    completion = await self._complete(ask, live, call.first_token)
                     call.tokens = completion.usage.completion_tokens  # the limit judges time per token
                     return completion, live
                 except JobError as exc:  # a failure the provider may have billed
-                    partial = self._partial_usage(history, text, live)
+                    partial = ask.partial_usage(live)
                     await self._record_failed_call(job, where, user_id, exc.usage or partial)
                     raise
                 except asyncio.CancelledError:  # /cancel or shutdown: what was written was billed
-                    await self._record_failed_call(
-                        job, where, user_id, self._partial_usage(history, text, live)
-                    )
+                    await self._record_failed_call(job, where, user_id, ask.partial_usage(live))
                     raise
         except LeaseLostError:
             raise  # a newer attempt owns the job and its messages now: leave them alone
@@ -227,12 +227,6 @@ class ChatService:
                 usage, key=failed_call_key(), job_id=job.id, chat_id=where.chat_id, user_id=user_id
             )
 
-    def _partial_usage(self, history: list[Turn], text: str, live: StreamingReply | None) -> Usage | None:
-        """An estimate of what a streamed call that stopped had cost, from the text it showed."""
-        if live is None or not live.text:
-            return None
-        return self._model.estimate(self._system_prompt, [*history, Turn("user", text)], live.text)
-
     async def _deliver(
         self, job: Job, where: ReplyTarget, checkpoint: dict[str, Any], live: StreamingReply | None
     ) -> None:
@@ -267,27 +261,19 @@ class ChatService:
             await self._messenger.delete(where.chat_id, extra)
 
     async def _complete(
-        self, history: list[Turn], text: str, live: StreamingReply | None, first_token: Callable[[], None]
+        self, ask: _Ask, live: StreamingReply | None, first_token: Callable[[], None]
     ) -> Completion:
         """One completion; if the conversation no longer fits the model, once more with only the
         newer half of the history (the oldest messages dropped)."""
-
-        async def ask(turns: list[Turn]) -> Completion:
-            if live is None:
-                return await self._model.complete(self._system_prompt, turns)
-            return await self._model.stream(
-                self._system_prompt, turns, live.update, on_first_token=first_token
-            )
-
         try:
-            return await ask([*history, Turn("user", text)])
+            return await ask.complete(live, first_token)
         except ContextTooLongError:
-            if not history:
+            if not ask.history:
                 raise
-            newer = history[len(history) // 2 :]
+            newer = ask.history[len(ask.history) // 2 :]
             if newer and newer[0].role == "assistant":
                 newer = newer[1:]  # start with a question, as a conversation does
-            return await ask([*newer, Turn("user", text)])
+            return await replace(ask, history=newer).complete(live, first_token)
 
     async def _tell_wait(
         self, job: Job, where: ReplyTarget, checkpoint: dict[str, Any], exc: JobError
@@ -296,3 +282,31 @@ class ChatService:
             await self._notices.reply(where, text)
 
         await self._notices.wait_once(job, checkpoint, exc, self._breaker, texts.OUTAGE, show)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ask:
+    """One question to the model: which model, the persona's prompt, the history, the text."""
+
+    model: ChatModel
+    name: str
+    prompt: str
+    history: list[Turn]
+    text: str
+
+    @property
+    def turns(self) -> list[Turn]:
+        return [*self.history, Turn("user", self.text)]
+
+    async def complete(self, live: StreamingReply | None, first_token: Callable[[], None]) -> Completion:
+        if live is None:
+            return await self.model.complete(self.prompt, self.turns, model=self.name)
+        return await self.model.stream(
+            self.prompt, self.turns, live.update, on_first_token=first_token, model=self.name
+        )
+
+    def partial_usage(self, live: StreamingReply | None) -> Usage | None:
+        """An estimate of what a streamed call that stopped had cost, from the text it showed."""
+        if live is None or not live.text:
+            return None
+        return self.model.estimate(self.prompt, self.turns, live.text, model=self.name)

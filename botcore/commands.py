@@ -14,6 +14,7 @@ from botcore.chat import ChatService
 from botcore.incoming import Incoming
 from botcore.jobqueue import JobQueue
 from botcore.models import Job
+from botcore.prefs import ChatSettings
 from botcore.spending import Spending
 from botcore.storage import ConversationStore
 
@@ -42,6 +43,7 @@ class Commands:
         cancels: Cancels,
         queue: JobQueue,
         admin: AdminCommands,
+        settings: ChatSettings,
     ) -> None:
         self._chat = chat
         self._conversations = conversations
@@ -49,6 +51,7 @@ class Commands:
         self._cancels = cancels
         self._queue = queue
         self._admin = admin
+        self._settings = settings
 
     async def start(self, _: Request) -> str:
         return texts.START
@@ -82,6 +85,19 @@ class Commands:
             await self._queue.save_checkpoint(request.job, checkpoint)
         await self._chat.answer(request.job, request.incoming, checkpoint, text=checkpoint["redo"])
         return None
+
+    async def settings(self, request: Request) -> None:
+        await self._settings.settings_command(request.job, request.incoming, request.checkpoint)
+
+    async def model(self, request: Request) -> str | None:
+        return await self._settings.model_command(
+            request.job, request.incoming, request.checkpoint, request.argument.strip()
+        )
+
+    async def persona(self, request: Request) -> str | None:
+        return await self._settings.persona_command(
+            request.job, request.incoming, request.checkpoint, request.argument.strip()
+        )
 
     async def status(self, _: Request) -> str:
         return await self._admin.status()

@@ -45,6 +45,7 @@ class Call:
 
     clock: Clock
     started: float
+    model: str = ""  # each model is judged against its own best: a bigger one is slower, not queued
     tokens: int = 0
     first_token_after: float | None = None  # seconds from the start
 
@@ -70,8 +71,8 @@ class LlmLimit:
         self._in_use = 0
         self._waiting = 0  # calls waiting for a slot: the limit is what holds them
         self._freed = asyncio.Condition()
-        self._best: float | None = None  # the lowest time per token seen: the server unloaded
-        self._cost: float | None = None  # time per token lately (smoothed)
+        self._best: dict[str, float] = {}  # per model, the lowest cost seen: the server unloaded
+        self._cost: dict[str, float] = {}  # per model, the cost lately (smoothed)
         self._round_s = 1.0  # how long a call takes lately (smoothed): one round of answers
         self._next_round = 0.0  # no other change before this (monotonic)
         self._log = logger.bind(component="llm-limit")
@@ -89,7 +90,7 @@ class LlmLimit:
         return self._in_use
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[Call]:
+    async def slot(self, model: str = "") -> AsyncIterator[Call]:
         async with self._freed:
             self._waiting += 1
             try:
@@ -97,7 +98,7 @@ class LlmLimit:
             finally:
                 self._waiting -= 1
             self._in_use += 1
-            call = Call(self._clock, self._clock.monotonic())
+            call = Call(self._clock, self._clock.monotonic(), model)
         try:
             yield call
         except BaseException as exc:
@@ -117,10 +118,10 @@ class LlmLimit:
         now = self._clock.monotonic()
         elapsed = now - call.started
         self._round_s = 0.8 * self._round_s + 0.2 * elapsed
-        cost = call.cost(elapsed)
-        self._best = cost if self._best is None else min(self._best, cost)
-        self._cost = cost if self._cost is None else 0.7 * self._cost + 0.3 * cost
-        waiting = self._limit * (1 - self._best / self._cost) if self._cost > 0 else 0.0
+        cost, model = call.cost(elapsed), call.model
+        best = self._best[model] = min(self._best.get(model, cost), cost)
+        lately = self._cost[model] = 0.7 * self._cost.get(model, cost) + 0.3 * cost
+        waiting = self._limit * (1 - best / lately) if lately > 0 else 0.0
         wanted = self._waiting > 0  # more calls than slots: room would be used
         if self._slow_start and waiting < _GROW_BELOW:
             if wanted:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 
 from botcore.errors import ConfigError, StartupError
+from botcore.personas import Persona, load_personas
 from botcore.prices import ModelPrices, parse_model_prices
 
 T = TypeVar("T")
@@ -37,9 +38,11 @@ class Settings:
     openai_api_key: str = field(repr=False)
     openai_base_url: str
     openai_model: str
+    allowed_models: tuple[str, ...]  # what /model offers, openai_model first if added; empty: any
     openai_timeout_s: float
     max_reply_tokens: int
     system_prompt: str  # may be empty: then no system message is sent at all
+    personas: dict[str, Persona]  # the built-ins and PERSONAS_FILE's, in menu order
     history_messages: int
     history_ttl_days: float
     stream: bool
@@ -151,16 +154,20 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         raise ConfigError(
             "SPEECH_API_URL", "to be set for TRANSCRIPTION_MODE=speech-api (e.g. http://localhost:3000)"
         )
+    model = reader.get("OPENAI_MODEL", "gpt-4o-mini")
+    system_prompt = reader.text("SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT)
     return Settings(
         telegram_bot_token=token,
         telegram_api_url=reader.url("TELEGRAM_API_URL", "https://api.telegram.org"),
         telegram_local_mode=reader.flag("TELEGRAM_LOCAL_MODE", False),
         openai_api_key=openai_api_key,
         openai_base_url=openai_base_url,
-        openai_model=reader.get("OPENAI_MODEL", "gpt-4o-mini"),
+        openai_model=model,
+        allowed_models=reader.models("ALLOWED_MODELS", model),
         openai_timeout_s=reader.number("OPENAI_TIMEOUT", 30.0, float, minimum=1),
         max_reply_tokens=reader.number("MAX_REPLY_TOKENS", 1000, int, minimum=16),
-        system_prompt=reader.text("SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT),
+        system_prompt=system_prompt,
+        personas=load_personas(reader.get("PERSONAS_FILE", ""), system_prompt),
         history_messages=reader.number("HISTORY_MESSAGES", 10, int, minimum=0),
         history_ttl_days=reader.number("HISTORY_TTL_DAYS", 7.0, float, minimum=0),
         stream=reader.flag("STREAM", True),
@@ -270,6 +277,13 @@ class _Reader:
     def ids_or_all(self, name: str) -> frozenset[int] | None:
         """``*`` for everyone (None), else ids as for ``ids``; unset is nobody (empty)."""
         return None if self._env.get(name, "").strip() == "*" else self.ids(name)
+
+    def models(self, name: str, default: str) -> tuple[str, ...]:
+        """Model names separated by commas, each once; ``default`` leads unless listed. Unset: ()."""
+        items = tuple(dict.fromkeys(i.strip() for i in self._env.get(name, "").split(",") if i.strip()))
+        if bad := [item for item in items if len(item) > 200 or re.search(r"\s", item)]:
+            raise ConfigError(name, "model names (≤ 200 characters, no spaces) separated by commas", bad[0])
+        return items if not items or default in items else (default, *items)
 
     def flag(self, name: str, default: bool) -> bool:
         value = self.get(name, "true" if default else "false").lower()

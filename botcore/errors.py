@@ -45,6 +45,7 @@ class Cause(StrEnum):
     TELEGRAM = "telegram"  # Telegram itself failed (down, flood control): not the AI service
     STOPPED = "stopped"  # the user sent /cancel
     THOUGHT_ONLY = "thought-only"  # a reasoning model spent its token budget thinking: no answer
+    NO_SUCH_MODEL = "no-such-model"  # the server does not know the model this chat uses
     OTHER = "other"
 
 

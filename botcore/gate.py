@@ -132,8 +132,11 @@ class Gate:
         return verdict
 
     def addressed(self, incoming: Incoming) -> bool:
-        """In a group: a command (not another bot's), a reply to one of our messages, or a mention
-        of us. A forwarded message that starts with "/" is somebody's text, not a command to us."""
+        """In a group: a command (not another bot's), a reply to one of our messages, a mention
+        of us, or a press on a button of ours. A forwarded message that starts with "/" is
+        somebody's text, not a command to us."""
+        if incoming.button is not None:
+            return True
         if incoming.command is not None:
             return incoming.command.bot in (None, self._username)
         return (

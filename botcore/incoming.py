@@ -109,8 +109,17 @@ class Attachment:
 
 
 @dataclass(frozen=True, slots=True)
+class Button:
+    """A press on one of our inline-keyboard buttons: the query to answer, the button's data."""
+
+    query_id: str
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
 class Incoming:
-    """One Telegram message, as everything past the intake sees it."""
+    """One Telegram message, or a press on a button of one of ours (then ``message_id`` is that
+    message's, ``button`` is set and there is no text), as everything past the intake sees it."""
 
     update_id: int
     chat_id: int
@@ -118,15 +127,16 @@ class Incoming:
     message_id: int
     thread_id: int | None
     sender: Sender | None
-    text: str  # the text or caption, valid Unicode; "" when there is none
-    captioned: bool  # ``text`` is the caption of something attached
-    command: Command | None  # when the text is a command (a forwarded "/…" is just text)
-    forwarded: bool
-    reply_to_author: int | None  # who wrote the message this one replies to
-    mentions: frozenset[str]  # @usernames mentioned, lower case, without the "@"
-    mentioned_ids: frozenset[int]  # users mentioned by a text link (no username)
-    attachment: Attachment | None
-    other_content: bool  # something sent that we cannot read (a sticker, a photo, a broken voice note…)
+    text: str = ""  # the text or caption, valid Unicode; "" when there is none
+    captioned: bool = False  # ``text`` is the caption of something attached
+    command: Command | None = None  # when the text is a command (a forwarded "/…" is just text)
+    forwarded: bool = False
+    reply_to_author: int | None = None  # who wrote the message this one replies to
+    mentions: frozenset[str] = frozenset()  # @usernames mentioned, lower case, without the "@"
+    mentioned_ids: frozenset[int] = frozenset()  # users mentioned by a text link (no username)
+    attachment: Attachment | None = None
+    other_content: bool = False  # something sent that we cannot read (a sticker, a broken voice note…)
+    button: Button | None = None
 
     @property
     def in_group(self) -> bool:
@@ -146,8 +156,10 @@ class Incoming:
 
 
 def parse_update(update: Mapping[str, Any]) -> Incoming | None:
-    """The update's message as an ``Incoming``; None when it holds no message we could answer
-    (an edit, a channel post, an id that is no id). Never raises, whatever the update holds."""
+    """The update's message or button press as an ``Incoming``; None when it holds nothing we
+    could answer (an edit, a channel post, an id that is no id). Never raises, whatever it holds."""
+    if "callback_query" in update:
+        return _press(update)
     message = update.get("message")
     if not isinstance(message, dict):
         return None
@@ -184,6 +196,37 @@ def parse_update(update: Mapping[str, Any]) -> Incoming | None:
         # A voice note without a usable file is something sent that we cannot read, too.
         other_content=any(key in message for key in _OTHER_CONTENT)
         or (attachment is None and any(k in message for k in _MEDIA)),
+    )
+
+
+def _press(update: Mapping[str, Any]) -> Incoming | None:
+    """A button press on a message of ours in a chat (not an inline-mode message: no chat)."""
+    query = update.get("callback_query")
+    if not isinstance(query, dict):
+        return None
+    message, user, query_id = query.get("message"), query.get("from"), query.get("id")
+    data, update_id = query.get("data"), update.get("update_id")
+    if not (isinstance(message, dict) and isinstance(user, dict) and valid_id(update_id)):
+        return None
+    chat, message_id = message.get("chat"), message.get("message_id")
+    if not (
+        isinstance(chat, dict)
+        and valid_id(chat.get("id"))
+        and valid_id(message_id)
+        and valid_id(user.get("id"))
+    ):
+        return None
+    if not (isinstance(query_id, str) and query_id and isinstance(data, str)):
+        return None  # a game's button, or no query to answer
+    thread_id = message.get("message_thread_id")
+    return Incoming(
+        update_id=update_id,
+        chat_id=chat["id"],
+        chat_kind=_chat_kind(chat.get("type")),
+        message_id=message_id,
+        thread_id=thread_id if valid_id(thread_id) else None,
+        sender=Sender(user["id"], _name(user)),  # a press is always a person's, never anonymous
+        button=Button(query_id, clean_text(data)),
     )
 
 

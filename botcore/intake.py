@@ -17,8 +17,9 @@ from loguru import logger
 from telegram.warnings import PTBUserWarning
 
 from botcore.clock import Clock
-from botcore.errors import JobError, StorageUnavailable
-from botcore.incoming import Incoming, ReplyTarget, clean, parse_update, valid_id
+from botcore.courtesy import Courtesy
+from botcore.errors import StorageUnavailable
+from botcore.incoming import Incoming, clean, parse_update, valid_id
 from botcore.jobqueue import JobQueue, describe_error
 from botcore.messenger import Messenger
 from botcore.models import Enqueued, NewJob
@@ -26,10 +27,9 @@ from botcore.routing import UPDATE_KIND, Decision
 from botcore.storage import OFFSET_KEY, KeyValueStore
 from botcore.telegram_api import retry_after_seconds
 
-ALLOWED_UPDATES = ("message",)  # edits are not answered again
+ALLOWED_UPDATES = ("message", "callback_query")  # edits are not answered again
 _PAUSE_FIRST_S, _PAUSE_MAX_S = 1.0, 30.0  # after a failure: 1 s, doubling to 30 s
 _MAX_RAW_CHARS = 20_000  # of an update kept in its dead letter
-_MAX_PENDING_REPLIES = 100  # beyond this, courtesy replies are dropped (a flood of strangers)
 
 
 class Outcome(StrEnum):
@@ -85,8 +85,7 @@ class UpdatePoller:
         self._first_pause_s = error_pause_s
         self._max_pause_s = max_pause_s
         self._route = route  # which jobs a message becomes: routing decides, the intake stores
-        self._messenger = messenger  # for courtesy replies (None: they are not sent)
-        self._replies: set[asyncio.Task[None]] = set()
+        self._courtesy = Courtesy(messenger)  # refusals' replies, button presses' answers
         # The notice (a job) that tells a sender their message could not be kept, if any.
         self._unstorable_notice = unstorable_notice
         self._stop = asyncio.Event()
@@ -101,11 +100,7 @@ class UpdatePoller:
 
     async def aclose(self) -> None:
         """Let courtesy replies in flight finish briefly, then drop the rest."""
-        if self._replies:
-            _, pending = await asyncio.wait(set(self._replies), timeout=2.0)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        await self._courtesy.aclose()
 
     async def run(self) -> None:
         stored = await self._read_offset()
@@ -203,10 +198,11 @@ class UpdatePoller:
         jobs written in one transaction. If that fails for one update's sake (its routing
         raised, or storing it did), that update alone becomes a dead letter and the rest are
         stored normally. Raises only when the database itself refuses (locked, full): then
-        nothing is confirmed."""
+        nothing is confirmed. A button press is answered at once if refused, else once stored."""
         routed: list[_Routed] = []
         dead: list[NewJob] = []
         outcomes: list[Outcome] = []
+        presses: list[str] = []  # the queries of the presses let in, answered once they are stored
         for position, raw in enumerate(updates):
             update = clean(raw)
             try:
@@ -219,8 +215,13 @@ class UpdatePoller:
                 continue
             if decision.refused is not None:
                 self._log.debug("update {} stored no job: {}", update.get("update_id"), decision.refused)
-            if incoming is not None and decision.reply is not None:
-                self._reply_soon(incoming.target, decision.reply)
+            if incoming is not None and incoming.button is not None:
+                if decision.jobs:
+                    presses.append(incoming.button.query_id)
+                else:
+                    self._courtesy.answer(incoming.button.query_id, decision.reply)
+            elif incoming is not None and decision.reply is not None:
+                self._courtesy.reply(incoming.target, decision.reply)
             jobs = [
                 NewJob(p.kind, update, dedup_key=p.dedup_key, group_key=p.group_key) for p in decision.jobs
             ]
@@ -233,6 +234,8 @@ class UpdatePoller:
             if isinstance(exc, StorageUnavailable):
                 raise
             results = await self._isolate(routed, dead, outcomes)
+        for query_id in presses:
+            self._courtesy.answer(query_id)
         self._log.debug(
             "stored {} update(s) as {} job(s), {} new",
             len(updates),
@@ -240,22 +243,6 @@ class UpdatePoller:
             sum(r.created for r in results),
         )
         return outcomes
-
-    def _reply_soon(self, where: ReplyTarget, text: str) -> None:
-        """Send a courtesy reply in the background: the intake never waits for Telegram."""
-        if self._messenger is None or len(self._replies) >= _MAX_PENDING_REPLIES:
-            return
-        task = asyncio.get_running_loop().create_task(self._reply(self._messenger, where, text))
-        self._replies.add(task)
-        task.add_done_callback(self._replies.discard)
-
-    async def _reply(self, messenger: Messenger, where: ReplyTarget, text: str) -> None:
-        try:
-            await messenger.send_text(
-                where.chat_id, text, reply_to=where.message_id, thread_id=where.thread_id
-            )
-        except JobError as exc:
-            self._log.warning("could not send a notice to chat {}: {}", where.chat_id, exc)
 
     async def _isolate(
         self, routed: list[_Routed], dead: list[NewJob], outcomes: list[Outcome]

@@ -41,6 +41,7 @@ async def _noop(_text: str, _thinking: bool) -> None:
     return None
 
 
+_LIST_TIMEOUT_S = 10.0
 OnText = Callable[[str, bool], Awaitable[None]]  # the answer so far; whether the model is thinking
 
 
@@ -78,15 +79,18 @@ class ChatModel:
         turns: Sequence[Turn],
         on_text: OnText = _noop,
         on_first_token: Callable[[], None] | None = None,
+        *,
+        model: str | None = None,
     ) -> Completion:
         """The same completion, streamed: ``on_text`` gets the answer so far after each piece,
         and whether the model is still thinking (it paces itself). A stream that breaks midway
         raises like a failed call."""
+        model = model or self.model
         if not self._streams:
-            return await self.complete(system_prompt, turns)
-        body = self._body(system_prompt, turns)
-        params = await self._params.get(self.model)
-        got = Streamed(self.model, body, opens_in_thought=params.opens_in_thought)
+            return await self.complete(system_prompt, turns, model=model)
+        body = self._body(system_prompt, turns, model)
+        params = await self._params.get(model)
+        got = Streamed(model, body, opens_in_thought=params.opens_in_thought)
         try:
             stream = await self._post(body, stream=True)
             async with stream:
@@ -100,7 +104,7 @@ class ChatModel:
             if isinstance(error, ContextTooLongError) or got.received:
                 error.usage = got.billed()
                 raise error from exc
-            return await self._without_streaming(system_prompt, turns, "refused the streaming request")
+            return await self._without_streaming(system_prompt, turns, model, "refused the streaming request")
         except openai.APIError as exc:
             error = translate(exc)
             error.usage = got.billed()
@@ -117,34 +121,39 @@ class ChatModel:
                 "LLM: the stream was garbled", cause=Cause.UNAVAILABLE, usage=got.billed()
             ) from exc
         if not got.received:  # the server ignored "stream": it answered with plain JSON
-            return await self._without_streaming(system_prompt, turns, "does not stream")
+            return await self._without_streaming(system_prompt, turns, model, "does not stream")
         completion = got.completion()
-        await self._learn_habit(completion, got.content)
+        await self._learn_habit(model, completion, got.content)
         return completion
 
-    async def _learn_habit(self, completion: Completion, content: str) -> None:
+    async def _learn_habit(self, model: str, completion: Completion, content: str) -> None:
         """Remember a model that closes thinking it never opened (see ``split_thinking``), with
         what its server accepts, so even the first stream after a restart never shows it."""
-        params = await self._params.get(self.model)
+        params = await self._params.get(model)
         if completion.reasoning and OPEN not in content and CLOSE in content and not params.opens_in_thought:
             await self._params.learn(
-                self.model, lambda current: replace(current, opens_in_thought=True), "it leaves out <think>"
+                model, lambda current: replace(current, opens_in_thought=True), "it leaves out <think>"
             )
 
-    async def _without_streaming(self, system_prompt: str, turns: Sequence[Turn], why: str) -> Completion:
+    async def _without_streaming(
+        self, system_prompt: str, turns: Sequence[Turn], model: str, why: str
+    ) -> Completion:
         """Ask again without streaming; if that works, stop trying to stream (this server can't)."""
-        completion = await self.complete(system_prompt, turns)
+        completion = await self.complete(system_prompt, turns, model=model)
         self._streams = False
         logger.warning("the LLM server {}; answering without streaming from now on (set STREAM=false)", why)
         return completion
 
-    async def complete(self, system_prompt: str, turns: Sequence[Turn]) -> Completion:
+    async def complete(
+        self, system_prompt: str, turns: Sequence[Turn], *, model: str | None = None
+    ) -> Completion:
+        model = model or self.model
         try:
             # client.post (the SDK's documented way to send a raw request) rather than
             # chat.completions.create: create() type-walks every message of the request body,
             # which cost about 5 ms of CPU per call with ten messages of history (measured).
             # The response is parsed, and errors raised, exactly as create() does.
-            body = self._body(system_prompt, turns)
+            body = self._body(system_prompt, turns, model)
             response = await self._post(body, stream=False)
         except openai.APIError as exc:
             raise translate(exc) from exc
@@ -157,15 +166,19 @@ class ChatModel:
         split = split_thinking(
             content,
             final=True,
-            opens_in_thought=(await self._params.get(self.model)).opens_in_thought,
+            opens_in_thought=(await self._params.get(model)).opens_in_thought,
             cut_short=getattr(choice, "finish_reason", None) == "length",
         )
         text = split.answer
         field = clean_text(reasoning_field(choice.message)) if choice else ""
         reasoning = field or split.reasoning
         written = content + field  # the thinking once: in the content, or in its own field
-        model = response.model or self.model
-        usage = usage_of(model, response.usage) if response.usage else estimate_usage(model, body, written)
+        billed_as = response.model or model
+        usage = (
+            usage_of(billed_as, response.usage)
+            if response.usage
+            else estimate_usage(billed_as, body, written)
+        )
         if choice is not None and getattr(choice, "finish_reason", None) == "content_filter":
             raise PermanentError(
                 "the model's content filter refused to answer",
@@ -175,17 +188,35 @@ class ChatModel:
             raise empty_answer(reasoning, billed_or_estimated(usage, body, written))
         return Completion(text, usage, reasoning)
 
-    def estimate(self, system_prompt: str, turns: Sequence[Turn], text: str) -> Usage:
+    def estimate(
+        self, system_prompt: str, turns: Sequence[Turn], text: str, *, model: str | None = None
+    ) -> Usage:
         """What a call that stopped after writing ``text`` cost, estimated (the server never said)."""
-        return estimate_usage(self.model, self._body(system_prompt, turns), text)
+        model = model or self.model
+        return estimate_usage(model, self._body(system_prompt, turns, model), text)
 
-    def _body(self, system_prompt: str, turns: Sequence[Turn]) -> dict[str, Any]:
-        return {"model": self.model, "messages": _messages(system_prompt, turns)}
+    async def list_models(self) -> list[str] | None:
+        """The model ids the server offers (``GET /models``); None when it has no such list (a
+        404, or something that is not one). Other failures raise, translated."""
+        try:
+            # A menu waits for this: a server that is down must not hold it for OPENAI_TIMEOUT.
+            page = await self._client.with_options(timeout=_LIST_TIMEOUT_S).models.list()
+            return [clean_text(m.id) for m in page.data if isinstance(m.id, str) and m.id]
+        except openai.NotFoundError:
+            return None
+        except openai.APIError as exc:
+            raise translate(exc) from exc
+        except (ValueError, TypeError, AttributeError):  # a 200 that is no model list
+            return None
+
+    def _body(self, system_prompt: str, turns: Sequence[Turn], model: str) -> dict[str, Any]:
+        return {"model": model, "messages": _messages(system_prompt, turns)}
 
     async def _post(self, body: dict[str, Any], *, stream: bool) -> Any:
         """The request, with the parameters this server accepts for this model; a 400 that
         refuses one of them is tried once more with its alternative, and the answer is learned."""
-        first = params = await self._params.get(self.model)
+        model = body["model"]
+        first = params = await self._params.get(model)
         tried = {first}
         while True:  # no set of parameters twice: this ends (there are eight)
             try:
@@ -199,7 +230,7 @@ class ChatModel:
                 continue
             if params != first:  # learned only once it worked
                 why = "it refuses " + _changed(first, params)
-                await self._params.learn(self.model, lambda now, worked=params: now.sending_as(worked), why)
+                await self._params.learn(model, lambda now, worked=params: now.sending_as(worked), why)
             return sent
 
     async def _send(self, body: dict[str, Any], *, stream: bool) -> Any:

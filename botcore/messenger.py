@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -17,6 +17,9 @@ from botcore.formatting import Chunk, plain_chunks
 from botcore.telegram_api import retry_after_seconds
 
 TYPING_EVERY_S = 4.5  # Telegram shows "typing…" for about 5 s per action
+_ANSWER_MAX = 200  # characters Telegram shows when a button press is answered
+# An inline keyboard: rows of buttons, each its label and the data its press sends back.
+Keyboard = Sequence[Sequence[tuple[str, str]]]
 
 
 class Messenger:
@@ -52,10 +55,18 @@ class Messenger:
         return [telegram.MessageEntity.de_json(dict(e), self._bot) for e in chunk.entities]
 
     async def send_text(
-        self, chat_id: int, text: str, *, reply_to: int | None = None, thread_id: int | None = None
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        reply_to: int | None = None,
+        thread_id: int | None = None,
+        keyboard: Keyboard | None = None,
     ) -> int:
         try:
-            return await self._send(chat_id, text, reply_to=reply_to, thread_id=thread_id)
+            return await self._send(
+                chat_id, text, reply_to=reply_to, thread_id=thread_id, markup=_markup(keyboard)
+            )
         except telegram.error.BadRequest as exc:
             raise _translate(exc) from exc
 
@@ -67,6 +78,7 @@ class Messenger:
         entities: list[telegram.MessageEntity] | None = None,
         reply_to: int | None = None,
         thread_id: int | None = None,
+        markup: telegram.InlineKeyboardMarkup | None = None,
     ) -> int:
         reply = telegram.ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
         try:
@@ -77,6 +89,7 @@ class Messenger:
                 reply_parameters=reply,
                 message_thread_id=thread_id,
                 link_preview_options=telegram.LinkPreviewOptions(is_disabled=True),
+                reply_markup=markup,
             )
         except telegram.error.BadRequest:
             raise  # the caller decides: a formatting problem has a plain-text fallback
@@ -91,9 +104,11 @@ class Messenger:
         text: str,
         *,
         entities: list[telegram.MessageEntity] | None = None,
+        keyboard: Keyboard | None = None,
     ) -> bool:
-        """Replace a message's text; editing it to what it already says is not an error.
-        False when the message is gone (the user deleted it): the caller sends a new one."""
+        """Replace a message's text (and its buttons: none unless ``keyboard``); editing it to
+        what it already says is not an error. False when the message is gone (the user deleted
+        it): the caller sends a new one."""
         try:
             await self._bot.edit_message_text(
                 text,
@@ -101,6 +116,7 @@ class Messenger:
                 message_id=message_id,
                 entities=entities or None,
                 link_preview_options=telegram.LinkPreviewOptions(is_disabled=True),
+                reply_markup=_markup(keyboard),
             )
         except telegram.error.BadRequest as exc:
             reason = str(exc).lower()
@@ -148,6 +164,24 @@ class Messenger:
         except OSError as exc:  # the local server's file is gone or unreadable: its trouble, for now
             raise TransientError(f"could not read the local Bot API server's file ({exc.strerror})") from exc
 
+    async def answer_press(self, query_id: str, text: str | None = None) -> None:
+        """Answer a button press (Telegram's spinner stops), with a short note if ``text``: a
+        toast, or an alert when it is too long for one (cut to what Telegram shows)."""
+        long = text is not None and len(text) > _ANSWER_MAX
+        shown = text[: _ANSWER_MAX - 1] + "…" if text is not None and long else text
+        try:
+            await self._bot.answer_callback_query(query_id, text=shown, show_alert=long)
+        except telegram.error.TelegramError as exc:
+            raise _translate(exc) from exc
+
+    async def is_group_admin(self, chat_id: int, user_id: int) -> bool:
+        """Whether ``user_id`` is an administrator (or the creator) of the group ``chat_id``."""
+        try:
+            member = await self._bot.get_chat_member(chat_id, user_id)
+        except telegram.error.TelegramError as exc:
+            raise _translate(exc) from exc
+        return member.status in (telegram.ChatMember.ADMINISTRATOR, telegram.ChatMember.OWNER)
+
     @contextlib.asynccontextmanager
     async def typing(self, chat_id: int, *, in_group: bool) -> AsyncIterator[None]:
         """Show "typing…" in the chat until the block ends, refreshed every ~4.5 s (once only
@@ -168,6 +202,17 @@ class Messenger:
             if not repeat:
                 return
             await asyncio.sleep(TYPING_EVERY_S)
+
+
+def _markup(keyboard: Keyboard | None) -> telegram.InlineKeyboardMarkup | None:
+    if not keyboard:
+        return None
+    return telegram.InlineKeyboardMarkup(
+        [
+            [telegram.InlineKeyboardButton(label, callback_data=data) for label, data in row]
+            for row in keyboard
+        ]
+    )
 
 
 def _translate(exc: telegram.error.TelegramError) -> Exception:

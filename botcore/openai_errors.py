@@ -3,6 +3,8 @@ speaks an OpenAI-compatible API (chat completions, transcriptions)."""
 
 from __future__ import annotations
 
+import re
+
 import openai
 
 from botcore.errors import (
@@ -36,6 +38,10 @@ def translate(
             code == "context_length_exceeded" or "context length" in str(exc).lower()
         ):
             return ContextTooLongError("the conversation is longer than the model's context")
+        if exc.status_code in (400, 404) and _unknown_model(code, str(exc)):
+            return PermanentError(
+                f"{service}: the server does not know this model", cause=Cause.NO_SUCH_MODEL
+            )
         return http_error(
             service,
             exc.status_code,
@@ -83,3 +89,14 @@ def _error_code(exc: openai.APIStatusError) -> str | None:
     error = body.get("error", body)
     code = error.get("code") if isinstance(error, dict) else None
     return str(code) if code else None
+
+
+# How servers say they do not know a model: OpenAI's code, vLLM's and Ollama's 404 texts
+# ("The model `x` does not exist", "model 'x' not found"), OpenRouter's 400 ("not a valid model ID").
+_UNKNOWN_MODEL = re.compile(
+    r"model\b.*\b(not found|does not exist|not a valid model)", re.IGNORECASE | re.DOTALL
+)
+
+
+def _unknown_model(code: str | None, text: str) -> bool:
+    return code == "model_not_found" or bool(_UNKNOWN_MODEL.search(text))

@@ -19,6 +19,7 @@ from botcore.incoming import Command, Incoming, parse_update
 from botcore.jobqueue import JobQueue
 from botcore.models import Job
 from botcore.notices import Notices
+from botcore.prefs import ChatSettings
 from botcore.voice import ACK_KIND, VOICE_KIND, ack_key, voice_key
 
 UPDATE_KIND = "tg-update"  # a message, answered in its chat's order within LLM_CONCURRENCY
@@ -55,6 +56,30 @@ COMMANDS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec(
         "cancel", Commands.cancel, "Stop the current answer", "stop the answer I am writing", once=True
+    ),
+    CommandSpec(
+        "settings",
+        Commands.settings,
+        "This chat's settings",
+        "this chat's settings, with buttons",
+        ordered=True,
+    ),
+    CommandSpec(
+        "model", Commands.model, "Choose the AI model", "choose the AI model for this chat", ordered=True
+    ),
+    CommandSpec(
+        "model", Commands.model, help="switch to that model", argument="<name>", ordered=True, once=True
+    ),
+    CommandSpec(
+        "persona", Commands.persona, "Choose a persona", "choose who I am in this chat", ordered=True
+    ),
+    CommandSpec(
+        "persona",
+        Commands.persona,
+        help="switch to that persona (a fresh conversation)",
+        argument="<name>",
+        ordered=True,
+        once=True,
     ),
     CommandSpec("usage", Commands.usage, "What you have used", "what you have used today and this month"),
     CommandSpec("help", _help, "What I can do", "this message"),
@@ -145,14 +170,16 @@ class Router:
 
 
 class UpdateJobs:
-    """The ``tg-update`` and ``tg-command`` jobs: a command from the table, text for the chat
-    service, or a polite word about what the bot cannot read."""
+    """The ``tg-update`` and ``tg-command`` jobs: a command from the table, a button press for
+    the chat's settings, text for the chat service, or a polite word about what the bot cannot
+    read."""
 
     def __init__(
         self,
         *,
         chat: ChatService,
         commands: Commands,
+        settings: ChatSettings,
         notices: Notices,
         queue: JobQueue,
         bot_username: str,
@@ -160,6 +187,7 @@ class UpdateJobs:
     ) -> None:
         self._chat = chat
         self._commands = commands
+        self._settings = settings
         self._notices = notices
         self._queue = queue
         self._bot_username = bot_username.lower()
@@ -171,7 +199,9 @@ class UpdateJobs:
             return  # edits and other update types are not answered
         checkpoint = dict(job.checkpoint or {})
         with logger.contextualize(update_id=incoming.update_id, chat_id=incoming.chat_id):
-            if incoming.command is not None:
+            if incoming.button is not None:
+                await self._settings.press(job, incoming, checkpoint)
+            elif incoming.command is not None:
                 await self._command(job, incoming, checkpoint)
             elif incoming.other_content or incoming.captioned:  # a caption is nothing without its picture
                 await self._notices.once(job, checkpoint, incoming.target, texts.NOT_TEXT)

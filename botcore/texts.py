@@ -60,6 +60,9 @@ _FAILED_BY_CAUSE = {
     Cause.TELEGRAM: (
         "😔 Telegram was having trouble, so my answer could not be delivered. Please send it again."
     ),
+    Cause.NO_SUCH_MODEL: (
+        "🤷 The AI server doesn't know the model this chat uses. Choose another one with /model."
+    ),
     Cause.THOUGHT_ONLY: (
         "🤔 I spent all my words thinking and had none left for the answer. Try a shorter question; "
         "the bot's owner can raise MAX_REPLY_TOKENS."
@@ -135,3 +138,39 @@ USAGE = (
 )
 ADMIN_ONLY = "🔒 Sorry, that command is for the bot's admins."
 ADMIN_PRIVATE = "🔒 Please use admin commands in a private chat with me: their reports name other users."
+
+# This chat's settings: /settings, /model, /persona and their buttons.
+ON, OFF = "on", "off"
+DEFAULT_MARK = " (default)"
+MEMORY_ON = "on (the last {count} messages, for {days} days)"
+SETTINGS = (
+    "⚙️ Settings for this chat\n\n"
+    "🧠 Model: {model}\n🎭 Persona: {persona} — {description}\n"
+    "⚡ Streaming: {stream}\n💾 Memory: {memory}"
+)
+MODELS = "🧠 This chat uses {model}. Choose a model:"
+MODELS_UNLISTED = (
+    "\n\nThe AI server doesn't list its models, so only these are shown. To use another, send "
+    "/model followed by its name."
+)
+PERSONAS = "🎭 This chat's persona is {persona}. Choose one:\n\n{lines}"
+BUTTON_MODEL = "🧠 Model"
+BUTTON_PERSONA = "🎭 Persona"
+BUTTON_STREAM = "⚡ Streaming: turn {state}"
+BUTTON_MEMORY = "💾 Memory: turn {state}"
+BUTTON_PREVIOUS = "◀ Back a page"
+BUTTON_NEXT = "Page {page} of {pages} ▶"
+BUTTON_BACK = "⚙️ All settings"
+MODEL_SET = "✅ This chat now uses {model}."
+MODEL_SAME = "This chat already uses {model}."
+MODEL_NOT_ALLOWED = "🚫 {model} isn't one of the models allowed here. /model lists them."
+MODEL_UNKNOWN = "🤷 The AI server doesn't offer a model called {model}. /model lists the ones it does."
+MODEL_BAD_NAME = "That doesn't look like a model name. Send /model to choose from a list."
+PERSONA_SET = "🎭 Persona set to {persona}. I started a fresh conversation."
+PERSONA_SAME = "This chat already uses the {persona} persona."
+PERSONA_UNKNOWN = "🤷 I don't know a persona called {persona}. /persona lists them."
+STREAM_SET = "⚡ Streaming is {state}."
+MEMORY_SET = "💾 Memory is {state}."
+MEMORY_OFF_NOTE = "💾 Memory is off: I forgot our conversation, and each message now stands alone."
+ADMINS_ONLY = "🔒 Only this group's admins can change its settings."
+MENU_STALE = "This menu is out of date. Send /settings for a fresh one."

@@ -62,7 +62,9 @@ class Scripted:
 
 class FakeOpenAI:
     """POST /v1/chat/completions. Answers from ``script`` first (in order), then with ``reply``
-    (default: "echo: <last user message>")."""
+    (default: "echo: <last user message>"). GET /v1/models lists ``models`` (None: a server
+    without that endpoint, 404); a completion asking for a model in ``missing_models`` gets
+    OpenAI's 404 model_not_found."""
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
@@ -78,6 +80,9 @@ class FakeOpenAI:
         self.stt_script: list[Scripted] = []
         self.transcript: Callable[[bytes], str] = lambda audio: f"heard {len(audio)} bytes"
         self.reply: Callable[[dict[str, Any]], str] = lambda req: "echo: " + req["messages"][-1]["content"]
+        self.models: list[str] | None = ["fake-model"]  # GET /v1/models; None: no such endpoint (404)
+        self.model_list_calls = 0
+        self.missing_models: set[str] = set()  # completions asking for these: 404 model_not_found
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
         self.base_url = ""
@@ -86,6 +91,7 @@ class FakeOpenAI:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._completions)
         app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
+        app.router.add_get("/v1/models", self._models)
         self._runner, root = await _serve(app)
         self.base_url = f"{root}/v1"
         return self
@@ -142,6 +148,14 @@ class FakeOpenAI:
         await response.write(b"data: [DONE]\n\n")
         return response
 
+    async def _models(self, request: web.Request) -> web.Response:
+        self.model_list_calls += 1
+        if self.models is None:  # as servers without the endpoint answer
+            error = {"message": "Not Found", "type": "invalid_request_error", "code": None}
+            return web.json_response({"error": error}, status=404)
+        data = [{"id": name, "object": "model", "created": 0, "owned_by": "fake"} for name in self.models]
+        return web.json_response({"object": "list", "data": data})
+
     async def _transcriptions(self, request: web.Request) -> web.Response:
         fields = await _read_multipart(request)
         self.transcriptions.append(fields)
@@ -160,6 +174,14 @@ class FakeOpenAI:
         body = await request.json()
         self.requests.append(body)
         self.headers.append(dict(request.headers))
+        if body.get("model") in self.missing_models:  # OpenAI's answer, stream or not
+            error = {
+                "message": f"The model `{body['model']}` does not exist",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "model_not_found",
+            }
+            return web.json_response({"error": error}, status=404)
         refused = [error for name, error in self.refuses.items() if name in body]
         if refused:
             return web.json_response({"error": refused[0]}, status=400)
@@ -225,10 +247,27 @@ class Failure:
     retry_after: int | None = None
 
 
+class _Refused(Exception):
+    """Raised by a method of FakeTelegram: the call is answered with this Bot API error."""
+
+    def __init__(self, code: int, description: str) -> None:
+        super().__init__(description)
+        self.code = code
+        self.description = description
+
+
+NOT_MODIFIED = (
+    "Bad Request: message is not modified: specified new message content and reply markup are "
+    "exactly the same as a current content and reply markup of the message"
+)
+QUERY_TOO_OLD = "Bad Request: query is too old and response timeout expired or query ID is invalid"
+
+
 class FakeTelegram:
-    """A Bot API server: ``/bot<token>/<method>``. Tests push updates with ``add_message``;
-    ``getUpdates`` long-polls and treats ``offset`` as Telegram does (it confirms every update
-    below it). Sent and edited messages are recorded in ``sent``; every call in ``calls``."""
+    """A Bot API server: ``/bot<token>/<method>``. Tests push updates with ``add_message`` (and
+    button presses with ``add_press``); ``getUpdates`` long-polls and treats ``offset`` as
+    Telegram does (it confirms every update below it). Sent and edited messages are recorded in
+    ``sent`` (with their inline keyboards); every call in ``calls``."""
 
     BOT_USER: ClassVar[dict[str, Any]] = {
         "id": 4242,
@@ -257,6 +296,11 @@ class FakeTelegram:
         self.downloads: list[str] = []  # file paths fetched
         self.local_dir: Path | None = None  # set: behave like a Bot API server run with --local
         self.deleted: set[tuple[int, int]] = set()  # (chat_id, message_id) of deleted messages
+        self.answered: list[dict[str, Any]] = []  # params of each accepted answerCallbackQuery
+        self.admins: dict[int, set[int]] = {}  # chat id -> user ids of its administrators
+        self.creators: dict[int, int] = {}  # chat id -> user id of its creator
+        self.member_checks = 0  # getChatMember calls
+        self._queries: set[str] = set()  # callback query ids sent and not yet answered
         self._next_update_id = 1000
         self._next_message_id = 1
         self._new_update = asyncio.Event()
@@ -310,6 +354,48 @@ class FakeTelegram:
             if entities:
                 message["entities"] = entities
         self.pending.append({"update_id": update_id, "message": message})
+        self._new_update.set()
+        return update_id
+
+    def add_press(
+        self,
+        chat_id: int,
+        message_id: int,
+        data: str,
+        *,
+        user_id: int | None = None,
+        chat_type: str = "private",
+        first_name: str = "Ada",
+    ) -> int:
+        """Queue a press of an inline-keyboard button (callback ``data``) under one of the bot's
+        messages, as the callback_query update Telegram sends; returns its update_id."""
+        update_id = self._next_update_id
+        self._next_update_id += 1
+        query_id = f"{4_200_000_000_000 + update_id}"  # Telegram's ids are long numeric strings
+        self._queries.add(query_id)
+        chat: dict[str, Any] = {"id": chat_id, "type": chat_type}
+        if chat_type == "private":
+            chat["first_name"] = first_name
+        else:
+            chat["title"] = "Test group"
+        latest = self._latest(chat_id, message_id)
+        message: dict[str, Any] = {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": chat,
+            "from": self.BOT_USER,
+            "text": latest["text"] if latest is not None else "menu",
+        }
+        if latest is not None and latest["reply_markup"] is not None:
+            message["reply_markup"] = latest["reply_markup"]
+        query = {
+            "id": query_id,
+            "from": {"id": user_id or chat_id, "is_bot": False, "first_name": first_name},
+            "chat_instance": f"{-7_000_000_000 - chat_id}",
+            "data": data,
+            "message": message,
+        }
+        self.pending.append({"update_id": update_id, "callback_query": query})
         self._new_update.set()
         return update_id
 
@@ -375,7 +461,11 @@ class FakeTelegram:
                     return web.Response(status=499)
                 await asyncio.sleep(0.02)
         handler = getattr(self, f"_m_{method}", None)
-        result = await handler(params) if handler else True
+        try:
+            result = await handler(params) if handler else True
+        except _Refused as refused:
+            body = {"ok": False, "error_code": refused.code, "description": refused.description}
+            return web.json_response(body, status=refused.code)
         return web.json_response({"ok": True, "result": result})
 
     async def _m_getFile(self, params: dict[str, Any]) -> Any:
@@ -427,7 +517,81 @@ class FakeTelegram:
         return self._record(params, edited=False)
 
     async def _m_editMessageText(self, params: dict[str, Any]) -> Any:
+        latest = self._latest(int(params["chat_id"]), int(params["message_id"]))
+        if (
+            latest is not None
+            and latest["text"] == params.get("text", "")
+            and latest["entities"] == params.get("entities")
+            and latest["parse_mode"] == params.get("parse_mode")
+            and latest["reply_markup"] == _markup(params)
+        ):
+            raise _Refused(400, NOT_MODIFIED)
         return self._record(params, edited=True)
+
+    async def _m_editMessageReplyMarkup(self, params: dict[str, Any]) -> Any:
+        chat_id, message_id = int(params["chat_id"]), int(params["message_id"])
+        latest = self._latest(chat_id, message_id)
+        if latest is not None and latest["reply_markup"] == _markup(params):
+            raise _Refused(400, NOT_MODIFIED)
+        keep = ("text", "entities", "parse_mode")
+        kept = {name: latest[name] for name in keep} if latest is not None else {}
+        return self._record({**params, **kept}, edited=True)
+
+    async def _m_answerCallbackQuery(self, params: dict[str, Any]) -> Any:
+        query_id = str(params.get("callback_query_id"))
+        if query_id not in self._queries:  # unknown, or answered already
+            raise _Refused(400, QUERY_TOO_OLD)
+        self._queries.discard(query_id)
+        self.answered.append({**params, "callback_query_id": query_id})  # the form made it a number
+        return True
+
+    async def _m_getChatMember(self, params: dict[str, Any]) -> Any:
+        self.member_checks += 1
+        chat_id, user_id = int(params["chat_id"]), int(params["user_id"])
+        user = (
+            self.BOT_USER
+            if user_id == self.BOT_USER["id"]
+            else {"id": user_id, "is_bot": False, "first_name": f"User {user_id}"}
+        )
+        if self.creators.get(chat_id) == user_id:
+            return {"status": "creator", "user": user, "is_anonymous": False}
+        if user_id in self.admins.get(chat_id, set()):
+            rights = (
+                "can_manage_chat can_delete_messages can_manage_video_chats can_restrict_members "
+                "can_change_info can_invite_users can_post_stories can_edit_stories "
+                "can_delete_stories can_pin_messages can_manage_topics"
+            )
+            return {
+                "status": "administrator",
+                "user": user,
+                "can_be_edited": False,
+                "is_anonymous": False,
+                "can_promote_members": False,
+                **{name: True for name in rights.split()},
+            }
+        return {"status": "member", "user": user}
+
+    def markup_of(self, chat_id: int, message_id: int) -> dict[str, Any] | None:
+        """The reply markup the message has now (None: none)."""
+        latest = self._latest(chat_id, message_id)
+        return latest["reply_markup"] if latest is not None else None
+
+    def buttons_of(self, chat_id: int, message_id: int) -> list[tuple[str, str]]:
+        """(text, callback_data) of each inline button the message has now, row by row
+        (callback_data "" for a button of another kind, e.g. a link)."""
+        markup = self.markup_of(chat_id, message_id) or {}
+        return [
+            (button["text"], button.get("callback_data", ""))
+            for row in markup.get("inline_keyboard", [])
+            for button in row
+        ]
+
+    def _latest(self, chat_id: int, message_id: int) -> dict[str, Any] | None:
+        """The last recorded version of a message, if the bot sent it."""
+        for m in reversed(self.sent):
+            if m["chat_id"] == chat_id and m["message_id"] == message_id:
+                return m
+        return None
 
     async def _m_deleteMessage(self, params: dict[str, Any]) -> Any:
         self.deleted.add((int(params["chat_id"]), int(params["message_id"])))
@@ -455,17 +619,29 @@ class FakeTelegram:
             "entities": params.get("entities"),
             "parse_mode": params.get("parse_mode"),
             "edited": edited,
+            "reply_markup": _markup(params),
         }
         self.sent.append(entry)
         if self.on_send is not None:
             self.on_send(entry)
-        return {
+        message = {
             "message_id": message_id,
             "date": int(time.time()),
             "chat": {"id": chat_id, "type": "private"},
             "from": self.BOT_USER,
             "text": entry["text"],
         }
+        if entry["reply_markup"] is not None:
+            message["reply_markup"] = entry["reply_markup"]
+        return message
+
+
+def _markup(params: dict[str, Any]) -> dict[str, Any] | None:
+    """A call's reply_markup as a dict (the form carries it as a JSON string), or None."""
+    markup = params.get("reply_markup")
+    if isinstance(markup, str | bytes):
+        markup = json.loads(markup)
+    return markup or None
 
 
 def _decode_form(form: Any) -> dict[str, Any]:

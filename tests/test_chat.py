@@ -11,6 +11,7 @@ from botcore import texts
 from botcore.alerts import Alerts
 from botcore.breaker import CircuitBreaker
 from botcore.cancels import Cancels
+from botcore.catalog import ModelCatalog
 from botcore.chat import ChatService
 from botcore.clock import ManualClock
 from botcore.concurrency import LlmLimit
@@ -20,8 +21,10 @@ from botcore.llm import ChatModel
 from botcore.messenger import Messenger
 from botcore.models import Prices
 from botcore.notices import Notices
+from botcore.personas import built_in
+from botcore.prefs import ChatSettings
 from botcore.spending import Spending
-from botcore.sqlite_data import SqliteConversations, SqliteKeyValue, SqliteUsage
+from botcore.sqlite_data import SqliteChatPrefs, SqliteConversations, SqliteKeyValue, SqliteUsage
 from botcore.sqlite_db import Database
 from botcore.telegram_api import make_bot
 
@@ -39,22 +42,35 @@ async def service(
         messenger = Messenger(bot)
         alerts = Alerts(messenger, [], clock=clock)
         kv = SqliteKeyValue(db)
+        conversations = SqliteConversations(db)
+        notices = Notices(queue=queue, messenger=messenger, alerts=alerts)
         chat = ChatService(
             queue=queue,
-            conversations=SqliteConversations(db),
+            conversations=conversations,
             model=model,
             messenger=messenger,
             breaker=CircuitBreaker(
                 "LLM", clock=clock, observe=lambda _name, outcome, _s: outcomes.append(outcome)
             ),
-            notices=Notices(queue=queue, messenger=messenger, alerts=alerts),
+            notices=notices,
             cancels=Cancels(),
             spending=Spending(SqliteUsage(db), kv, alerts, prices=Prices(0.15, 0.6, 0.006), clock=clock),
             clock=clock,
-            system_prompt="",
-            history_messages=10,
+            settings=ChatSettings(
+                store=SqliteChatPrefs(db),
+                conversations=conversations,
+                catalog=ModelCatalog(model, clock, allowed=()),
+                messenger=messenger,
+                notices=notices,
+                queue=queue,
+                clock=clock,
+                personas=built_in(""),
+                stream=True,
+                history_messages=10,
+                history_ttl_days=7,
+                admin_ids=(),
+            ),
             history_ttl_days=7,
-            stream=True,
             stream_interval_s=0.5,
             llm_limit=LlmLimit(clock=clock, fixed=1),
         )

@@ -10,7 +10,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "botcore"
 FLOORS: list[set[str]] = [
     {"errors", "models", "incoming", "reasoning", "clock", "texts"},  # leaves
-    {"prices", "config"},
+    {"prices", "personas", "config"},
     {"logs"},
     {"storage"},  # the protocols
     {"migrations", "sqlite_db"},  # the SQLite backend…
@@ -35,10 +35,13 @@ FLOORS: list[set[str]] = [
         "cancels",
         "concurrency",
         "alerts",
+        "catalog",
+        "menus",
+        "courtesy",
         "lockfile",
         "metrics",
     },
-    {"spending", "notices", "chat", "voice", "admin", "commands"},  # services
+    {"spending", "notices", "prefs", "chat", "voice", "admin", "commands"},  # services
     {"worker", "cleanup"},
     {"gate", "routing"},
     {"intake"},

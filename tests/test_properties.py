@@ -106,9 +106,15 @@ anything = st.fixed_dictionaries(
     {}, optional={"message_id": ident, "chat": chat | json_value, "from": person | json_value, **extras}
 )
 message = st.one_of(plausible, plausible, anything, json_value)
-update = st.fixed_dictionaries(
-    {"message": message}, optional={"edited_message": json_value}
-) | st.fixed_dictionaries({}, optional={"edited_message": json_value})
+press = st.fixed_dictionaries(  # a button press: on one of our messages, with odd contents
+    {"id": text | scalar, "from": person | json_value, "message": message},
+    optional={"data": text | scalar, "chat_instance": text},
+)
+update = st.one_of(
+    st.fixed_dictionaries({"message": message}, optional={"edited_message": json_value}),
+    st.fixed_dictionaries({}, optional={"edited_message": json_value}),
+    st.fixed_dictionaries({"callback_query": press | json_value}),
+)
 
 
 class Intake:
