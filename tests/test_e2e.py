@@ -226,3 +226,42 @@ async def test_a_too_long_conversation_drops_its_oldest_half_then_asks_for_reset
     tg.add_message(10, "and again")
     await eventually(lambda: len(tg.texts_to(10)) == 5, what="the fifth reply")
     assert tg.texts_to(10)[4] == texts.CONTEXT_TOO_LONG
+
+
+async def test_model_and_persona_chosen_with_buttons_survive_a_restart(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    """Through the real bot: /model's keyboard, a press (parsed by python-telegram-bot from
+    getUpdates), /persona, a restart, and a press refused in a group that is not allowed."""
+    llm.models = ["fake-model", "qwen3:8b"]
+    process = BotProcess(tmp_path / "data", tg, llm, ALLOWED_CHAT_IDS="").start()
+    try:
+        tg.add_message(10, "/model")
+        await replies(tg, 10, 1)
+        menu = tg.sent[-1]["message_id"]
+        [qwen] = [data for label, data in tg.buttons_of(10, menu) if "qwen3" in label]
+        tg.add_press(10, menu, qwen)
+        await eventually(lambda: tg.answered, what="the press answered")
+        await eventually(lambda: "qwen3:8b" in tg.current_texts(10)[-1], what="the menu edited")
+        tg.add_message(10, "/persona")
+        await replies(tg, 10, 2)
+        personas = tg.sent[-1]["message_id"]
+        tg.add_press(10, personas, "p:concise")
+        await eventually(lambda: len(tg.answered) == 2, what="the second press answered")
+        await eventually(lambda: "concise" in tg.current_texts(10)[-1], what="the persona menu edited")
+        # A group the bot does not serve: the press is answered with why, and nothing runs.
+        tg.add_press(-100777, 5, "t:memory=0", user_id=30, chat_type="supergroup")
+        await eventually(lambda: len(tg.answered) == 3, what="the refused press answered")
+        assert "-100777" in tg.answered[-1]["text"]
+    finally:
+        assert await process.stop() == 0, process.log()
+    restarted = BotProcess(tmp_path / "data", tg, llm, ALLOWED_CHAT_IDS="").start()
+    try:
+        tg.add_message(10, "hello again")
+        await eventually(lambda: tg.texts_to(10)[-1] == "echo: hello again", timeout=20, what="the answer")
+    finally:
+        assert await restarted.stop() == 0, restarted.log()
+    assert llm.requests[-1]["model"] == "qwen3:8b"
+    assert "as few words" in llm.requests[-1]["messages"][0]["content"]
+    assert not [p for m, p in tg.calls if m == "editMessageText" and int(p["chat_id"]) == -100777]
+    assert "Traceback" not in restarted.log()  # both runs write to the same log
