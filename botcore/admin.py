@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from botcore.breaker import CircuitBreaker
 from botcore.clock import Clock, day_start
-from botcore.concurrency import LlmLimit
+from botcore.concurrency import LlmLimits
 from botcore.incoming import parse_update
 from botcore.jobqueue import JobQueue
 from botcore.models import CleanupResult, JobState
@@ -25,7 +25,7 @@ class AdminCommands:
         queue: JobQueue,
         usage: UsageStore,
         breakers: Mapping[str, CircuitBreaker],
-        llm_limit: LlmLimit,
+        llm_limit: LlmLimits,
         clock: Clock,
         version: str,
         cleanup: Callable[[], Awaitable[CleanupResult]],
@@ -59,9 +59,12 @@ class AdminCommands:
         lines.append(
             "Services: " + ", ".join(f"{name} {b.state.value}" for name, b in self._breakers.items())
         )
-        limit = self._llm_limit
-        how = f"found out, up to {limit.maximum}" if limit.adaptive else "fixed"
-        lines.append(f"LLM calls at once: {limit.in_use} of {limit.limit} ({how})")
+        limits = self._llm_limit
+        how = f"found out per model, up to {limits.maximum}" if limits.adaptive else "fixed, per model"
+        each = ", ".join(
+            f"{model or 'other models'} {lim.in_use} of {lim.limit}" for model, lim in limits.items()
+        )
+        lines.append(f"LLM calls at once ({how}): {each}")
         today = await self._usage.summary(since=day_start(now))
         lines.append(f"Today (UTC): {today.requests} LLM and transcription calls, ${today.cost_usd:.4f}")
         top = await self._usage.top_users(since=day_start(now))

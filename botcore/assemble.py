@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from botcore import __version__
 from botcore.admin import AdminCommands
 from botcore.alerts import Alerts
-from botcore.build import Base
+from botcore.build import Base, llm_breakers
 from botcore.cancels import Cancels
 from botcore.catalog import ModelCatalog
 from botcore.chat import ChatService
 from botcore.cleanup import Cleanup
 from botcore.clock import Clock
 from botcore.commands import Commands
-from botcore.concurrency import LlmLimit
+from botcore.concurrency import LlmLimits
 from botcore.config import Settings
 from botcore.llm import ChatModel
 from botcore.metrics import Metrics
@@ -58,7 +58,7 @@ class Shared:
     """What the services share besides ``Base``."""
 
     alerts: Alerts
-    llm_limit: LlmLimit
+    llm_limit: LlmLimits  # per model
     spending: Spending
     notices: Notices
     cancels: Cancels
@@ -72,7 +72,7 @@ def build_chat(base: Base, shared: Shared, model: ChatModel) -> ChatService:
         conversations=base.storage.conversations,
         model=model,
         messenger=base.messenger,
-        breaker=base.breakers["LLM"],
+        breakers=llm_breakers(base),
         notices=shared.notices,
         cancels=shared.cancels,
         spending=shared.spending,
@@ -142,14 +142,13 @@ class Services:
     updates: UpdateJobs
 
 
-def build_settings(base: Base, model: ChatModel, notices: Notices) -> ChatSettings:
+def build_settings(base: Base, model: ChatModel) -> ChatSettings:
     settings = base.settings
     return ChatSettings(
         store=base.storage.prefs,
         conversations=base.storage.conversations,
         catalog=ModelCatalog(model, base.clock, allowed=settings.allowed_models),
         messenger=base.messenger,
-        notices=notices,
         queue=base.queue,
         clock=base.clock,
         personas=settings.personas,
@@ -165,13 +164,16 @@ def build_services(base: Base, model: ChatModel, stt: SpeechToText | None, clean
     notices = Notices(queue=base.queue, messenger=base.messenger, alerts=alerts)
     shared = Shared(
         alerts=alerts,
-        llm_limit=LlmLimit(
-            clock=base.clock, fixed=base.settings.llm_concurrency, maximum=base.settings.llm_max_concurrency
+        llm_limit=LlmLimits(
+            clock=base.clock,
+            fixed=base.settings.llm_concurrency,
+            maximum=base.settings.llm_max_concurrency,
+            default=base.settings.openai_model,
         ),
         spending=build_spending(base.settings, base.storage, alerts, base.metrics, base.clock),
         notices=notices,
         cancels=Cancels(),
-        settings=build_settings(base, model, notices),
+        settings=build_settings(base, model),
     )
     chat = build_chat(base, shared, model)
     return Services(

@@ -3,6 +3,7 @@ it needs, and starts nothing. Only ``app.run`` calls them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import telegram
@@ -26,6 +27,8 @@ from botcore.stt import OpenAITranscriber, SpeechApiTranscriber, SpeechToText, W
 from botcore.stt_local import LocalWhisperTranscriber, resolve_model
 from botcore.telegram_api import connect, make_bot
 from botcore.worker import Worker
+
+_MODEL_BREAKERS = 32  # models with a circuit breaker of their own
 
 
 def build_transcriber(settings: Settings) -> SpeechToText | None:
@@ -97,17 +100,36 @@ def build_model(settings: Settings, storage: Storage) -> ChatModel:
 
 
 def build_breakers(settings: Settings, metrics: Metrics, clock: Clock) -> dict[str, CircuitBreaker]:
-    return {
-        name: CircuitBreaker(
-            name,
-            fail_max=settings.breaker_fail_max,
-            reset_s=settings.breaker_reset_s,
-            success_threshold=settings.breaker_success_threshold,
-            clock=clock,
-            observe=metrics.upstream_call,
-        )
-        for name in ("LLM", "transcription")
-    }
+    return {name: build_breaker(name, settings, metrics, clock) for name in ("LLM", "transcription")}
+
+
+def build_breaker(name: str, settings: Settings, metrics: Metrics, clock: Clock) -> CircuitBreaker:
+    return CircuitBreaker(
+        name,
+        fail_max=settings.breaker_fail_max,
+        reset_s=settings.breaker_reset_s,
+        success_threshold=settings.breaker_success_threshold,
+        clock=clock,
+        observe=metrics.upstream_call,
+    )
+
+
+def llm_breakers(base: Base) -> Callable[[str], CircuitBreaker]:
+    """The LLM's breaker for a model: "LLM" for OPENAI_MODEL, "LLM (name)" for a model a chat
+    chose, made on first use and kept with the others (``/status`` and ``/metrics`` show them).
+    One model's outage or rate limit (a busy free model) then closes nothing to the others.
+    Past ``_MODEL_BREAKERS`` models (typed names on a server that lists none) the rest share one."""
+
+    def of(model: str) -> CircuitBreaker:
+        name = "LLM" if model == base.settings.openai_model else f"LLM ({model})"
+        if name not in base.breakers:
+            if sum(n.startswith("LLM (") for n in base.breakers) >= _MODEL_BREAKERS:
+                name = "LLM (other models)"
+            if name not in base.breakers:
+                base.breakers[name] = build_breaker(name, base.settings, base.metrics, base.clock)
+        return base.breakers[name]
+
+    return of
 
 
 def build_cleanup(settings: Settings, storage: Storage, queue: JobQueue) -> Cleanup:

@@ -41,25 +41,26 @@ class ModelCatalog:
         self._allowed = tuple(allowed)
         self._listed: list[str] | None = None
         self._listed_until = -1.0
+        self._failed = False  # the last attempt to list the models failed (rather than none)
         self._log = logger.bind(component="catalog")
 
     def allows(self, name: str) -> bool:
         """Whether a stored choice may still be used (the owner may have changed ALLOWED_MODELS)."""
         return not self._allowed or name in self._allowed
 
-    async def offered(self) -> tuple[list[str], bool]:
-        """The models to offer, and whether they are a real list (ALLOWED_MODELS or the server's)
-        rather than just the default (the server lists none: a name must be typed)."""
+    async def offered(self) -> tuple[list[str], str]:
+        """The models to offer, and a caveat when that is just the default: the server lists no
+        models, or could not be asked now (a name can be typed)."""
         if self._allowed:
-            return list(self._allowed), True
+            return list(self._allowed), ""
         listed = await self._server_list()
         if listed is None:
-            return [self.default], False
-        return ([self.default] if self.default not in listed else []) + listed, True
+            return [self.default], texts.MODELS_UNAVAILABLE if self._failed else texts.MODELS_UNLISTED
+        return ([self.default] if self.default not in listed else []) + listed, ""
 
     async def judge(self, name: str) -> str | None:
         """None if this chat may switch to ``name``; else what to tell the user."""
-        if not name or len(name) > MAX_NAME_CHARS or any(c.isspace() for c in name):
+        if not _usable(name):
             return texts.MODEL_BAD_NAME
         if not self.allows(name):
             return texts.MODEL_NOT_ALLOWED.format(model=name)
@@ -78,9 +79,15 @@ class ModelCatalog:
             names = await self._model.list_models()
         except JobError as exc:
             self._log.warning("could not list the LLM server's models: {}", exc)
-            self._listed, self._listed_until = None, now + FAILED_TTL_S
+            self._listed, self._listed_until, self._failed = None, now + FAILED_TTL_S, True
             return None
-        if names is not None:
-            names = sorted({n for n in names if not any(w in n.lower() for w in _NOT_CHAT)}, key=str.lower)
-        self._listed, self._listed_until = names, now + LIST_TTL_S
+        if names is not None:  # only what can chat, and what a chat could choose
+            chat = {n for n in names if _usable(n) and not any(w in n.lower() for w in _NOT_CHAT)}
+            names = sorted(chat, key=str.lower)
+        self._listed, self._listed_until, self._failed = names, now + LIST_TTL_S, False
         return names
+
+
+def _usable(name: str) -> bool:
+    """A name a chat may choose: not empty, not too long, no spaces (llama.cpp can list paths)."""
+    return bool(name) and len(name) <= MAX_NAME_CHARS and not any(c.isspace() for c in name)

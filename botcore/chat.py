@@ -18,7 +18,7 @@ from botcore.breaker import CircuitBreaker
 from botcore.cancels import Cancels
 from botcore.clock import DAY_S, Clock
 from botcore.completion import Completion
-from botcore.concurrency import LlmLimit
+from botcore.concurrency import LlmLimits
 from botcore.errors import (
     ContextTooLongError,
     JobError,
@@ -49,7 +49,7 @@ class ChatService:
         conversations: ConversationStore,
         model: ChatModel,
         messenger: Messenger,
-        breaker: CircuitBreaker,
+        breakers: Callable[[str], CircuitBreaker],  # the LLM's circuit breaker for a model
         notices: Notices,
         cancels: Cancels,
         spending: Spending,
@@ -59,13 +59,13 @@ class ChatService:
         bot_username: str | None = None,
         stream_interval_s: float = 1.0,
         show_reasoning: bool = False,
-        llm_limit: LlmLimit,
+        llm_limit: LlmLimits,
     ) -> None:
         self._queue = queue
         self._conversations = conversations
         self._model = model
         self._messenger = messenger
-        self._breaker = breaker
+        self._breakers = breakers
         self._notices = notices
         self._cancels = cancels
         self._spending = spending
@@ -153,8 +153,8 @@ class ChatService:
         try:
             async with (
                 self._cancels.scope(where.chat_id, job.id),  # /cancel also stops one waiting for a slot
-                self._llm_limit.slot(view.model) as call,
-                self._breaker.call(caller=where.chat_id),
+                self._llm_limit.of(view.model).slot() as call,
+                self._breakers(view.model).call(caller=where.chat_id),
                 self._messenger.typing(where.chat_id, in_group=incoming.in_group),
             ):
                 try:
@@ -173,7 +173,7 @@ class ChatService:
         except UpstreamUnavailable as exc:
             if live is not None:
                 await live.mark(texts.STREAM_INTERRUPTED)
-            await self._tell_wait(job, where, checkpoint, exc)
+            await self._tell_wait(job, where, checkpoint, exc, view.model)
             raise  # the queue waits for the service without spending an attempt
         except ContextTooLongError:
             await self._notices.once(job, checkpoint, where, texts.CONTEXT_TOO_LONG)
@@ -189,7 +189,7 @@ class ChatService:
             if live is not None:  # no half answer is kept: it retries, or says it could not finish
                 await live.mark(texts.STREAM_INTERRUPTED if retries else texts.STREAM_FAILED)
             if retries:  # this failure may have opened the circuit: then the user hears why
-                await self._tell_wait(job, where, checkpoint, exc)
+                await self._tell_wait(job, where, checkpoint, exc, view.model)
             raise
         except JobError:
             if live is not None:
@@ -276,12 +276,12 @@ class ChatService:
             return await replace(ask, history=newer).complete(live, first_token)
 
     async def _tell_wait(
-        self, job: Job, where: ReplyTarget, checkpoint: dict[str, Any], exc: JobError
+        self, job: Job, where: ReplyTarget, checkpoint: dict[str, Any], exc: JobError, model: str
     ) -> None:
         async def show(text: str) -> None:
             await self._notices.reply(where, text)
 
-        await self._notices.wait_once(job, checkpoint, exc, self._breaker, texts.OUTAGE, show)
+        await self._notices.wait_once(job, checkpoint, exc, self._breakers(model), texts.OUTAGE, show)
 
 
 @dataclass(frozen=True, slots=True)

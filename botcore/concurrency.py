@@ -13,6 +13,7 @@ gives plainly: a refusal for load, and answers that slow down as more run at onc
   grows only while the calls in flight fill it.
 - A refusal for load (429, a timeout) halves it, once a round.
 - Between 1 and ``LLM_MAX_CONCURRENCY``.
+- One limit per model (``LlmLimits``); within one, streams and plain calls are measured apart.
 
 Chosen over additive-increase-multiplicative-decrease on latency alone: with a server that is
 always busy (a backlog), a latency threshold drifts up with the load it causes, and the limit
@@ -32,6 +33,7 @@ from botcore.clock import Clock
 from botcore.errors import Cause, JobError
 
 _START = 4
+_MODELS_KEPT = 32  # models with a limit of their own
 _GROW_BELOW, _SHRINK_ABOVE = 1.0, 1.5  # calls estimated waiting in the server
 # Refusals for load. Not UNAVAILABLE: a server that is down or restarting is not a full one, and
 # the breaker keeps calls away from it meanwhile.
@@ -45,7 +47,6 @@ class Call:
 
     clock: Clock
     started: float
-    model: str = ""  # each model is judged against its own best: a bigger one is slower, not queued
     tokens: int = 0
     first_token_after: float | None = None  # seconds from the start
 
@@ -71,8 +72,11 @@ class LlmLimit:
         self._in_use = 0
         self._waiting = 0  # calls waiting for a slot: the limit is what holds them
         self._freed = asyncio.Condition()
-        self._best: dict[str, float] = {}  # per model, the lowest cost seen: the server unloaded
-        self._cost: dict[str, float] = {}  # per model, the cost lately (smoothed)
+        # The lowest cost seen (the server unloaded) and the cost lately (smoothed), for streams
+        # (the wait for a first token) and for plain calls (time per token) apart: a chat may
+        # turn streaming off, and the two measures differ twentyfold.
+        self._best: dict[bool, float] = {}
+        self._cost: dict[bool, float] = {}
         self._round_s = 1.0  # how long a call takes lately (smoothed): one round of answers
         self._next_round = 0.0  # no other change before this (monotonic)
         self._log = logger.bind(component="llm-limit")
@@ -90,7 +94,7 @@ class LlmLimit:
         return self._in_use
 
     @contextlib.asynccontextmanager
-    async def slot(self, model: str = "") -> AsyncIterator[Call]:
+    async def slot(self) -> AsyncIterator[Call]:
         async with self._freed:
             self._waiting += 1
             try:
@@ -98,7 +102,7 @@ class LlmLimit:
             finally:
                 self._waiting -= 1
             self._in_use += 1
-            call = Call(self._clock, self._clock.monotonic(), model)
+            call = Call(self._clock, self._clock.monotonic())
         try:
             yield call
         except BaseException as exc:
@@ -118,9 +122,9 @@ class LlmLimit:
         now = self._clock.monotonic()
         elapsed = now - call.started
         self._round_s = 0.8 * self._round_s + 0.2 * elapsed
-        cost, model = call.cost(elapsed), call.model
-        best = self._best[model] = min(self._best.get(model, cost), cost)
-        lately = self._cost[model] = 0.7 * self._cost.get(model, cost) + 0.3 * cost
+        cost, streamed = call.cost(elapsed), call.first_token_after is not None
+        best = self._best[streamed] = min(self._best.get(streamed, cost), cost)
+        lately = self._cost[streamed] = 0.7 * self._cost.get(streamed, cost) + 0.3 * cost
         waiting = self._limit * (1 - best / lately) if lately > 0 else 0.0
         wanted = self._waiting > 0  # more calls than slots: room would be used
         if self._slow_start and waiting < _GROW_BELOW:
@@ -148,3 +152,36 @@ class LlmLimit:
             self._slow_start = False
         if why and self.limit != before:
             self._log.info("LLM calls at once: {} → {} ({})", before, self.limit, why)
+
+
+class LlmLimits:
+    """A limit per model, made on first use: OpenAI's and OpenRouter's rate limits, and Ollama's
+    parallel slots (OLLAMA_NUM_PARALLEL, per loaded model), are each model's, so one model's
+    refusals (a busy free model a chat chose) must not hold the others down, nor a slower model
+    look like a queue. Past ``_MODELS_KEPT`` models (typed names on a server that lists none),
+    the rest share one."""
+
+    def __init__(self, *, clock: Clock, fixed: int | None, maximum: int = 64, default: str = "") -> None:
+        self._clock = clock
+        self._fixed = fixed
+        self.maximum = maximum
+        self.adaptive = fixed is None
+        self.default = default
+        self._limits: dict[str, LlmLimit] = {}
+        self.of(default)
+
+    def of(self, model: str) -> LlmLimit:
+        limit = self._limits.get(model)
+        if limit is None:
+            if len(self._limits) >= _MODELS_KEPT:
+                return self.of("")
+            limit = self._limits[model] = LlmLimit(clock=self._clock, fixed=self._fixed, maximum=self.maximum)
+        return limit
+
+    def items(self) -> list[tuple[str, LlmLimit]]:
+        """Each model's limit, the default's first."""
+        return list(self._limits.items())
+
+    @property
+    def in_use(self) -> int:
+        return sum(limit.in_use for limit in self._limits.values())

@@ -222,6 +222,8 @@ class UpdatePoller:
                     self._courtesy.answer(incoming.button.query_id, decision.reply)
             elif incoming is not None and decision.reply is not None:
                 self._courtesy.reply(incoming.target, decision.reply)
+            elif incoming is None and (query_id := _query_id(update)) is not None:
+                self._courtesy.answer(query_id)  # a press we cannot act on: its spinner stops all the same
             jobs = [
                 NewJob(p.kind, update, dedup_key=p.dedup_key, group_key=p.group_key) for p in decision.jobs
             ]
@@ -266,6 +268,12 @@ class UpdatePoller:
         if dead:
             results += await self._queue.enqueue_many(dead)
         return results
+
+
+def _query_id(update: dict[str, Any]) -> str | None:
+    query = update.get("callback_query")
+    query_id = query.get("id") if isinstance(query, dict) else None
+    return query_id if isinstance(query_id, str) and query_id else None
 
 
 def _next_offset(updates: Sequence[dict[str, Any]], offset: int | None) -> int | None:

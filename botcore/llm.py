@@ -68,7 +68,7 @@ class ChatModel:
         self._params = ServerParams(
             base_url, Params("max_completion_tokens" if is_openai else "max_tokens"), kv
         )
-        self._streams = True  # until the server shows it cannot
+        self._cannot_stream: set[str] = set()  # models the server would not stream (until restart)
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -86,7 +86,7 @@ class ChatModel:
         and whether the model is still thinking (it paces itself). A stream that breaks midway
         raises like a failed call."""
         model = model or self.model
-        if not self._streams:
+        if model in self._cannot_stream:
             return await self.complete(system_prompt, turns, model=model)
         body = self._body(system_prompt, turns, model)
         params = await self._params.get(model)
@@ -100,13 +100,13 @@ class ChatModel:
                             on_first_token()  # timed here, before any Telegram edit waits
                         await on_text(*got.progress())
         except openai.BadRequestError as exc:
-            error = translate(exc)
+            error = translate(exc, model=model)
             if isinstance(error, ContextTooLongError) or got.received:
                 error.usage = got.billed()
                 raise error from exc
             return await self._without_streaming(system_prompt, turns, model, "refused the streaming request")
         except openai.APIError as exc:
-            error = translate(exc)
+            error = translate(exc, model=model)
             error.usage = got.billed()
             raise error from exc
         except httpx.TimeoutException as exc:  # mid-stream, not wrapped by the SDK
@@ -138,10 +138,11 @@ class ChatModel:
     async def _without_streaming(
         self, system_prompt: str, turns: Sequence[Turn], model: str, why: str
     ) -> Completion:
-        """Ask again without streaming; if that works, stop trying to stream (this server can't)."""
+        """Ask again without streaming; if that works, stop trying to stream this model (the
+        server can't, or not for this model: OpenAI streams some only for verified accounts)."""
         completion = await self.complete(system_prompt, turns, model=model)
-        self._streams = False
-        logger.warning("the LLM server {}; answering without streaming from now on (set STREAM=false)", why)
+        self._cannot_stream.add(model)
+        logger.warning("the LLM server {} for {}; answering without streaming from now on", why, model)
         return completion
 
     async def complete(
@@ -156,7 +157,7 @@ class ChatModel:
             body = self._body(system_prompt, turns, model)
             response = await self._post(body, stream=False)
         except openai.APIError as exc:
-            raise translate(exc) from exc
+            raise translate(exc, model=model) from exc
         except (ValueError, TypeError) as exc:  # a 200 that is not a completion
             raise PermanentError(NOT_A_COMPLETION) from exc
         if not isinstance(response, ChatCompletion):  # e.g. a web page: the SDK hands back its text

@@ -5,6 +5,7 @@ I/O, no storage; the ``prefs`` service decides what a press does."""
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,6 +18,8 @@ Screen = tuple[str, Keyboard]  # a menu message's text and its buttons
 MAX_DATA_BYTES = 64  # Telegram's limit on a button's callback data
 PAGE = 8  # models per page of the /model menu
 _LABEL_CHARS = 48  # a button's label, cut (the data keeps the whole name)
+_TEXT_CHARS = 3500  # a menu's text stays well inside Telegram's 4096
+_PAGE_NUMBER = re.compile(r"[0-9]{1,5}")  # ASCII digits only: "²".isdigit() is true
 
 # Verbs of the callback data "<verb>:<argument>"
 MODEL = "m"  # m:<name>, or m#<digest> for a name too long to carry
@@ -45,9 +48,14 @@ def parse_press(data: str) -> Press | None:
         return None
     if verb == TOGGLE and argument not in TOGGLES:
         return None
-    if verb == MODELS and not (argument.isdigit() and len(argument) < 6):
+    if verb == MODELS and not _PAGE_NUMBER.fullmatch(argument):
         return None
     return Press(verb, argument)
+
+
+def navigates(press: Press) -> bool:
+    """A press that only shows another menu (changes nothing): it need not wait its turn."""
+    return press.verb in (MODELS, PERSONAS, SETTINGS)
 
 
 def model_data(name: str) -> str:
@@ -79,11 +87,12 @@ class View:
 
 def settings_screen(view: View, note: str = "") -> Screen:
     model = view.model + (texts.DEFAULT_MARK if view.model == view.default_model else "")
-    memory = (
-        texts.MEMORY_ON.format(count=view.history_messages, days=f"{view.history_days:g}")
-        if view.memory
-        else texts.OFF
-    )
+    if view.history_messages <= 0:
+        memory = texts.MEMORY_DISABLED
+    elif view.memory:
+        memory = texts.MEMORY_ON.format(count=view.history_messages, days=f"{view.history_days:g}")
+    else:
+        memory = texts.OFF
     text = texts.SETTINGS.format(
         model=model,
         persona=view.persona.name,
@@ -91,25 +100,18 @@ def settings_screen(view: View, note: str = "") -> Screen:
         stream=texts.ON if view.stream else texts.OFF,
         memory=memory,
     )
-    keyboard = [
-        [(texts.BUTTON_MODEL, f"{MODELS}:0"), (texts.BUTTON_PERSONA, f"{PERSONAS}:")],
-        [
-            (
-                texts.BUTTON_STREAM.format(state=_state(not view.stream)),
-                f"{TOGGLE}:stream={int(not view.stream)}",
-            ),
-            (
-                texts.BUTTON_MEMORY.format(state=_state(not view.memory)),
-                f"{TOGGLE}:memory={int(not view.memory)}",
-            ),
-        ],
-    ]
+    stream = texts.BUTTON_STREAM.format(state=_state(not view.stream))
+    toggles = [(stream, f"{TOGGLE}:stream={int(not view.stream)}")]
+    if view.history_messages > 0:  # else the owner turned memory off for every chat
+        memory_button = texts.BUTTON_MEMORY.format(state=_state(not view.memory))
+        toggles.append((memory_button, f"{TOGGLE}:memory={int(not view.memory)}"))
+    keyboard = [[(texts.BUTTON_MODEL, f"{MODELS}:0"), (texts.BUTTON_PERSONA, f"{PERSONAS}:")], toggles]
     return _noted(note, text), keyboard
 
 
-def models_screen(names: Sequence[str], view: View, page: int, *, listed: bool, note: str = "") -> Screen:
-    """A page of the models to choose from. ``listed``: the names are the server's own list or
-    ALLOWED_MODELS (else only the default and the current one are known: a name can be typed)."""
+def models_screen(names: Sequence[str], view: View, page: int, *, caveat: str = "", note: str = "") -> Screen:
+    """A page of the models to choose from; ``caveat`` says why the list is short, if it is (the
+    server lists no models, or could not be asked: a name can be typed)."""
     pages = max(1, -(-len(names) // PAGE))
     page = min(max(page, 0), pages - 1)
     shown = names[page * PAGE : (page + 1) * PAGE]
@@ -121,7 +123,7 @@ def models_screen(names: Sequence[str], view: View, page: int, *, listed: bool, 
         nav.append((texts.BUTTON_NEXT.format(page=page + 2, pages=pages), f"{MODELS}:{page + 1}"))
     keyboard += [nav] if nav else []
     keyboard.append([(texts.BUTTON_BACK, f"{SETTINGS}:")])
-    text = texts.MODELS.format(model=view.model) + ("" if listed else texts.MODELS_UNLISTED)
+    text = texts.MODELS.format(model=view.model) + caveat
     return _noted(note, text), keyboard
 
 
@@ -131,7 +133,9 @@ def personas_screen(personas: Sequence[Persona], view: View, note: str = "") -> 
     ]
     keyboard.append([(texts.BUTTON_BACK, f"{SETTINGS}:")])
     lines = "\n".join(f"• {p.name} — {p.description}" for p in personas)
-    return _noted(note, texts.PERSONAS.format(persona=view.persona.name, lines=lines)), keyboard
+    if len(lines) > _TEXT_CHARS:  # many personas with long descriptions: the buttons name them
+        lines = ""
+    return _noted(note, texts.PERSONAS.format(persona=view.persona.name, lines=lines).rstrip()), keyboard
 
 
 def _model_label(name: str, view: View) -> str:

@@ -11,7 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from botcore.breaker import BreakerState, CircuitBreaker
-from botcore.concurrency import LlmLimit
+from botcore.concurrency import LlmLimits
 from botcore.models import Job, QueueStats, Usage, UsageSummary
 
 _LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
@@ -56,7 +56,7 @@ class Metrics:
         *,
         breakers: Mapping[str, CircuitBreaker],
         updates_received: Callable[[], int],
-        llm_limit: LlmLimit | None = None,
+        llm_limit: LlmLimits | None = None,
     ) -> None:
         """What is read live at each scrape."""
         self._snapshot.breakers, self._snapshot.updates_received = breakers, updates_received
@@ -84,7 +84,7 @@ class _Snapshot(Collector):
     def __init__(self) -> None:
         self.breakers: Mapping[str, CircuitBreaker] = {}
         self.updates_received: Callable[[], int] = lambda: 0
-        self.llm_limit: LlmLimit | None = None
+        self.llm_limit: LlmLimits | None = None
         self.queue = QueueStats(counts={}, oldest_waiting_age_s=None)
         self.today = UsageSummary()
 
@@ -115,9 +115,14 @@ class _Snapshot(Collector):
         )
         yield GaugeMetricFamily("bot_cost_usd_today", "Money spent today (UTC)", value=self.today.cost_usd)
         if self.llm_limit is not None:
-            yield GaugeMetricFamily(
-                "bot_llm_concurrency_limit", "LLM calls allowed at once now", value=self.llm_limit.limit
+            allowed = GaugeMetricFamily(
+                "bot_llm_concurrency_limit", "LLM calls allowed at once now, per model", labels=["model"]
             )
-            yield GaugeMetricFamily(
-                "bot_llm_calls_in_flight", "LLM calls running now", value=self.llm_limit.in_use
+            running = GaugeMetricFamily(
+                "bot_llm_calls_in_flight", "LLM calls running now, per model", labels=["model"]
             )
+            for model, limit in self.llm_limit.items():
+                allowed.add_metric([model], limit.limit)
+                running.add_metric([model], limit.in_use)
+            yield allowed
+            yield running

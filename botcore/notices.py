@@ -104,6 +104,8 @@ class Notices:
                 await self.durable(job, where, text(cause))
         if isinstance(exc, JobError) and exc.cause in (Cause.QUOTA, Cause.AUTH):
             await self._alerts.send(texts.ALERT_UPSTREAM.format(detail=exc))
+        elif isinstance(exc, JobError) and exc.cause is Cause.NO_SUCH_MODEL:
+            await self._alerts.send(texts.ALERT_MODEL.format(detail=exc))
 
 
 def notice_job(where: ReplyTarget, text: str, *, dedup_key: str) -> NewJob:

@@ -21,7 +21,7 @@ NOT_A_COMPLETION = "the LLM server's answer was not a chat completion (is OPENAI
 
 
 def translate(
-    exc: openai.APIError, *, service: str = "LLM", key_variable: str = "OPENAI_API_KEY"
+    exc: openai.APIError, *, service: str = "LLM", key_variable: str = "OPENAI_API_KEY", model: str = ""
 ) -> JobError:
     """Map an SDK error to our taxonomy: worth retrying, worth waiting for, or not. The messages
     are ours (admins may read them); the server's own text is never passed on."""
@@ -40,7 +40,7 @@ def translate(
             return ContextTooLongError("the conversation is longer than the model's context")
         if exc.status_code in (400, 404) and _unknown_model(code, str(exc)):
             return PermanentError(
-                f"{service}: the server does not know this model", cause=Cause.NO_SUCH_MODEL
+                f"{service}: the server does not know the model {model!r}", cause=Cause.NO_SUCH_MODEL
             )
         return http_error(
             service,

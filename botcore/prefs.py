@@ -9,15 +9,17 @@ from collections.abc import Collection, Mapping
 from dataclasses import replace
 from typing import Any
 
+from loguru import logger
+
 from botcore import menus, texts
 from botcore.catalog import ModelCatalog
 from botcore.clock import Clock
+from botcore.errors import PermanentError
 from botcore.incoming import Incoming
 from botcore.jobqueue import JobQueue
 from botcore.menus import Press, Screen, View
 from botcore.messenger import Messenger
 from botcore.models import Job
-from botcore.notices import Notices
 from botcore.personas import DEFAULT_PERSONA, Persona
 from botcore.storage import ChatPrefsStore, ConversationStore
 
@@ -30,7 +32,6 @@ class ChatSettings:
         conversations: ConversationStore,
         catalog: ModelCatalog,
         messenger: Messenger,
-        notices: Notices,
         queue: JobQueue,
         clock: Clock,
         personas: Mapping[str, Persona],
@@ -43,7 +44,6 @@ class ChatSettings:
         self._conversations = conversations
         self._catalog = catalog
         self._messenger = messenger
-        self._notices = notices
         self._queue = queue
         self._clock = clock
         self._personas = dict(personas)
@@ -51,6 +51,7 @@ class ChatSettings:
         self._history_messages = history_messages
         self._history_days = history_ttl_days
         self._admin_ids = frozenset(admin_ids)
+        self._log = logger.bind(component="settings")
 
     async def view(self, chat_id: int) -> View:
         """This chat's settings as they apply now: a choice that is no longer allowed (the owner
@@ -84,7 +85,7 @@ class ChatSettings:
             return None
         if not await self._may_change(incoming):
             return texts.ADMINS_ONLY
-        return await self._set_model(incoming.chat_id, name)
+        return await self._set_model(incoming.chat_id, name, await self._applying(job, checkpoint))
 
     async def persona_command(
         self, job: Job, incoming: Incoming, checkpoint: dict[str, Any], name: str
@@ -95,7 +96,7 @@ class ChatSettings:
             return None
         if not await self._may_change(incoming):
             return texts.ADMINS_ONLY
-        return await self._set_persona(incoming.chat_id, name.lower())
+        return await self._set_persona(incoming.chat_id, name.lower(), await self._applying(job, checkpoint))
 
     # -- a press on one of the menus' buttons ------------------------------------------------
     async def press(self, job: Job, incoming: Incoming, checkpoint: dict[str, Any]) -> None:
@@ -105,12 +106,13 @@ class ChatSettings:
         press = menus.parse_press(incoming.button.data)
         if press is None:
             return  # not a button of ours (an older version's): its press was answered, nothing more
-        changes = press.verb in (menus.MODEL, menus.PERSONA, menus.TOGGLE)
-        if changes and "note" not in checkpoint:
-            if not await self._may_change(incoming):
-                await self._notices.once(job, checkpoint, incoming.target, texts.ADMINS_ONLY)
-                return
-            checkpoint["note"] = await self._apply(incoming.chat_id, press)
+        if not menus.navigates(press) and "note" not in checkpoint:
+            if await self._may_change(incoming):
+                checkpoint["note"] = await self._apply(
+                    incoming.chat_id, press, await self._applying(job, checkpoint)
+                )
+            else:  # said on the menu itself: no new message in the group
+                checkpoint["note"] = texts.ADMINS_ONLY
             await self._queue.save_checkpoint(job, checkpoint)
         text, keyboard = await self._screen(incoming.chat_id, press, checkpoint.get("note", ""))
         if not await self._messenger.edit_text(
@@ -118,7 +120,7 @@ class ChatSettings:
         ):
             await self._send_menu(job, incoming, checkpoint, (text, keyboard))  # the menu was deleted
 
-    async def _apply(self, chat_id: int, press: Press) -> str:
+    async def _apply(self, chat_id: int, press: Press, again: bool) -> str:
         if press.verb == menus.MODEL:
             name = press.argument
             if press.hashed:
@@ -126,11 +128,20 @@ class ChatSettings:
                 if found is None:
                     return texts.MENU_STALE
                 name = found
-            return await self._set_model(chat_id, name)
+            return await self._set_model(chat_id, name, again)
         if press.verb == menus.PERSONA:
-            return await self._set_persona(chat_id, press.argument)
+            return await self._set_persona(chat_id, press.argument, again)
         what, _, state = press.argument.partition("=")
         return await self._set_toggle(chat_id, what, state == "1")
+
+    async def _applying(self, job: Job, checkpoint: dict[str, Any]) -> bool:
+        """Mark the job as changing settings now; True if an earlier attempt did (and died before
+        it could keep what it said): then "already so" means it was done, and is said as done."""
+        if checkpoint.get("applying"):
+            return True
+        checkpoint["applying"] = 1
+        await self._queue.save_checkpoint(job, checkpoint)
+        return False
 
     async def _screen(self, chat_id: int, press: Press, note: str) -> Screen:
         view = await self.view(chat_id)
@@ -146,28 +157,28 @@ class ChatSettings:
     ) -> Screen:
         """A page of the model menu; ``page`` None: the page that holds this chat's model."""
         view = view or await self.view(chat_id)
-        names, listed = await self._catalog.offered()
+        names, caveat = await self._catalog.offered()
         if view.model not in names:
             names = [view.model, *names]
         if page is None:
             page = names.index(view.model) // menus.PAGE
-        return menus.models_screen(names, view, page, listed=listed, note=note)
+        return menus.models_screen(names, view, page, caveat=caveat, note=note)
 
     # -- the changes -------------------------------------------------------------------------
-    async def _set_model(self, chat_id: int, name: str) -> str:
+    async def _set_model(self, chat_id: int, name: str, again: bool) -> str:
         refusal = await self._catalog.judge(name)
         if refusal is not None:
             return refusal
-        if (await self.view(chat_id)).model == name:
+        if (await self.view(chat_id)).model == name and not again:
             return texts.MODEL_SAME.format(model=name)
         stored = None if name == self._catalog.default else name
         await self._change(chat_id, model=stored)
         return texts.MODEL_SET.format(model=name)
 
-    async def _set_persona(self, chat_id: int, name: str) -> str:
+    async def _set_persona(self, chat_id: int, name: str, again: bool) -> str:
         if name not in self._personas:
             return texts.PERSONA_UNKNOWN.format(persona=name[:40])
-        if (await self.view(chat_id)).persona.name == name:
+        if (await self.view(chat_id)).persona.name == name and not again:
             return texts.PERSONA_SAME.format(persona=name)
         await self._conversations.reset(chat_id)  # a new persona starts a new conversation
         await self._change(chat_id, persona=None if name == DEFAULT_PERSONA else name)
@@ -189,11 +200,17 @@ class ChatSettings:
 
     async def _may_change(self, incoming: Incoming) -> bool:
         """Anyone in a private chat; in a group its admins (an anonymous admin speaks as the
-        group itself) and the bot's admins."""
+        group itself) and the bot's admins; never someone speaking as a channel."""
         user = incoming.sender_id
         if not incoming.in_group or user in self._admin_ids or user == incoming.chat_id:
             return True
-        return user is not None and await self._messenger.is_group_admin(incoming.chat_id, user)
+        if user is None or user < 0:  # a channel (user ids are positive): no member to ask about
+            return False
+        try:
+            return await self._messenger.is_group_admin(incoming.chat_id, user)
+        except PermanentError as exc:  # Telegram will not say (the user left, say): not shown as one
+            self._log.info("could not tell whether {} is an admin of {}: {}", user, incoming.chat_id, exc)
+            return False
 
     async def _send_menu(
         self, job: Job, incoming: Incoming, checkpoint: dict[str, Any], screen: Screen

@@ -17,6 +17,7 @@ from botcore.commands import Commands, Request
 from botcore.gate import Gate
 from botcore.incoming import Command, Incoming, parse_update
 from botcore.jobqueue import JobQueue
+from botcore.menus import navigates, parse_press
 from botcore.models import Job
 from botcore.notices import Notices
 from botcore.prefs import ChatSettings
@@ -164,8 +165,9 @@ class Router:
             return Decision(ATTACHMENTS[incoming.attachment.kind](incoming))
         key = f"tg-update:{incoming.update_id}"
         spec = find_command(incoming.command) if incoming.command else None
-        if spec is not None and not spec.ordered:
-            return Decision((Planned(COMMAND_KIND, key),))
+        press = parse_press(incoming.button.data) if incoming.button else None
+        if (spec is not None and not spec.ordered) or (press is not None and navigates(press)):
+            return Decision((Planned(COMMAND_KIND, key),))  # at once: it changes nothing
         return Decision((Planned(UPDATE_KIND, key, f"chat:{incoming.chat_id}"),))
 
 

@@ -107,6 +107,10 @@ def voice_failed(cause: Cause | None) -> str:
 # To admins (ADMIN_USER_IDS): the real cause, which only the bot's owner can fix.
 ADMIN_ALERT = "⚠️ Bot alert: {detail}"
 ALERT_UPSTREAM = "{detail}. Users are told the service is unavailable until this is fixed."
+ALERT_MODEL = (
+    "{detail}. The chat that uses it was told to choose another with /model; if it is "
+    "OPENAI_MODEL, every chat that has not chosen one is affected: fix OPENAI_MODEL."
+)
 ALERT_DAILY_COST = "today's cost has reached ${spent:.2f}, over DAILY_COST_ALERT_USD (${limit:.2f})."
 
 # Who may use the bot, how fast and how much.
@@ -149,6 +153,11 @@ SETTINGS = (
     "⚡ Streaming: {stream}\n💾 Memory: {memory}"
 )
 MODELS = "🧠 This chat uses {model}. Choose a model:"
+MEMORY_DISABLED = "off (for every chat: the bot's owner set HISTORY_MESSAGES=0)"
+MODELS_UNAVAILABLE = (
+    "\n\nI couldn't get the AI server's list of models just now, so only these are shown. Try "
+    "again in a minute, or send /model followed by a model's name."
+)
 MODELS_UNLISTED = (
     "\n\nThe AI server doesn't list its models, so only these are shown. To use another, send "
     "/model followed by its name."

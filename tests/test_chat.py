@@ -14,7 +14,7 @@ from botcore.cancels import Cancels
 from botcore.catalog import ModelCatalog
 from botcore.chat import ChatService
 from botcore.clock import ManualClock
-from botcore.concurrency import LlmLimit
+from botcore.concurrency import LlmLimits
 from botcore.errors import LeaseLostError
 from botcore.jobqueue import JobQueue
 from botcore.llm import ChatModel
@@ -42,6 +42,9 @@ async def service(
         messenger = Messenger(bot)
         alerts = Alerts(messenger, [], clock=clock)
         kv = SqliteKeyValue(db)
+        breaker = CircuitBreaker(
+            "LLM", clock=clock, observe=lambda _name, outcome, _s: outcomes.append(outcome)
+        )
         conversations = SqliteConversations(db)
         notices = Notices(queue=queue, messenger=messenger, alerts=alerts)
         chat = ChatService(
@@ -49,9 +52,7 @@ async def service(
             conversations=conversations,
             model=model,
             messenger=messenger,
-            breaker=CircuitBreaker(
-                "LLM", clock=clock, observe=lambda _name, outcome, _s: outcomes.append(outcome)
-            ),
+            breakers=lambda _model: breaker,
             notices=notices,
             cancels=Cancels(),
             spending=Spending(SqliteUsage(db), kv, alerts, prices=Prices(0.15, 0.6, 0.006), clock=clock),
@@ -61,7 +62,6 @@ async def service(
                 conversations=conversations,
                 catalog=ModelCatalog(model, clock, allowed=()),
                 messenger=messenger,
-                notices=notices,
                 queue=queue,
                 clock=clock,
                 personas=built_in(""),
@@ -72,7 +72,7 @@ async def service(
             ),
             history_ttl_days=7,
             stream_interval_s=0.5,
-            llm_limit=LlmLimit(clock=clock, fixed=1),
+            llm_limit=LlmLimits(clock=clock, fixed=1),
         )
         yield chat, outcomes
     await model.aclose()

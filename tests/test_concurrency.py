@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks.concurrency import batches_of_4, flat, simulate, varied
 from botcore.clock import ManualClock
-from botcore.concurrency import LlmLimit
+from botcore.concurrency import LlmLimit, LlmLimits
 from botcore.errors import Cause, UpstreamUnavailable
 
 
@@ -57,14 +57,17 @@ async def test_answers_of_very_different_lengths_do_not_hold_the_limit_down() ->
     assert max(value for _, value in adaptive.limits) >= 32
 
 
-async def _calls(limit: LlmLimit, clock: ManualClock, first_token_s: dict[str, float], rounds: int) -> None:
-    """One call at a time, in turn for each model, each waiting ``first_token_s`` for its first
-    token and taking a second more."""
+async def _calls(limit: LlmLimit, clock: ManualClock, first_token_s: list[float | None], rounds: int) -> None:
+    """One call at a time, in turn for each wait: a stream that waits so long for its first
+    token and takes a second more, or (None) a plain call of 50 tokens in a second."""
     for _ in range(rounds):
-        for model, wait in first_token_s.items():
-            async with limit.slot(model) as call:
-                clock.advance(wait)
-                call.first_token()
+        for wait in first_token_s:
+            async with limit.slot() as call:
+                if wait is None:
+                    call.tokens = 50
+                else:
+                    clock.advance(wait)
+                    call.first_token()
                 clock.advance(1.0)
 
 
@@ -75,18 +78,33 @@ async def _refused(limit: LlmLimit) -> None:
             raise UpstreamUnavailable("LLM: rate limited", cause=Cause.RATE_LIMITED)
 
 
-async def test_a_slower_model_is_not_taken_for_a_queueing_server() -> None:
-    """Chats may use different models on one server: each is judged against its own best, so a
-    model six times slower than another does not look like calls waiting in the server."""
+async def test_streamed_and_plain_calls_are_measured_apart() -> None:
+    """One chat streams, another does not: a stream's wait for its first token (0.5 s) is not
+    compared with a plain call's time per token (0.02 s), which would look like a long queue."""
     clock = ManualClock()
-    two_models = LlmLimit(clock=clock, fixed=None, maximum=8)
-    await _refused(two_models)
-    before = two_models.limit
-    await _calls(two_models, clock, {"fast": 0.5, "slow": 3.0}, rounds=20)
-    assert two_models.limit == before
-    # The same waits from one model: the slow calls look like a queue, and the limit shrinks.
-    one_model = LlmLimit(clock=clock, fixed=None, maximum=8)
-    await _refused(one_model)
-    await _calls(one_model, clock, {"m": 0.5}, rounds=1)
-    await _calls(one_model, clock, {"m": 3.0}, rounds=20)
-    assert one_model.limit < before
+    mixed = LlmLimit(clock=clock, fixed=None, maximum=8)
+    await _refused(mixed)
+    before = mixed.limit
+    await _calls(mixed, clock, [0.5, None], rounds=20)
+    assert mixed.limit == before
+    # Streams that do wait longer and longer for their first token: that is a queue.
+    queued = LlmLimit(clock=clock, fixed=None, maximum=8)
+    await _refused(queued)
+    await _calls(queued, clock, [0.5], rounds=1)
+    await _calls(queued, clock, [3.0], rounds=20)
+    assert queued.limit < before
+
+
+async def test_each_model_has_its_own_limit() -> None:
+    """A busy model a chat chose (a free one that answers 429) halves its own limit only."""
+    clock = ManualClock()
+    limits = LlmLimits(clock=clock, fixed=None, default="main")
+    await _refused(limits.of("free-model"))
+    assert limits.of("free-model").limit == 2
+    assert limits.of("main").limit == 4
+    assert [model for model, _ in limits.items()] == ["main", "free-model"]
+    fixed = LlmLimits(clock=clock, fixed=3)
+    assert fixed.of("a").limit == fixed.of("b").limit == 3
+    for n in range(40):  # typed names without end: past 32 models they share one limit
+        fixed.of(f"typed-{n}")
+    assert len(fixed.items()) <= 33

@@ -180,6 +180,19 @@ async def test_a_refused_streaming_request_falls_back_once(llm: FakeOpenAI, mode
     assert [bool(r.get("stream")) for r in llm.requests] == [True, False]
 
 
+async def test_a_model_that_cannot_stream_stops_no_other_model_from_streaming(
+    llm: FakeOpenAI, model: ChatModel
+) -> None:
+    """OpenAI streams some models only for verified organisations: one chat's choice of such a
+    model must not turn streaming off for every chat."""
+    llm.script += [Scripted(status=400, body={"error": {"message": "verify your organization to stream"}})]
+    await model.stream("", [Turn("user", "hi")], model="o3")
+    await model.stream("", [Turn("user", "hi")], model="o3")
+    await model.stream("", [Turn("user", "hi")], model="gpt-4o")
+    sent = [(r["model"], bool(r.get("stream"))) for r in llm.requests]
+    assert sent == [("o3", True), ("o3", False), ("o3", False), ("gpt-4o", True)]
+
+
 async def test_a_refused_stream_option_is_left_out_and_streaming_goes_on(
     llm: FakeOpenAI, model: ChatModel
 ) -> None:

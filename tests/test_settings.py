@@ -10,13 +10,16 @@ from pathlib import Path
 import pytest
 
 from botcore import menus, texts
+from botcore.catalog import ModelCatalog
 from botcore.clock import ManualClock
+from botcore.llm import ChatModel
 from botcore.models import ChatPrefs
 from botcore.personas import built_in
+from botcore.routing import COMMAND_KIND, UPDATE_KIND
 
 from .conftest import eventually
-from .fakes import FakeOpenAI, FakeTelegram
-from .services import Services, last_update, methods, receive, run_due, services
+from .fakes import Failure, FakeOpenAI, FakeTelegram
+from .services import Services, incoming_of, last_update, methods, receive, run_due, services
 
 ADMIN = 1
 GROUP = -100500
@@ -208,8 +211,10 @@ async def test_in_a_group_only_admins_change_settings(s: Services, tg: FakeTeleg
     group = {"chat_type": "supergroup"}
     await say(s, tg, GROUP, "/model@test_bot", user_id=20, **group)
     menu = menu_message(tg, GROUP)
+    sent = len(tg.texts_to(GROUP))
     await press(s, tg, GROUP, menu, button(tg, GROUP, menu, "qwen3"), user_id=20, **group)
-    assert tg.texts_to(GROUP)[-1] == texts.ADMINS_ONLY
+    assert texts.ADMINS_ONLY in latest_text(tg, GROUP, menu)  # said on the menu: no new message
+    assert len(tg.texts_to(GROUP)) == sent + 1 and tg.sent[-1]["edited"]
     assert await s.storage.prefs.get(GROUP) == ChatPrefs()
     await say(s, tg, GROUP, "/model@test_bot qwen3:8b", user_id=20, **group)
     assert tg.texts_to(GROUP)[-1] == texts.ADMINS_ONLY
@@ -249,7 +254,86 @@ async def test_a_press_is_stored_before_it_is_answered_and_runs_in_the_chats_ord
 
 
 async def test_presses_of_buttons_we_never_made_are_harmless(s: Services, tg: FakeTelegram) -> None:
-    for data in ("", "x:y", "ml:abc", "t:stream=2", "m#0000", "p:" + "z" * 40, "ml:99999"):
+    forged = ("", "x:y", "ml:abc", "ml:²", "ml:-1", "t:stream=2", "m#0000", "p:" + "z" * 40, "ml:99999")
+    for data in forged:
         await press(s, tg, 10, 5, data)
     assert await s.storage.prefs.get(10) == ChatPrefs()
-    await eventually(lambda: len(tg.answered) == 7, what="every press answered")
+    await eventually(lambda: len(tg.answered) == len(forged), what="every press answered")
+    assert not await s.queue.latest_dead(10)  # no job failed over any of them
+
+
+async def test_someone_speaking_as_a_channel_or_unknown_to_telegram_changes_nothing(
+    s: Services, tg: FakeTelegram
+) -> None:
+    channel = {"sender_chat": {"id": -100999, "type": "channel", "title": "Some channel"}}
+    await say(s, tg, GROUP, "/model@test_bot qwen3:8b", user_id=20, chat_type="supergroup", extra=channel)
+    assert tg.texts_to(GROUP)[-1] == texts.ADMINS_ONLY
+    tg.fail["getChatMember"] = [Failure(400, "Bad Request: user not found")]
+    await say(s, tg, GROUP, "/persona@test_bot coder", user_id=20, chat_type="supergroup")
+    assert tg.texts_to(GROUP)[-1] == texts.ADMINS_ONLY
+    assert await s.storage.prefs.get(GROUP) == ChatPrefs()
+    assert not await s.queue.latest_dead(10)
+
+
+async def test_menu_presses_that_change_nothing_do_not_wait_behind_answers(
+    s: Services, tg: FakeTelegram
+) -> None:
+    tg.add_press(10, 5, "ml:0")
+    tg.add_press(10, 5, "p:coder")
+    decisions = [s.router.route(incoming_of(raw)) for raw in tg.pending[-2:]]
+    assert [d.jobs[0].kind for d in decisions] == [COMMAND_KIND, UPDATE_KIND]
+    assert decisions[1].jobs[0].group_key == "chat:10"
+
+
+async def test_memory_turned_off_by_the_owner_has_no_button(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI, clock: ManualClock
+) -> None:
+    async with services(tmp_path, tg, llm, clock, HISTORY_MESSAGES="0") as s:
+        await say(s, tg, 10, "/settings")
+        menu = menu_message(tg, 10)
+        assert texts.MEMORY_DISABLED in latest_text(tg, 10, menu)
+        assert not [label for label, _ in tg.buttons_of(10, menu) if label.startswith("💾")]
+
+
+async def test_many_long_personas_still_fit_one_message(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI, clock: ManualClock
+) -> None:
+    file = tmp_path / "personas.toml"
+    file.write_text(
+        "".join(f'[p{n:02d}-{"x" * 27}]\ndescription = "{"d" * 100}"\nprompt = "be {n}"\n' for n in range(36))
+    )
+    async with services(tmp_path, tg, llm, clock, PERSONAS_FILE=str(file)) as s:
+        await say(s, tg, 10, "/persona")
+        menu = menu_message(tg, 10)
+        assert len(latest_text(tg, 10, menu)) <= 4096
+        assert len(tg.buttons_of(10, menu)) == 41  # 40 personas and the way back
+
+
+async def test_a_model_list_that_cannot_be_had_now_is_said_so(tmp_path: Path, clock: ManualClock) -> None:
+    down = ChatModel(
+        api_key="", base_url="http://127.0.0.1:9/v1", model="m", timeout_s=2, max_reply_tokens=16
+    )
+    try:
+        names, caveat = await ModelCatalog(down, clock, allowed=()).offered()
+    finally:
+        await down.aclose()
+    assert names == ["m"] and caveat == texts.MODELS_UNAVAILABLE
+
+
+async def test_a_model_the_server_does_not_know_alerts_the_admins(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI, clock: ManualClock
+) -> None:
+    llm.missing_models = {"fake-model"}  # OPENAI_MODEL itself is wrong
+    async with services(tmp_path, tg, llm, clock, ADMIN_USER_IDS=str(ADMIN)) as s:
+        await say(s, tg, 10, "hello")
+        assert "/model" in tg.texts_to(10)[-1]
+        assert "'fake-model'" in tg.texts_to(ADMIN)[-1] and "OPENAI_MODEL" in tg.texts_to(ADMIN)[-1]
+
+
+async def test_a_press_we_cannot_act_on_is_still_answered(s: Services, tg: FakeTelegram) -> None:
+    tg.add_press(10, 5, "s:")
+    raw = last_update(tg)
+    del raw["callback_query"]["message"]  # as on a message sent in inline mode: no chat
+    await receive(s, raw)
+    assert await run_due(s) == []
+    await eventually(lambda: tg.answered, what="the press answered")
