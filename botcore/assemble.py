@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from botcore import __version__
+from botcore.acks import Acks
 from botcore.admin import AdminCommands
 from botcore.alerts import Alerts
 from botcore.build import Base, llm_breakers
@@ -93,7 +94,7 @@ def build_voice(base: Base, shared: Shared, chat: ChatService, stt: SpeechToText
         spending=shared.spending,
         notices=shared.notices,
         cancels=shared.cancels,
-        kv=base.storage.kv,
+        acks=Acks(queue=base.queue, kv=base.storage.kv, messenger=base.messenger, notices=shared.notices),
         messenger=base.messenger,
         stt=stt,
         breaker=base.breakers["transcription"],

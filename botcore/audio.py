@@ -9,7 +9,7 @@ import io
 import mutagen
 from loguru import logger
 
-from botcore.incoming import usable_seconds
+from botcore.attachments import usable_seconds
 
 
 def measure_seconds(data: bytes) -> float | None:

@@ -46,6 +46,9 @@ class Cause(StrEnum):
     STOPPED = "stopped"  # the user sent /cancel
     THOUGHT_ONLY = "thought-only"  # a reasoning model spent its token budget thinking: no answer
     NO_SUCH_MODEL = "no-such-model"  # the server does not know the model this chat uses
+    BAD_FILE = "bad-file"  # a photo or document we cannot read: corrupt, too large once decoded…
+    NO_TEXT = "no-text"  # a document without text to read (a scanned PDF)
+    NO_VISION = "no-vision"  # the model this chat uses cannot see images
     OTHER = "other"
 
 

@@ -4,36 +4,27 @@ attachment). Nothing downstream reads the raw dict. A leaf: imports nothing of o
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-# Telegram ids fit in 52 bits; anything outside a signed 64-bit integer cannot be stored anyway.
-_MAX_ID = 2**63 - 1
+from botcore.attachments import ATTACHMENT_FIELDS, Attachment, parse_attachment, valid_id
+
 # Message fields that carry something a person sent that we cannot read yet (service messages,
 # such as joins, pins and title changes, carry none of these and get no answer at all).
 _OTHER_CONTENT = (
     "animation",
     "contact",
     "dice",
-    "document",
     "game",
     "location",
-    "photo",
     "poll",
     "sticker",
     "story",
     "venue",
     "video",
 )
-# Attachment kinds we handle: field -> (file name to upload as, MIME type if the message gives none).
-_MEDIA = {
-    "voice": ("voice.ogg", "audio/ogg"),
-    "audio": ("audio.mp3", "audio/mpeg"),
-    "video_note": ("video_note.mp4", "video/mp4"),
-}
 
 
 def clean_text(text: str) -> str:
@@ -56,11 +47,6 @@ def clean(value: Any) -> Any:
     if isinstance(value, list):
         return [clean(v) for v in value]
     return value
-
-
-def valid_id(value: object) -> bool:
-    """A Telegram id we can store and address: an int (not a bool) within 64 bits."""
-    return isinstance(value, int) and not isinstance(value, bool) and -_MAX_ID <= value <= _MAX_ID
 
 
 class ChatKind(StrEnum):
@@ -96,19 +82,6 @@ class Command:
 
 
 @dataclass(frozen=True, slots=True)
-class Attachment:
-    """A file the sender attached. ``seconds`` and ``size`` are the sender's claims, where they
-    make sense at all (a duration or size that is no number is None)."""
-
-    kind: str  # "voice", "audio", "video_note"
-    file_id: str
-    seconds: float | None
-    size: int | None
-    filename: str
-    mime: str
-
-
-@dataclass(frozen=True, slots=True)
 class Button:
     """A press on one of our inline-keyboard buttons: the query to answer, the button's data."""
 
@@ -137,6 +110,7 @@ class Incoming:
     attachment: Attachment | None = None
     other_content: bool = False  # something sent that we cannot read (a sticker, a broken voice note…)
     button: Button | None = None
+    album: str | None = None  # the album (media group) this message is a part of
 
     @property
     def in_group(self) -> bool:
@@ -171,7 +145,7 @@ def parse_update(update: Mapping[str, Any]) -> Incoming | None:
         return None
     typed = _string(message.get("text"))
     text = typed or _string(message.get("caption"))
-    attachment = _attachment(message)
+    attachment = parse_attachment(message)
     forwarded = "forward_origin" in message
     entities = message.get("entities") or message.get("caption_entities")
     mentions, mentioned_ids = _mentions(text, entities if isinstance(entities, list) else [])
@@ -195,7 +169,8 @@ def parse_update(update: Mapping[str, Any]) -> Incoming | None:
         attachment=attachment,
         # A voice note without a usable file is something sent that we cannot read, too.
         other_content=any(key in message for key in _OTHER_CONTENT)
-        or (attachment is None and any(k in message for k in _MEDIA)),
+        or (attachment is None and any(k in message for k in ATTACHMENT_FIELDS)),
+        album=_string(message.get("media_group_id")) or None,
     )
 
 
@@ -280,29 +255,6 @@ def _utf16_slice(text: str, entity: Mapping[str, Any]) -> str:
         return ""
     encoded = text.encode("utf-16-le", errors="surrogatepass")
     return encoded[offset * 2 : (offset + length) * 2].decode("utf-16-le", errors="replace")
-
-
-def _attachment(message: Mapping[str, Any]) -> Attachment | None:
-    for field, (filename, mime) in _MEDIA.items():
-        media = message.get(field)
-        if isinstance(media, dict) and isinstance(media.get("file_id"), str) and media["file_id"]:
-            name, size, declared = media.get("file_name"), media.get("file_size"), media.get("mime_type")
-            return Attachment(
-                kind=field,
-                file_id=media["file_id"],
-                seconds=usable_seconds(media.get("duration")),
-                size=size if valid_id(size) else None,
-                filename=name if isinstance(name, str) and name else filename,
-                mime=declared if isinstance(declared, str) and declared else mime,
-            )
-    return None
-
-
-def usable_seconds(value: object) -> float | None:
-    """``value`` as a duration in seconds if it is a finite, positive number; else None."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) and value > 0 else None
 
 
 def _name(source: Mapping[str, Any]) -> str:

@@ -16,10 +16,11 @@ import telegram
 from loguru import logger
 from telegram.warnings import PTBUserWarning
 
+from botcore.attachments import valid_id
 from botcore.clock import Clock
 from botcore.courtesy import Courtesy
 from botcore.errors import StorageUnavailable
-from botcore.incoming import Incoming, clean, parse_update, valid_id
+from botcore.incoming import Incoming, clean, parse_update
 from botcore.jobqueue import JobQueue, describe_error
 from botcore.messenger import Messenger
 from botcore.models import Enqueued, NewJob

@@ -205,7 +205,7 @@ class UpdateJobs:
                 await self._settings.press(job, incoming, checkpoint)
             elif incoming.command is not None:
                 await self._command(job, incoming, checkpoint)
-            elif incoming.other_content or incoming.captioned:  # a caption is nothing without its picture
+            elif incoming.other_content or incoming.captioned or incoming.attachment is not None:
                 await self._notices.once(job, checkpoint, incoming.target, texts.NOT_TEXT)
             elif self._chat.speaker_text(incoming):
                 await self._chat.answer(job, incoming, checkpoint)

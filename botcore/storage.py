@@ -29,10 +29,10 @@ HEALTH_PROBE_KEY = "health.probe"  # a small write that proves the database take
 COST_ALERT_PREFIX = "cost-alert:"  # + the UTC date: that day's cost alert was sent
 
 
-def voice_ack_key(chat_id: int, message_id: int) -> str:
-    """What a voice note's acknowledgement decided (the message id to edit, or "refused"), for
-    its voice job, which deletes it when done. Not the ack job's checkpoint: a finished job is
-    purged after JOB_RETENTION_DONE_S, and the voice job may wait longer than that in its chat."""
+def ack_decision_key(chat_id: int, message_id: int) -> str:
+    """What a message's acknowledgement decided (the message id to edit, or "refused"), for the
+    job that does its work, which deletes it when done (``acks``). Named "voice-ack" since voice
+    notes were the first such work: a note in flight across an upgrade keeps its decision."""
     return f"voice-ack:{chat_id}:{message_id}"
 
 

@@ -11,8 +11,8 @@ import httpx
 import openai
 from openai import AsyncOpenAI
 
+from botcore.attachments import usable_seconds
 from botcore.errors import Cause, PermanentError, TransientError, http_error, parse_retry_after
-from botcore.incoming import usable_seconds
 from botcore.openai_errors import translate
 
 OPENAI_UPLOAD_LIMIT = 25 * 1024 * 1024  # bytes: the transcription endpoint refuses more

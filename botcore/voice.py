@@ -20,24 +20,24 @@ from typing import Any
 from loguru import logger
 
 from botcore import texts
+from botcore.acks import REFUSED, Acks, Decision
+from botcore.attachments import Attachment
 from botcore.audio import measure_seconds
 from botcore.breaker import CircuitBreaker
 from botcore.cancels import Cancels
 from botcore.chat import ChatService
-from botcore.errors import NotYet, StoppedByUser, UpstreamUnavailable
+from botcore.errors import StoppedByUser, UpstreamUnavailable
 from botcore.formatting import plain_chunks
-from botcore.incoming import Attachment, Incoming, clean_text, parse_update
+from botcore.incoming import Incoming, clean_text, parse_update
 from botcore.jobqueue import JobQueue
 from botcore.messenger import Messenger
-from botcore.models import Job, JobState, Usage
+from botcore.models import Job, Usage
 from botcore.notices import Notices
 from botcore.spending import Spending, billing_key
-from botcore.storage import KeyValueStore, voice_ack_key
 from botcore.stt import SpeechToText
 
 VOICE_KIND = "voice"
 ACK_KIND = "voice-ack"
-_REFUSED = "refused"
 
 
 def ack_key(incoming: Incoming) -> str:
@@ -65,7 +65,7 @@ class VoiceService:
         spending: Spending,
         notices: Notices,
         cancels: Cancels,
-        kv: KeyValueStore,
+        acks: Acks,
         messenger: Messenger,
         stt: SpeechToText | None,  # None: voice is turned off
         breaker: CircuitBreaker,
@@ -78,7 +78,7 @@ class VoiceService:
         self._spending = spending
         self._notices = notices
         self._cancels = cancels
-        self._kv = kv
+        self._acks = acks
         self._messenger = messenger
         self._stt = stt
         self._breaker = breaker
@@ -107,16 +107,11 @@ class VoiceService:
         """The ``voice-ack`` job: the refusal, or "Processing…". Its decision (refused, or the
         id of the message to edit later) is left in the key-value store, for the voice job."""
         voice = _voice(job)
-        if voice is None or (job.checkpoint or {}).get("sent"):
+        if voice is None:
             return
         incoming, note = voice
         refusal = self._refusal(note)
-        where = incoming.target
-        message_id = await self._messenger.send_text(
-            where.chat_id, refusal or texts.VOICE_ACK, reply_to=where.message_id, thread_id=where.thread_id
-        )
-        await self._kv.put(_ack_key(incoming), _REFUSED if refusal else str(message_id))
-        await self._queue.save_checkpoint(job, {"sent": 1})
+        await self._acks.send(job, incoming, refusal or texts.VOICE_ACK, refused=refusal is not None)
 
     async def transcribe_and_answer(self, job: Job) -> None:
         """The ``voice`` job, in the chat's order."""
@@ -128,12 +123,13 @@ class VoiceService:
         if checkpoint.get("stopped"):
             return  # stopped with /cancel (this is a rerun after a crash)
         if "ack" not in checkpoint:
-            checkpoint["ack"] = await self._ack_decision(incoming, note)
-            if checkpoint["ack"] != _REFUSED:  # else the acknowledgement job told the user why
+            refused = self._refusal(note) is not None
+            checkpoint["ack"] = await self._acks.decision(incoming, ack_key(incoming), refused=refused)
+            if checkpoint["ack"] != REFUSED:  # else the acknowledgement job told the user why
                 await self._queue.save_checkpoint(job, checkpoint)
-        if checkpoint["ack"] != _REFUSED:
+        if checkpoint["ack"] != REFUSED:
             await self._transcribe_and_answer(job, incoming, note, checkpoint)
-        await self._kv.delete(_ack_key(incoming))
+        await self._acks.forget(incoming)
 
     async def _transcribe_and_answer(
         self, job: Job, incoming: Incoming, note: Attachment, checkpoint: dict[str, Any]
@@ -187,7 +183,7 @@ class VoiceService:
         except UpstreamUnavailable as exc:
 
             async def show(text: str) -> None:
-                await self._show(incoming, await self._ack_id(incoming, checkpoint), text)
+                await self._show(incoming, await self._acks.message_id(incoming, checkpoint), text)
 
             await self._notices.wait_once(job, checkpoint, exc, self._breaker, texts.VOICE_OUTAGE, show)
             raise  # the queue waits for the service without spending an attempt
@@ -203,22 +199,8 @@ class VoiceService:
         await self._queue.save_checkpoint(job, checkpoint)
         return True
 
-    async def _ack_decision(self, incoming: Incoming, note: Attachment) -> int | str | None:
-        """The acknowledgement's message id to edit, _REFUSED, or None: no acknowledgement will
-        come (its job failed for good), so results go out as new messages."""
-        stored = await self._kv.get(_ack_key(incoming))
-        if stored is not None:
-            return stored if stored == _REFUSED else int(stored)
-        ack_job = await self._queue.by_dedup_key(ack_key(incoming))
-        if ack_job is not None and ack_job.state in (JobState.QUEUED, JobState.RUNNING):
-            raise NotYet("waiting for the voice acknowledgement to be sent")
-        return _REFUSED if self._refusal(note) else None
-
-    async def _show(self, incoming: Incoming, ack: int | None, text: str) -> None:
-        """Edit the acknowledgement into ``text``; a new reply if there is none (or it was deleted)."""
-        if ack is not None and await self._messenger.edit_text(incoming.chat_id, ack, text):
-            return
-        await self._notices.reply(incoming.target, text)
+    async def _show(self, incoming: Incoming, ack: Decision, text: str) -> None:
+        await self._acks.show(incoming, ack, text)
 
     async def _show_transcript(
         self, job: Job, incoming: Incoming, transcript: str, checkpoint: dict[str, Any]
@@ -248,18 +230,7 @@ class VoiceService:
         else:
 
             async def show(text: str) -> None:
-                await self._show(incoming, await self._ack_id(incoming, checkpoint), text)
+                await self._show(incoming, await self._acks.message_id(incoming, checkpoint), text)
 
             await self._notices.failed_for_good(job, incoming.target, exc, text=texts.voice_failed, show=show)
-        await self._kv.delete(_ack_key(incoming))
-
-    async def _ack_id(self, incoming: Incoming, checkpoint: dict[str, Any]) -> int | None:
-        ack = checkpoint.get("ack")
-        if ack is None:
-            stored = await self._kv.get(_ack_key(incoming))
-            ack = int(stored) if stored not in (None, _REFUSED) else None
-        return ack if isinstance(ack, int) else None
-
-
-def _ack_key(incoming: Incoming) -> str:
-    return voice_ack_key(incoming.chat_id, incoming.message_id)
+        await self._acks.forget(incoming)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "botcore"
 FLOORS: list[set[str]] = [
-    {"errors", "models", "incoming", "reasoning", "clock", "texts"},  # leaves
+    {"errors", "models", "attachments", "incoming", "reasoning", "clock", "texts"},  # leaves
     {"prices", "personas", "config"},
     {"logs"},
     {"storage"},  # the protocols
@@ -41,7 +41,7 @@ FLOORS: list[set[str]] = [
         "lockfile",
         "metrics",
     },
-    {"spending", "notices", "prefs", "chat", "voice", "admin", "commands"},  # services
+    {"spending", "notices", "acks", "prefs", "chat", "voice", "admin", "commands"},  # services
     {"worker", "cleanup"},
     {"gate", "routing"},
     {"intake"},

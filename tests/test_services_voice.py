@@ -15,7 +15,7 @@ from botcore.clock import ManualClock
 from botcore.errors import Cause, NotYet, PermanentError
 from botcore.models import JobState, Turn
 from botcore.notices import NOTICE_KIND
-from botcore.storage import voice_ack_key
+from botcore.storage import ack_decision_key
 from botcore.voice import ACK_KIND, VOICE_KIND
 
 from .fakes import FakeOpenAI, FakeTelegram, Scripted
@@ -54,7 +54,7 @@ async def voice_note(s: Services, tg: FakeTelegram, audio: bytes = SPEECH, **kwa
 async def decision(s: Services, tg: FakeTelegram) -> str | None:
     """What the acknowledgement of the last voice note left for its voice job."""
     message = last_update(tg)["message"]
-    return await s.storage.kv.get(voice_ack_key(message["chat"]["id"], message["message_id"]))
+    return await s.storage.kv.get(ack_decision_key(message["chat"]["id"], message["message_id"]))
 
 
 async def acknowledged(s: Services, tg: FakeTelegram) -> int:
