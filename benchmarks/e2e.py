@@ -4,7 +4,10 @@ to three bots, each a subprocess measured in the same run:
 
 - ours: ``python bot.py`` (durable queue, memory, order per chat, typing indicator);
 - a bare python-telegram-bot echo bot: the floor the library itself costs;
-- a minimal stateless LLM bot: python-telegram-bot + the openai SDK, one completion and a reply.
+- a minimal stateless LLM bot: python-telegram-bot + the openai SDK, one completion and a reply;
+- ours again, each message a photo (``tests/fixtures/photo.jpg``, 2000×1500, 85 KB) with the text
+  as its caption: the cost of a photo question (acknowledgement, download, decode, resize,
+  re-encode, a request carrying the image) beside a text one.
 
 Two phases per bot. Load: each of 50 users sends a message and waits for the reply before the
 next (closed loop), which keeps the machine busy: messages/s and the bot's CPU time per message
@@ -27,11 +30,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from botcore import texts
 from tests.fakes import FakeOpenAI, FakeTelegram, Scripted
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "123456789:AAH4kq-EXAMPLE_token_value_abcdefghi"
 TICKS = os.sysconf("SC_CLK_TCK")
+PHOTO = (ROOT / "tests" / "fixtures" / "photo.jpg").read_bytes()
 
 
 @dataclass
@@ -104,15 +109,18 @@ def bot_env(tg: FakeTelegram, llm: FakeOpenAI, workdir: Path, **extra: str) -> d
 
 
 async def measure(kind: str, users: int, per_user: int, latency_messages: int, workdir: Path) -> Sample:
+    """``kind`` "photo": our bot, sent photos with captions."""
     tg, llm = await FakeTelegram(TOKEN).start(), await FakeOpenAI().start()
     env = bot_env(tg, llm, workdir, STREAM="false")  # the baselines do not stream either
     log = (workdir / f"{kind}.log").open("ab")
-    argv = command(kind, tg, llm)
+    argv = command("ours" if kind == "photo" else kind, tg, llm)
     proc = await asyncio.create_subprocess_exec(*argv, cwd=workdir, env=env, stdout=log, stderr=log)
     log.close()
     waiting: dict[int, asyncio.Future[float]] = {}
 
     def on_send(entry: dict[str, object]) -> None:
+        if entry["text"] == texts.IMAGE_ACK:
+            return  # the answer is what is waited for
         fut = waiting.pop(int(entry["chat_id"]), None)  # type: ignore[arg-type]
         if fut is not None and not fut.done():
             fut.set_result(time.perf_counter())
@@ -124,7 +132,10 @@ async def measure(kind: str, users: int, per_user: int, latency_messages: int, w
         fut = loop.create_future()
         waiting[chat_id] = fut
         t0 = time.perf_counter()
-        tg.add_message(chat_id, text)
+        if kind == "photo":
+            tg.add_photo(chat_id, PHOTO, caption=text)
+        else:
+            tg.add_message(chat_id, text)
         return await asyncio.wait_for(fut, 60) - t0
 
     async def user(chat_id: int, count: int, out: list[float]) -> None:
@@ -212,6 +223,8 @@ def render(rows: dict[str, Row], args: argparse.Namespace) -> str:
         "|---|---|---|---|---|---|",
     ]
     for row in rows.values():
+        if not row.samples:
+            continue
         lines.append(
             f"| {row.name} | {row.med('rate'):,.0f} | {row.med('cpu_ms'):.2f}"
             f" | {row.latency(0.5) * 1000:.1f} ms | {row.latency(0.99) * 1000:.1f} ms"
@@ -228,6 +241,13 @@ def render(rows: dict[str, Row], args: argparse.Namespace) -> str:
         f" peak RSS {rss:.0f} MB (≤ 120 MB: {ok(rss <= 120)});"
         f" p50 latency added over the minimal bot {added:+.1f} ms (≤ 20 ms: {ok(added <= 20)}).",
     ]
+    photo = rows.get("photo")
+    if photo is not None and photo.samples:
+        extra = photo.med("cpu_ms") - ours.med("cpu_ms")
+        lines.append(
+            f"A photo question costs {extra:+.1f} ms of CPU over a text one"
+            f" ({photo.med('cpu_ms') / ours.med('cpu_ms'):.1f}× ours with text)."
+        )
     return "\n".join(lines)
 
 
@@ -236,6 +256,7 @@ async def amain(args: argparse.Namespace) -> None:
         "ours": Row("ours (bot.py)"),
         "echo": Row("python-telegram-bot echo bot (floor)"),
         "minimal": Row("minimal LLM bot (PTB + openai, stateless)"),
+        "photo": Row("ours, a photo with each message (baseline: ours with text)"),
     }
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeat):

@@ -19,6 +19,7 @@ from botcore.commands import Commands
 from botcore.concurrency import LlmLimits
 from botcore.config import Settings
 from botcore.llm import ChatModel
+from botcore.media import MEDIA_ACK_KIND, MEDIA_KIND, MediaService
 from botcore.metrics import Metrics
 from botcore.models import Prices
 from botcore.notices import NOTICE_KIND, Notices
@@ -27,6 +28,7 @@ from botcore.routing import COMMAND_KIND, UPDATE_KIND, UpdateJobs
 from botcore.spending import Spending
 from botcore.storage import Storage
 from botcore.stt import SpeechToText
+from botcore.vision import Vision
 from botcore.voice import ACK_KIND, VOICE_KIND, VoiceService
 from botcore.worker import JobKind
 
@@ -64,6 +66,7 @@ class Shared:
     notices: Notices
     cancels: Cancels
     settings: ChatSettings  # each chat's model, persona, streaming and memory
+    acks: Acks  # of voice notes, photos and documents
 
 
 def build_chat(base: Base, shared: Shared, model: ChatModel) -> ChatService:
@@ -84,6 +87,9 @@ def build_chat(base: Base, shared: Shared, model: ChatModel) -> ChatService:
         stream_interval_s=settings.stream_edit_interval_s,
         show_reasoning=settings.show_reasoning,
         llm_limit=shared.llm_limit,
+        vision=None
+        if settings.vision == "off"
+        else Vision(base.messenger, max_side=settings.image_max_side, history_images=settings.history_images),
     )
 
 
@@ -94,7 +100,7 @@ def build_voice(base: Base, shared: Shared, chat: ChatService, stt: SpeechToText
         spending=shared.spending,
         notices=shared.notices,
         cancels=shared.cancels,
-        acks=Acks(queue=base.queue, kv=base.storage.kv, messenger=base.messenger, notices=shared.notices),
+        acks=shared.acks,
         messenger=base.messenger,
         stt=stt,
         breaker=base.breakers["transcription"],
@@ -135,11 +141,29 @@ def build_update_jobs(base: Base, shared: Shared, chat: ChatService, cleanup: Cl
     )
 
 
+def build_media(base: Base, shared: Shared, chat: ChatService) -> MediaService:
+    settings = base.settings
+    return MediaService(
+        chat=chat,
+        queue=base.queue,
+        acks=shared.acks,
+        notices=shared.notices,
+        messenger=base.messenger,
+        kv=base.storage.kv,
+        vision=settings.vision != "off",
+        image_max_side=settings.image_max_side,
+        max_images=settings.max_images_per_message,
+        document_max_mb=settings.document_max_mb,
+        document_max_chars=settings.document_max_chars,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Services:
     shared: Shared
     chat: ChatService
     voice: VoiceService
+    media: MediaService
     updates: UpdateJobs
 
 
@@ -175,16 +199,21 @@ def build_services(base: Base, model: ChatModel, stt: SpeechToText | None, clean
         notices=notices,
         cancels=Cancels(),
         settings=build_settings(base, model),
+        acks=Acks(queue=base.queue, kv=base.storage.kv, messenger=base.messenger, notices=notices),
     )
     chat = build_chat(base, shared, model)
     return Services(
-        shared, chat, build_voice(base, shared, chat, stt), build_update_jobs(base, shared, chat, cleanup)
+        shared,
+        chat,
+        build_voice(base, shared, chat, stt),
+        build_media(base, shared, chat),
+        build_update_jobs(base, shared, chat, cleanup),
     )
 
 
 def job_kinds(settings: Settings, services: Services) -> dict[str, JobKind]:
     """The table of job kinds the worker runs the services by."""
-    updates, voice = services.updates, services.voice
+    updates, voice, media = services.updates, services.voice, services.media
     return {
         # LLM calls are bounded by the chat service's slots (LLM_CONCURRENCY, voice answers
         # included), not here: a /reset or a budget notice in one chat must not queue behind
@@ -197,7 +226,15 @@ def job_kinds(settings: Settings, services: Services) -> dict[str, JobKind]:
         VOICE_KIND: JobKind(
             voice.transcribe_and_answer, on_dead=voice.on_dead, concurrency=settings.transcription_concurrency
         ),
+        MEDIA_ACK_KIND: JobKind(media.acknowledge),
+        # Each may read a PDF in a child process: a few at a time (their LLM calls wait for slots).
+        MEDIA_KIND: JobKind(
+            services.media.answer, on_dead=services.media.on_dead, concurrency=_MEDIA_AT_ONCE
+        ),
     }
+
+
+_MEDIA_AT_ONCE = 4
 
 
 def _message_slots(settings: Settings) -> int:

@@ -96,6 +96,7 @@ def build_model(settings: Settings, storage: Storage) -> ChatModel:
         timeout_s=settings.openai_timeout_s,
         max_reply_tokens=settings.max_reply_tokens,
         kv=storage.kv,  # what the server turned out to accept, remembered across restarts
+        vision=settings.vision,
     )
 
 

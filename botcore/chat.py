@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, replace
 from typing import Any
 
 from loguru import logger
@@ -20,6 +20,7 @@ from botcore.clock import DAY_S, Clock
 from botcore.completion import Completion
 from botcore.concurrency import LlmLimits
 from botcore.errors import (
+    Cause,
     ContextTooLongError,
     JobError,
     LeaseLostError,
@@ -33,12 +34,14 @@ from botcore.jobqueue import JobQueue
 from botcore.llm import ChatModel
 from botcore.menus import View
 from botcore.messenger import Messenger
-from botcore.models import Job, Turn, Usage
+from botcore.models import Job, Usage
 from botcore.notices import Notices
 from botcore.prefs import ChatSettings
+from botcore.question import Ask, Question
 from botcore.spending import Spending, billing_key, failed_call_key
 from botcore.storage import ConversationStore
 from botcore.streaming import StreamingReply
+from botcore.vision import Vision
 
 
 class ChatService:
@@ -60,6 +63,7 @@ class ChatService:
         stream_interval_s: float = 1.0,
         show_reasoning: bool = False,
         llm_limit: LlmLimits,
+        vision: Vision | None = None,  # None: images are not shown to the model (VISION=off)
     ) -> None:
         self._queue = queue
         self._conversations = conversations
@@ -77,6 +81,7 @@ class ChatService:
         self._show_reasoning = show_reasoning
         # LLM_CONCURRENCY bounds every LLM call, voice answers included (they run as voice jobs).
         self._llm_limit = llm_limit
+        self._vision = vision
         self._log = logger.bind(component="chat")
 
     def speaker_text(self, incoming: Incoming) -> str:
@@ -91,11 +96,17 @@ class ChatService:
         return f"{name}: {text}" if text else ""
 
     async def answer(
-        self, job: Job, incoming: Incoming, checkpoint: dict[str, Any], text: str | None = None
+        self,
+        job: Job,
+        incoming: Incoming,
+        checkpoint: dict[str, Any],
+        text: str | None = None,
+        images: Sequence[str] = (),
     ) -> None:
         """Answer ``incoming`` with the LLM and this chat's memory; ``text`` in place of its own
-        (a /retry's earlier question). ``checkpoint`` is the job's progress (it may hold a voice
-        job's transcript too); this adds the answer and the parts sent."""
+        (a /retry's earlier question), ``images`` (file ids) shown with it. ``checkpoint`` is the
+        job's progress (it may hold a voice job's transcript too); this adds the answer and the
+        parts sent."""
         if checkpoint.get("stopped"):
             return  # stopped with /cancel
         where, user_id = incoming.target, incoming.sender_id
@@ -106,7 +117,7 @@ class ChatService:
             if refusal is not None:
                 await self._notices.once(job, checkpoint, where, refusal)
                 return
-            generated = await self._generate(job, incoming, text, checkpoint, view)
+            generated = await self._generate(job, incoming, Question(text, tuple(images)), checkpoint, view)
             if generated is None:
                 return
             completion, live = generated
@@ -134,10 +145,11 @@ class ChatService:
             answer=checkpoint["answer"],
             now=self._clock.now(),
             replaces_job=checkpoint.get("redo_job"),
+            user_images=images,
         )
 
     async def _generate(
-        self, job: Job, incoming: Incoming, text: str, checkpoint: dict[str, Any], view: View
+        self, job: Job, incoming: Incoming, question: Question, checkpoint: dict[str, Any], view: View
     ) -> tuple[Completion, StreamingReply | None] | None:
         """The model's answer (with the streamed reply showing it, if streaming is on); None if
         the user was told instead why there is none."""
@@ -148,8 +160,16 @@ class ChatService:
             since=self._clock.now() - self._history_ttl_s,
             leave_out_job=checkpoint.get("redo_job"),
         )
+        sees = self._vision is not None and await self._model.sees_images(view.model)
+        if question.images and not sees:  # VISION=off since, or a model that refused images
+            cause_text = texts.failed(Cause.NO_VISION) if self._vision else texts.VISION_OFF
+            await self._notices.once(job, checkpoint, where, cause_text)
+            return None
+        if self._vision is not None:  # downloads, before an LLM slot is taken
+            history = await self._vision.history(history, sees=sees)
+            question = Question(question.text, await self._vision.load(question.images))
         live = self._live_reply(job, incoming, checkpoint) if view.stream else None
-        ask = _Ask(self._model, view.model, view.persona.prompt, history, text)
+        ask = Ask(self._model, view.model, view.persona.prompt, history, question)
         try:
             async with (
                 self._cancels.scope(where.chat_id, job.id),  # /cancel also stops one waiting for a slot
@@ -261,7 +281,7 @@ class ChatService:
             await self._messenger.delete(where.chat_id, extra)
 
     async def _complete(
-        self, ask: _Ask, live: StreamingReply | None, first_token: Callable[[], None]
+        self, ask: Ask, live: StreamingReply | None, first_token: Callable[[], None]
     ) -> Completion:
         """One completion; if the conversation no longer fits the model, once more with only the
         newer half of the history (the oldest messages dropped)."""
@@ -282,31 +302,3 @@ class ChatService:
             await self._notices.reply(where, text)
 
         await self._notices.wait_once(job, checkpoint, exc, self._breakers(model), texts.OUTAGE, show)
-
-
-@dataclass(frozen=True, slots=True)
-class _Ask:
-    """One question to the model: which model, the persona's prompt, the history, the text."""
-
-    model: ChatModel
-    name: str
-    prompt: str
-    history: list[Turn]
-    text: str
-
-    @property
-    def turns(self) -> list[Turn]:
-        return [*self.history, Turn("user", self.text)]
-
-    async def complete(self, live: StreamingReply | None, first_token: Callable[[], None]) -> Completion:
-        if live is None:
-            return await self.model.complete(self.prompt, self.turns, model=self.name)
-        return await self.model.stream(
-            self.prompt, self.turns, live.update, on_first_token=first_token, model=self.name
-        )
-
-    def partial_usage(self, live: StreamingReply | None) -> Usage | None:
-        """An estimate of what a streamed call that stopped had cost, from the text it showed."""
-        if live is None or not live.text:
-            return None
-        return self.model.estimate(self.prompt, self.turns, live.text, model=self.name)

@@ -81,9 +81,13 @@ class Commands:
             last = await self._conversations.last_exchange(request.incoming.chat_id)
             if last is None:
                 return texts.NOTHING_TO_RETRY
-            checkpoint["redo"], checkpoint["redo_job"] = last[1], last[0]
+            job_id, question = last
+            checkpoint.update(redo=question.content, redo_job=job_id, redo_images=list(question.images))
             await self._queue.save_checkpoint(request.job, checkpoint)
-        await self._chat.answer(request.job, request.incoming, checkpoint, text=checkpoint["redo"])
+        images = checkpoint.get("redo_images", ())
+        await self._chat.answer(
+            request.job, request.incoming, checkpoint, text=checkpoint["redo"], images=images
+        )
         return None
 
     async def settings(self, request: Request) -> None:

@@ -16,6 +16,7 @@ from botcore.incoming import clean_text
 from botcore.models import Usage
 from botcore.reasoning import split_thinking
 
+_IMAGE_TOKENS = 765  # OpenAI's count for a 1024×1024 image in high detail
 _CHARS_PER_TOKEN = 4
 
 
@@ -132,15 +133,27 @@ def billed_or_estimated(usage: Usage, body: dict[str, Any], text: str) -> Usage:
     )
 
 
+def _tokens(content: object) -> float:
+    """A message's tokens, estimated: its text by length, each image as OpenAI counts a
+    1024-pixel one in high detail (its data: URL's length says nothing of its tokens)."""
+    if not isinstance(content, list):
+        return len(str(content)) / _CHARS_PER_TOKEN
+    text = sum(
+        len(str(p.get("text", ""))) for p in content if isinstance(p, dict) and p.get("type") == "text"
+    )
+    images = sum(1 for p in content if isinstance(p, dict) and p.get("type") == "image_url")
+    return text / _CHARS_PER_TOKEN + images * _IMAGE_TOKENS
+
+
 def estimate_usage(model: str, body: dict[str, Any], text: str) -> Usage:
     """Tokens a failed call was billed when the server did not say: about four characters a
     token (an estimate; a tokenizer per model would be a model table, which we do not keep)."""
     messages = body.get("messages")
-    prompt_chars = sum(len(str(m.get("content", ""))) for m in messages) if isinstance(messages, list) else 0
+    parts = [_tokens(m.get("content", "")) for m in messages] if isinstance(messages, list) else []
     return Usage(
         kind="chat",
         model=model,
-        prompt_tokens=math.ceil(prompt_chars / _CHARS_PER_TOKEN),
+        prompt_tokens=math.ceil(sum(parts)),
         completion_tokens=math.ceil(len(text) / _CHARS_PER_TOKEN),
         estimated=True,
     )

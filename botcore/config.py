@@ -3,10 +3,9 @@ Every variable the bot reads is parsed here and nowhere else."""
 
 from __future__ import annotations
 
-import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -14,6 +13,7 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
+from botcore.config_reader import EnvReader
 from botcore.errors import ConfigError, StartupError
 from botcore.personas import Persona, load_personas
 from botcore.prices import ModelPrices, parse_model_prices
@@ -60,6 +60,12 @@ class Settings:
     telegram_max_download_mb: float
     max_voice_seconds: float
     voice_reply: str  # answer or transcript
+    vision: str  # auto, on or off
+    image_max_side: int  # pixels: the photo size asked of Telegram, and the most sent on
+    max_images_per_message: int  # of an album
+    history_images: int  # later questions that see a photo again
+    document_max_mb: float
+    document_max_chars: int
     data_dir: Path
     sqlite_synchronous: str  # NORMAL or FULL
     log_level: str
@@ -133,7 +139,7 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env") -> Settings:
 
 
 def parse_settings(env: Mapping[str, str]) -> Settings:
-    reader = _Reader(env)
+    reader = EnvReader(env)
     token = reader.required("TELEGRAM_BOT_TOKEN")
     if not _TOKEN_RE.match(token):
         raise ConfigError("TELEGRAM_BOT_TOKEN", "a bot token from @BotFather, like 123456:ABC-DEF…")
@@ -185,6 +191,12 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         telegram_max_download_mb=reader.number("TELEGRAM_MAX_DOWNLOAD_MB", 20.0, float, minimum=1),
         max_voice_seconds=reader.number("MAX_VOICE_SECONDS", 600.0, float, minimum=1),
         voice_reply=reader.choice("VOICE_REPLY", "ANSWER", ("ANSWER", "TRANSCRIPT")).lower(),
+        vision=reader.choice("VISION", "AUTO", ("AUTO", "ON", "OFF")).lower(),
+        image_max_side=reader.number("IMAGE_MAX_SIDE", 1568, int, minimum=64),
+        max_images_per_message=reader.number("MAX_IMAGES_PER_MESSAGE", 4, int, minimum=1),
+        history_images=reader.number("HISTORY_IMAGES", 1, int, minimum=0),
+        document_max_mb=reader.number("DOCUMENT_MAX_MB", 10.0, float, minimum=0.01),
+        document_max_chars=reader.number("DOCUMENT_MAX_CHARS", 60_000, int, minimum=1000),
         data_dir=Path(reader.get("DATA_DIR", "./data")),
         sqlite_synchronous=reader.choice("SQLITE_SYNCHRONOUS", "NORMAL", ("NORMAL", "FULL")),
         log_level=reader.choice("LOG_LEVEL", "INFO", _LOG_LEVELS),
@@ -231,84 +243,3 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         telegram_rate_per_s=reader.number("TELEGRAM_RATE_PER_S", 30.0, float, minimum=0),
         telegram_group_rate_per_min=reader.number("TELEGRAM_GROUP_RATE_PER_MIN", 20.0, float, minimum=1),
     )
-
-
-class _Reader:
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
-
-    def get(self, name: str, default: str) -> str:
-        value = self._env.get(name, "").strip()
-        return value or default
-
-    def text(self, name: str, default: str) -> str:
-        """Like ``get``, but a variable that is set and empty stays empty."""
-        return self._env[name].strip() if name in self._env else default
-
-    def url(self, name: str, default: str) -> str:
-        value = self.get(name, default).rstrip("/")
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(name, "an http:// or https:// URL", value)
-        return value
-
-    def required(self, name: str) -> str:
-        value = self._env.get(name, "").strip()
-        if not value:
-            raise ConfigError(name, "to be set (see .env.example)")
-        return value
-
-    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
-        value = self.get(name, default).upper()
-        if value not in allowed:
-            raise ConfigError(name, "one of " + ", ".join(allowed), self._env.get(name))
-        return value
-
-    def ids(self, name: str) -> frozenset[int]:
-        """Telegram ids separated by commas or spaces (group chat ids are negative)."""
-        raw = self._env.get(name, "").replace(",", " ").split()
-        try:
-            return frozenset(int(item) for item in raw)
-        except ValueError:
-            raise ConfigError(
-                name, "Telegram ids separated by commas, like 12345,67890", self._env.get(name)
-            ) from None
-
-    def ids_or_all(self, name: str) -> frozenset[int] | None:
-        """``*`` for everyone (None), else ids as for ``ids``; unset is nobody (empty)."""
-        return None if self._env.get(name, "").strip() == "*" else self.ids(name)
-
-    def models(self, name: str, default: str) -> tuple[str, ...]:
-        """Model names separated by commas, each once; ``default`` leads unless listed. Unset: ()."""
-        items = tuple(dict.fromkeys(i.strip() for i in self._env.get(name, "").split(",") if i.strip()))
-        if bad := [item for item in items if len(item) > 200 or re.search(r"\s", item)]:
-            raise ConfigError(name, "model names (≤ 200 characters, no spaces) separated by commas", bad[0])
-        return items if not items or default in items else (default, *items)
-
-    def flag(self, name: str, default: bool) -> bool:
-        value = self.get(name, "true" if default else "false").lower()
-        if value in ("1", "true", "yes", "on"):
-            return True
-        if value in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(name, "true or false", self._env.get(name))
-
-    def optional_number(self, name: str, default: float | None = None) -> float | None:
-        """A money amount; unset (or ``off``) means no limit."""
-        if self._env.get(name, "").strip().lower() in ("off", "none"):
-            return None
-        value = self.number(name, -1.0, float, minimum=0)
-        return default if value < 0 else value
-
-    def number(self, name: str, default: T, kind: Callable[[str], T], *, minimum: float) -> T:
-        raw = self._env.get(name, "").strip()
-        if not raw:
-            return default
-        noun = "a whole number" if kind is int else "a number"
-        try:
-            value = kind(raw)
-        except ValueError:
-            raise ConfigError(name, f"{noun} ≥ {minimum:g}", raw) from None
-        if not math.isfinite(value) or value < minimum:  # type: ignore[arg-type, operator]
-            raise ConfigError(name, f"{noun} ≥ {minimum:g}", raw)
-        return value

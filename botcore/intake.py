@@ -226,7 +226,8 @@ class UpdatePoller:
             elif incoming is None and (query_id := _query_id(update)) is not None:
                 self._courtesy.answer(query_id)  # a press we cannot act on: its spinner stops all the same
             jobs = [
-                NewJob(p.kind, update, dedup_key=p.dedup_key, group_key=p.group_key) for p in decision.jobs
+                NewJob(p.kind, update, dedup_key=p.dedup_key, group_key=p.group_key, delay_s=p.delay_s)
+                for p in decision.jobs
             ]
             routed.append((position, update, incoming, jobs))
             outcomes.append(Outcome.STORED if jobs else Outcome.REFUSED)

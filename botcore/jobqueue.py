@@ -253,6 +253,9 @@ class JobQueue:
     async def by_dedup_key(self, key: str) -> Job | None:
         return await self._store.by_dedup_key(key)
 
+    async def queued_in_group(self, group_key: str, kind: str) -> list[Job]:
+        return await self._store.queued_in_group(group_key, kind)
+
     async def latest_dead(self, limit: int = 10) -> list[Job]:
         return await self._store.latest_dead(limit)
 

@@ -3,6 +3,7 @@ OpenAI-compatible server. Translates the SDK's errors into ours; retries belong 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -55,6 +56,7 @@ class ChatModel:
         timeout_s: float,
         max_reply_tokens: int,
         kv: KeyValueStore | None = None,  # where what the server accepts is remembered
+        vision: str = "auto",  # auto: a model that refuses an image is remembered as blind
     ) -> None:
         # A local server needs no key, but the SDK refuses an empty one.
         self._client = AsyncOpenAI(
@@ -68,6 +70,7 @@ class ChatModel:
         self._params = ServerParams(
             base_url, Params("max_completion_tokens" if is_openai else "max_tokens"), kv
         )
+        self._vision = vision
         self._cannot_stream: set[str] = set()  # models the server would not stream (until restart)
 
     async def aclose(self) -> None:
@@ -222,7 +225,14 @@ class ChatModel:
         while True:  # no set of parameters twice: this ends (there are eight)
             try:
                 sent = await self._send(params.body(body, self._max_tokens, stream=stream), stream=stream)
-            except openai.BadRequestError as exc:
+            except openai.APIStatusError as exc:
+                if _has_images(body) and _refuses_images(exc):
+                    await self._blind(model)
+                    raise PermanentError(
+                        f"LLM: the model {model!r} does not take images", cause=Cause.NO_VISION
+                    ) from exc
+                if not isinstance(exc, openai.BadRequestError):
+                    raise
                 better = params.after_refusal(exc)
                 if better is None or better in tried:
                     raise
@@ -233,6 +243,14 @@ class ChatModel:
                 why = "it refuses " + _changed(first, params)
                 await self._params.learn(model, lambda now, worked=params: now.sending_as(worked), why)
             return sent
+
+    async def sees_images(self, model: str) -> bool:
+        """False once ``model`` refused an image at this server (VISION=auto)."""
+        return (await self._params.get(model)).sees_images
+
+    async def _blind(self, model: str) -> None:
+        if self._vision == "auto":
+            await self._params.learn(model, lambda now: replace(now, sees_images=False), "it refuses images")
 
     async def _send(self, body: dict[str, Any], *, stream: bool) -> Any:
         if not stream:
@@ -254,6 +272,27 @@ def _changed(before: Params, after: Params) -> str:
     )
 
 
-def _messages(system_prompt: str, turns: Sequence[Turn]) -> list[dict[str, str]]:
-    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    return messages + [{"role": t.role, "content": t.content} for t in turns]
+def _messages(system_prompt: str, turns: Sequence[Turn]) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    return messages + [{"role": t.role, "content": _content(t)} for t in turns]
+
+
+def _content(turn: Turn) -> str | list[dict[str, Any]]:
+    """Text, or with images OpenAI's content parts: the text, then each image as a data: URL."""
+    if not turn.images:
+        return turn.content
+    images = [{"type": "image_url", "image_url": {"url": url}} for url in turn.images]
+    return [{"type": "text", "text": turn.content}, *images]
+
+
+def _has_images(body: dict[str, Any]) -> bool:
+    return any(isinstance(m.get("content"), list) for m in body["messages"])
+
+
+# How servers refuse an image: OpenAI ("image_url is only supported by certain models"), vLLM
+# ("not a multimodal model"), OpenRouter (404 "No endpoints found that support image input").
+_NO_IMAGES = re.compile(r"image|multimodal|vision", re.IGNORECASE)
+
+
+def _refuses_images(exc: openai.APIStatusError) -> bool:
+    return exc.status_code in (400, 404, 415, 422) and bool(_NO_IMAGES.search(str(exc)))

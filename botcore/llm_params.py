@@ -26,9 +26,11 @@ class Params:
     limit: str  # the name the answer's length limit goes out as
     stream_options: bool = True  # ask a stream for its usage chunk
     temperature: bool = True  # send a temperature, when one is set
-    # Not a parameter, but learned the same way and kept with them: the model leaves out
-    # "<think>" (its template opened it), so its content starts as thinking.
+    # Not parameters, but learned the same way and kept with them: the model leaves out
+    # "<think>" (its template opened it), so its content starts as thinking; the model refused
+    # an image (VISION=auto), so it is not sent any.
     opens_in_thought: bool = False
+    sees_images: bool = True
 
     def body(self, base: dict[str, Any], max_tokens: int, *, stream: bool) -> dict[str, Any]:
         body = {**base, self.limit: max_tokens}

@@ -108,4 +108,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    # 8: a photo question is remembered with its images' Telegram file ids (JSON), not their bytes.
+    ("ALTER TABLE messages ADD COLUMN images TEXT",),
 )

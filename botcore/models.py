@@ -75,6 +75,8 @@ class Turn:
 
     role: str  # 'user' or 'assistant'
     content: str
+    # Images the user sent with it: Telegram file ids as remembered, data: URLs in a request.
+    images: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from botcore.commands import Commands, Request
 from botcore.gate import Gate
 from botcore.incoming import Command, Incoming, parse_update
 from botcore.jobqueue import JobQueue
+from botcore.media import ALBUM_WINDOW_S, MEDIA_ACK_KIND, MEDIA_KIND, in_album, media_ack_key, media_key
 from botcore.menus import navigates, parse_press
 from botcore.models import Job
 from botcore.notices import Notices
@@ -125,6 +126,7 @@ class Planned:
     kind: str
     dedup_key: str
     group_key: str | None = None
+    delay_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,11 +147,23 @@ def _voice_jobs(incoming: Incoming) -> tuple[Planned, ...]:
     )
 
 
+def _media_jobs(incoming: Incoming) -> tuple[Planned, ...]:
+    # An album's parts come as separate updates: each part's job waits a moment, so the first
+    # finds the others queued and asks about them all (one acknowledgement: same key).
+    wait = ALBUM_WINDOW_S if in_album(incoming) else 0.0
+    return (
+        Planned(MEDIA_ACK_KIND, media_ack_key(incoming)),
+        Planned(MEDIA_KIND, media_key(incoming), f"chat:{incoming.chat_id}", wait),
+    )
+
+
 # Attachment kinds we handle, and the jobs a message carrying one becomes.
 ATTACHMENTS: dict[str, Callable[[Incoming], tuple[Planned, ...]]] = {
     "voice": _voice_jobs,
     "audio": _voice_jobs,
     "video_note": _voice_jobs,
+    "photo": _media_jobs,
+    "document": _media_jobs,
 }
 
 

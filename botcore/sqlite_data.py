@@ -4,6 +4,9 @@ here. Storing is idempotent per job or billing key, so a retried job is harmless
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+
 from botcore.models import ChatPrefs, Turn, Usage, UsageSummary
 from botcore.sqlite_db import Database
 
@@ -63,12 +66,12 @@ class SqliteConversations:
         if limit <= 0:
             return []
         rows = await self._db.fetchall(
-            "SELECT role, content FROM (SELECT id, role, content FROM messages"
+            "SELECT role, content, images FROM (SELECT id, role, content, images FROM messages"
             " WHERE chat_id = ? AND created_at >= ? AND (? IS NULL OR job_id IS NOT ?)"
             " ORDER BY id DESC LIMIT ?) ORDER BY id",
             (chat_id, since, leave_out_job, leave_out_job, limit),
         )
-        return [Turn(role, content) for role, content in rows]
+        return [Turn(role, content, _images(images)) for role, content, images in rows]
 
     async def add_exchange(
         self,
@@ -79,26 +82,32 @@ class SqliteConversations:
         answer: str,
         now: float,
         replaces_job: int | None = None,
+        user_images: Sequence[str] = (),
     ) -> None:
-        """Store a question and its answer together, in place of ``replaces_job``'s if given (a
-        /retry), in one transaction; storing the same job's exchange again is a no-op."""
+        """Store a question (with its images' file ids) and its answer together, in place of
+        ``replaces_job``'s if given (a /retry), in one transaction; storing the same job's
+        exchange again is a no-op."""
+        images = json.dumps(list(user_images)) if user_images else None
         async with self._db.transaction() as tx:
             if replaces_job is not None:
                 await tx.fetchall("DELETE FROM messages WHERE job_id = ?", (replaces_job,))
             await tx.executemany(
-                "INSERT OR IGNORE INTO messages (chat_id, role, content, created_at, job_id)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [(chat_id, "user", user_text, now, job_id), (chat_id, "assistant", answer, now, job_id)],
+                "INSERT OR IGNORE INTO messages (chat_id, role, content, created_at, job_id, images)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (chat_id, "user", user_text, now, job_id, images),
+                    (chat_id, "assistant", answer, now, job_id, None),
+                ],
             )
 
-    async def last_exchange(self, chat_id: int) -> tuple[int, str] | None:
-        """The job id and text of this chat's latest remembered question (for ``/retry``)."""
+    async def last_exchange(self, chat_id: int) -> tuple[int, Turn] | None:
+        """The job id and question of this chat's latest remembered exchange (for ``/retry``)."""
         row = await self._db.fetchone(
-            "SELECT job_id, content FROM messages WHERE chat_id = ? AND role = 'user'"
+            "SELECT job_id, content, images FROM messages WHERE chat_id = ? AND role = 'user'"
             " AND job_id IS NOT NULL ORDER BY id DESC LIMIT 1",
             (chat_id,),
         )
-        return None if row is None else (int(row[0]), str(row[1]))
+        return None if row is None else (int(row[0]), Turn("user", str(row[1]), _images(row[2])))
 
     async def reset(self, chat_id: int) -> int:
         """Delete a chat's memory (``/reset``). Returns how many messages were deleted."""
@@ -198,6 +207,14 @@ class SqliteChatPrefs:
             " updated_at = excluded.updated_at",
             (chat_id, prefs.model, prefs.persona, prefs.stream, prefs.memory, now),
         )
+
+
+def _images(stored: object) -> tuple[str, ...]:
+    try:
+        images = json.loads(stored) if isinstance(stored, str) else []
+    except ValueError:
+        return ()
+    return tuple(i for i in images if isinstance(i, str)) if isinstance(images, list) else ()
 
 
 def _flag(value: object) -> bool | None:

@@ -223,6 +223,14 @@ class SqliteJobStore:
         row = await self._db.fetchone(f"{SELECT} WHERE id = ?", (job_id,))
         return None if row is None else job_from_row(row)
 
+    async def queued_in_group(self, group_key: str, kind: str, *, limit: int = 100) -> list[Job]:
+        rows = await self._db.fetchall(
+            f"SELECT {COLUMNS} FROM jobs WHERE group_key = ? AND state = 'queued' AND kind = ?"
+            " ORDER BY id LIMIT ?",
+            (group_key, kind, limit),
+        )
+        return [job_from_row(row) for row in rows]
+
     async def latest_dead(self, limit: int) -> list[Job]:
         rows = await self._db.fetchall(
             f"SELECT {COLUMNS} FROM jobs WHERE state = 'dead' ORDER BY finished_at DESC, id DESC LIMIT ?",

@@ -36,6 +36,12 @@ def ack_decision_key(chat_id: int, message_id: int) -> str:
     return f"voice-ack:{chat_id}:{message_id}"
 
 
+def album_part_key(chat_id: int, message_id: int) -> str:
+    """This album part was asked about with the album's first: its own job has nothing to do
+    (and deletes the key)."""
+    return f"album-part:{chat_id}:{message_id}"
+
+
 def llm_params_key(base_url: str, model: str) -> str:
     """Which request parameters this server and model accept (``llm_params.Params``, JSON)."""
     return f"llm-params:{base_url}|{model}"
@@ -89,6 +95,10 @@ class JobStore(Protocol):
 
     async def get(self, job_id: int) -> Job | None: ...
 
+    async def queued_in_group(self, group_key: str, kind: str, *, limit: int = 100) -> list[Job]:
+        """The queued jobs of ``kind`` in ``group_key``, oldest first (an album's other parts)."""
+        ...
+
     async def latest_dead(self, limit: int) -> list[Job]: ...
 
     async def revive(self, job_id: int, *, now: float) -> Job | None: ...
@@ -114,9 +124,10 @@ class ConversationStore(Protocol):
         answer: str,
         now: float,
         replaces_job: int | None = None,
+        user_images: Sequence[str] = (),
     ) -> None: ...
 
-    async def last_exchange(self, chat_id: int) -> tuple[int, str] | None: ...
+    async def last_exchange(self, chat_id: int) -> tuple[int, Turn] | None: ...
 
     async def reset(self, chat_id: int) -> int: ...
 

@@ -23,7 +23,10 @@ THINKING = "💭 Thinking…"  # a streamed answer while a reasoning model think
 NOTHING_TO_STOP = "There is nothing running to stop."
 NOTHING_TO_RETRY = "There is no answer to redo yet."
 UNKNOWN_COMMAND = "I don't know that command. /help lists what I can do."
-NOT_TEXT = "I understand text and voice messages. Please write or speak to me."
+NOT_TEXT = (
+    "I understand text, voice messages, photos and files such as PDFs. Please write, speak or "
+    "send me one of those."
+)
 UNREADABLE = "😔 Sorry, I couldn't read that message. Please send it again, perhaps in other words."
 VOICE_ACK = "🎤 Processing your voice message…"
 VOICE_TRANSCRIPT = "🎤 {text}"
@@ -62,6 +65,15 @@ _FAILED_BY_CAUSE = {
     ),
     Cause.NO_SUCH_MODEL: (
         "🤷 The AI server doesn't know the model this chat uses. Choose another one with /model."
+    ),
+    Cause.BAD_FILE: "😔 I couldn't read that file. It may be damaged, or in a form I don't know.",
+    Cause.NO_TEXT: (
+        "📄 That PDF has no text I can read: it looks like a scan. I can't read scanned pages yet; "
+        "please send a PDF with text, or paste the text."
+    ),
+    Cause.NO_VISION: (
+        "🖼 The model this chat uses can't see images. Choose one that can with /model, or "
+        "describe the picture in words."
     ),
     Cause.THOUGHT_ONLY: (
         "🤔 I spent all my words thinking and had none left for the answer. Try a shorter question; "
@@ -142,6 +154,23 @@ USAGE = (
 )
 ADMIN_ONLY = "🔒 Sorry, that command is for the bot's admins."
 ADMIN_PRIVATE = "🔒 Please use admin commands in a private chat with me: their reports name other users."
+
+# Photos and documents.
+IMAGE_MARKER = "[{count} image(s) sent earlier, no longer shown] "  # to the model, in older turns
+IMAGE_QUESTION = "What is in this image? Describe it briefly."  # to the model, for a photo alone
+DOCUMENT_QUESTION = (  # to the model, for a document alone
+    "Summarise this document briefly, then offer to answer questions about it."
+)
+DOCUMENT_TURN = "{question}\n\n[Document: {name}{cut}]\n{text}"  # what the model (and memory) gets
+DOCUMENT_CUT = ", only its first {chars} characters"
+IMAGE_ACK = "🖼 Looking at your photo…"
+ALBUM_ACK = "🖼 Looking at your photos…"
+ALBUM_CUT = "🖼 I looked at the first {count} photos of that album."
+DOCUMENT_ACK = "📄 Reading {name}…"
+VISION_OFF = "I can't look at pictures here. Please describe it in words."
+DOCUMENT_UNSUPPORTED = "📎 I can't read that kind of file. I can read {supported}."
+DOCUMENT_TOO_BIG = "📄 That file is too large for me ({size:.1f} MB; the limit is {limit:g} MB)."
+DOCUMENT_WAS_CUT = "✂️ That document was long: I read only its first {chars} characters."
 
 # This chat's settings: /settings, /model, /persona and their buttons.
 ON, OFF = "on", "off"

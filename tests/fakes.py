@@ -79,7 +79,7 @@ class FakeOpenAI:
         self.transcriptions: list[dict[str, Any]] = []  # form fields; "file" is (name, bytes)
         self.stt_script: list[Scripted] = []
         self.transcript: Callable[[bytes], str] = lambda audio: f"heard {len(audio)} bytes"
-        self.reply: Callable[[dict[str, Any]], str] = lambda req: "echo: " + req["messages"][-1]["content"]
+        self.reply: Callable[[dict[str, Any]], str] = lambda req: "echo: " + last_text(req)
         self.models: list[str] | None = ["fake-model"]  # GET /v1/models; None: no such endpoint (404)
         self.model_list_calls = 0
         self.missing_models: set[str] = set()  # completions asking for these: 404 model_not_found
@@ -185,7 +185,7 @@ class FakeOpenAI:
         refused = [error for name, error in self.refuses.items() if name in body]
         if refused:
             return web.json_response({"error": refused[0]}, status=400)
-        prompt = body["messages"][-1]["content"]
+        prompt = last_text(body)
         marked = [step for marker, step in self.by_marker.items() if marker in prompt]
         if prompt in self.by_prompt:
             step = self.by_prompt[prompt]
@@ -211,7 +211,7 @@ class FakeOpenAI:
                 step.body or {"error": {"message": "scripted"}}, status=step.status, headers=step.headers
             )
         text = step.text if step.text is not None else self.reply(body)
-        prompt_tokens = sum(len(m["content"].split()) for m in body["messages"])
+        prompt_tokens = sum(len(_text_of(m["content"]).split()) for m in body["messages"])
         written = len(text.split()) + len((step.reasoning or "").split())  # thinking is billed too
         usage = {
             "prompt_tokens": prompt_tokens,
@@ -345,17 +345,72 @@ class FakeTelegram:
         }
         if text is not None:
             message["text"] = text
-            entities = []
-            if text.startswith("/"):
-                entities.append({"type": "bot_command", "offset": 0, "length": len(text.split()[0])})
-            for found in re.finditer(r"@\w+", text):  # as Telegram marks them, in UTF-16 units
-                offset = len(text[: found.start()].encode("utf-16-le")) // 2
-                entities.append({"type": "mention", "offset": offset, "length": len(found.group())})
-            if entities:
+            if entities := _entities(text):
                 message["entities"] = entities
+        caption = message.get("caption")
+        if isinstance(caption, str) and (entities := _entities(caption)):
+            message["caption_entities"] = entities
         self.pending.append({"update_id": update_id, "message": message})
         self._new_update.set()
         return update_id
+
+    def add_photo(
+        self,
+        chat_id: int,
+        image: bytes,
+        *,
+        caption: str | None = None,
+        sizes: tuple[tuple[int, int], ...] = ((90, 68), (320, 240), (1280, 960)),
+        album: str | None = None,
+        **kwargs: Any,
+    ) -> int:
+        """Queue a photo, in the sizes Telegram keeps of it (each its own file, all ``image``
+        here), with a caption and as part of an album if given; returns its update_id."""
+        photo = []
+        for width, height in sizes:
+            file_id = f"photo-{self._next_update_id}-{width}"
+            self.files[file_id] = image
+            photo.append(
+                {
+                    "file_id": file_id,
+                    "file_unique_id": f"u{file_id}",
+                    "width": width,
+                    "height": height,
+                    "file_size": len(image),
+                }
+            )
+        extra: dict[str, Any] = {"photo": photo}
+        if caption is not None:
+            extra["caption"] = caption
+        if album is not None:
+            extra["media_group_id"] = album
+        return self.add_message(chat_id, None, extra={**extra, **kwargs.pop("extra", {})}, **kwargs)
+
+    def add_document(
+        self,
+        chat_id: int,
+        data: bytes,
+        *,
+        file_name: str,
+        mime_type: str,
+        caption: str | None = None,
+        file_size: int | None = None,
+        **kwargs: Any,
+    ) -> int:
+        """Queue a document (its declared ``file_size`` may differ from its bytes)."""
+        file_id = f"doc-{self._next_update_id}"
+        self.files[file_id] = data
+        document = {
+            "file_id": file_id,
+            "file_unique_id": f"u{file_id}",
+            "file_name": file_name,
+            "mime_type": mime_type,
+            "file_size": len(data) if file_size is None else file_size,
+        }
+        extra: dict[str, Any] = {"document": document}
+        if caption is not None:
+            extra["caption"] = caption
+        return self.add_message(chat_id, None, extra=extra, **kwargs)
 
     def add_press(
         self,
@@ -642,6 +697,39 @@ def _markup(params: dict[str, Any]) -> dict[str, Any] | None:
     if isinstance(markup, str | bytes):
         markup = json.loads(markup)
     return markup or None
+
+
+def last_text(body: dict[str, Any]) -> str:
+    """The text of a chat request's last message (the text part, when it carries images)."""
+    return _text_of(body["messages"][-1]["content"])
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, list):
+        return " ".join(p["text"] for p in content if p.get("type") == "text")
+    return str(content)
+
+
+def images_in(body: dict[str, Any]) -> list[str]:
+    """The data: URLs of every image a chat request carries, in order."""
+    return [
+        part["image_url"]["url"]
+        for message in body["messages"]
+        if isinstance(message["content"], list)
+        for part in message["content"]
+        if part.get("type") == "image_url"
+    ]
+
+
+def _entities(text: str) -> list[dict[str, Any]]:
+    """The entities Telegram marks in ``text``: a leading command, @mentions (in UTF-16 units)."""
+    entities = []
+    if text.startswith("/"):
+        entities.append({"type": "bot_command", "offset": 0, "length": len(text.split()[0])})
+    for found in re.finditer(r"@\w+", text):
+        offset = len(text[: found.start()].encode("utf-16-le")) // 2
+        entities.append({"type": "mention", "offset": offset, "length": len(found.group())})
+    return entities
 
 
 def _decode_form(form: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from botcore.routing import help_text
 
 from .botproc import BotProcess
 from .conftest import eventually
-from .fakes import Failure, FakeOpenAI, FakeTelegram, Scripted
+from .fakes import Failure, FakeOpenAI, FakeTelegram, Scripted, images_in
 
 
 async def replies(tg: FakeTelegram, chat_id: int, count: int, timeout: float = 20) -> list[str]:
@@ -265,3 +265,28 @@ async def test_model_and_persona_chosen_with_buttons_survive_a_restart(
     assert "as few words" in llm.requests[-1]["messages"][0]["content"]
     assert not [p for m, p in tg.calls if m == "editMessageText" and int(p["chat_id"]) == -100777]
     assert "Traceback" not in restarted.log()  # both runs write to the same log
+
+
+async def test_kill_9_inside_an_albums_window_loses_no_photo(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    """An album's parts are stored as they come; a crash before its window closes loses none:
+    after the restart it is still one question with every photo."""
+    image = (Path(__file__).parent / "fixtures" / "tiny.png").read_bytes()
+    process = BotProcess(tmp_path / "data", tg, llm).start()
+    last = 0
+    for n in range(3):
+        last = tg.add_photo(10, image, album="holiday", caption="which is best?" if n == 0 else None)
+    await eventually(lambda: tg.confirmed_below > last, timeout=20, what="the album stored")
+    assert await process.kill() == -9
+    assert llm.requests == []  # killed inside the window: nothing was asked yet
+    restarted = BotProcess(tmp_path / "data", tg, llm).start()
+    try:
+        await eventually(
+            lambda: "echo: which is best?" in tg.current_texts(10), timeout=20, what="the answer"
+        )
+    finally:
+        assert await restarted.stop() == 0, restarted.log()
+    [request] = llm.requests
+    assert len(images_in(request)) == 3
+    assert tg.current_texts(10).count("echo: which is best?") == 1

@@ -10,7 +10,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "botcore"
 FLOORS: list[set[str]] = [
     {"errors", "models", "attachments", "incoming", "reasoning", "clock", "texts"},  # leaves
-    {"prices", "personas", "config"},
+    {"prices", "personas", "config_reader", "config"},
     {"logs"},
     {"storage"},  # the protocols
     {"migrations", "sqlite_db"},  # the SQLite backend…
@@ -37,11 +37,16 @@ FLOORS: list[set[str]] = [
         "alerts",
         "catalog",
         "menus",
+        "question",
+        "vision",
         "courtesy",
         "lockfile",
         "metrics",
+        "images",
+        "documents",
+        "pdf_child",
     },
-    {"spending", "notices", "acks", "prefs", "chat", "voice", "admin", "commands"},  # services
+    {"spending", "notices", "acks", "prefs", "chat", "voice", "media", "admin", "commands"},  # services
     {"worker", "cleanup"},
     {"gate", "routing"},
     {"intake"},

@@ -410,7 +410,7 @@ async def test_admin_commands_are_refused_to_others_and_kept_out_of_groups(
     assert tg.texts_to(ADMIN) == ["No failed jobs. 🎉"]
 
 
-async def test_a_sticker_or_a_captioned_photo_is_answered_once_with_what_the_bot_reads(
+async def test_a_sticker_or_a_captioned_video_is_answered_once_with_what_the_bot_reads(
     s: Services, tg: FakeTelegram, llm: FakeOpenAI
 ) -> None:
     sticker = {"file_id": "s1", "file_unique_id": "us1", "type": "regular", "width": 1, "height": 1}
@@ -419,8 +419,8 @@ async def test_a_sticker_or_a_captioned_photo_is_answered_once_with_what_the_bot
     first = await claim(s, UPDATE_KIND)
     await s.updates.handle(first)
     await s.updates.handle(await after_a_crash(s, first))
-    photo = [{"file_id": "p1", "file_unique_id": "up1", "width": 1, "height": 1}]
-    await say(s, tg, 8, None, extra={"photo": photo, "caption": "what is this?"})
+    video = {"file_id": "v1", "file_unique_id": "uv1", "width": 1, "height": 1, "duration": 3}
+    await say(s, tg, 8, None, extra={"video": video, "caption": "what is this?"})
     await run_due(s)
     assert tg.texts_to(7) == [texts.NOT_TEXT]
     assert tg.texts_to(8) == [texts.NOT_TEXT]

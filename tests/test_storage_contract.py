@@ -166,6 +166,27 @@ async def test_jobs_are_found_by_id_and_by_dedup_key(storage: Storage) -> None:
     assert await storage.jobs.get(plain.id + 1000) is None
 
 
+async def test_a_groups_queued_jobs_of_a_kind_are_listed_oldest_first(storage: Storage) -> None:
+    first, other_kind, second, elsewhere, later = await put(
+        storage,
+        NewJob("voice", {"n": 1}, group_key="chat:1"),
+        NewJob("chat", {"n": 2}, group_key="chat:1"),
+        NewJob("voice", {"n": 3}, group_key="chat:1"),
+        NewJob("voice", {"n": 4}, group_key="chat:2"),
+        NewJob("voice", {"n": 5}, group_key="chat:1", delay_s=30),  # queued, not yet due: listed
+    )
+    assert [j.id for j in await storage.jobs.queued_in_group("chat:1", "voice")] == [
+        first.id,
+        second.id,
+        later.id,
+    ]
+    [claimed] = await claim(storage, {"voice": 1}, limit=1)  # running: no longer queued
+    assert claimed.id == first.id
+    assert [j.id for j in await storage.jobs.queued_in_group("chat:1", "voice")] == [second.id, later.id]
+    assert await storage.jobs.queued_in_group("chat:3", "voice") == []
+    assert other_kind.kind == "chat" and elsewhere.group_key == "chat:2"
+
+
 # -- JobStore: finish_and_claim -------------------------------------------------------------------
 
 
@@ -594,6 +615,24 @@ async def test_a_retried_job_stores_its_exchange_once(storage: Storage) -> None:
     assert [t.content for t in await store.history(5, limit=10, since=0)] == ["hi", "hello"]
 
 
+async def test_a_photo_question_is_remembered_with_its_images_references(storage: Storage) -> None:
+    store = storage.conversations
+    await store.add_exchange(
+        1, job_id=1, user_text="what is this?", answer="a cat", now=1.0, user_images=["AgA1", "AgA2"]
+    )
+    await store.add_exchange(1, job_id=2, user_text="and its colour?", answer="grey", now=2.0)
+    assert await store.history(1, limit=10, since=0) == [
+        Turn("user", "what is this?", ("AgA1", "AgA2")),
+        Turn("assistant", "a cat"),
+        Turn("user", "and its colour?"),
+        Turn("assistant", "grey"),
+    ]
+    await store.add_exchange(
+        1, job_id=3, user_text="and this?", answer="a dog", now=3.0, user_images=["AgA3"]
+    )
+    assert await store.last_exchange(1) == (3, Turn("user", "and this?", ("AgA3",)))
+
+
 async def test_an_exchange_can_take_the_place_of_an_earlier_jobs(storage: Storage) -> None:
     store = storage.conversations
     await store.add_exchange(1, job_id=1, user_text="q1", answer="a1", now=1.0)
@@ -601,7 +640,7 @@ async def test_an_exchange_can_take_the_place_of_an_earlier_jobs(storage: Storag
     for _ in range(2):  # the /retry job itself retried: still once
         await store.add_exchange(1, job_id=3, user_text="q2", answer="b2", now=3.0, replaces_job=2)
     assert [t.content for t in await store.history(1, limit=10, since=0)] == ["q1", "a1", "q2", "b2"]
-    assert await store.last_exchange(1) == (3, "q2")
+    assert await store.last_exchange(1) == (3, Turn("user", "q2"))
 
 
 async def test_last_exchange_is_this_chats_latest_question(storage: Storage) -> None:
@@ -610,10 +649,10 @@ async def test_last_exchange_is_this_chats_latest_question(storage: Storage) -> 
     await store.add_exchange(1, job_id=1, user_text="first", answer="x", now=1.0)
     await store.add_exchange(1, job_id=2, user_text="second", answer="y", now=2.0)
     await store.add_exchange(2, job_id=3, user_text="elsewhere", answer="z", now=3.0)
-    assert await store.last_exchange(1) == (2, "second")
+    assert await store.last_exchange(1) == (2, Turn("user", "second"))
     await store.reset(1)
     assert await store.last_exchange(1) is None
-    assert await store.last_exchange(2) == (3, "elsewhere")
+    assert await store.last_exchange(2) == (3, Turn("user", "elsewhere"))
 
 
 async def test_reset_deletes_only_this_chat(storage: Storage) -> None:
@@ -759,7 +798,7 @@ async def test_the_data_survives_a_restart(open_backend: Opener, tmp_path: Path)
         assert await again.jobs.get(running.id) == running  # recovering it is the queue's business
         [known] = await again.jobs.insert_many([NewJob("chat", dedup_key="k2")], max_attempts=3, now=T0)
         assert not known.created and known.job.payload == {"text": "again"}
-        assert await again.conversations.last_exchange(1) == (running.id, "q")
+        assert await again.conversations.last_exchange(1) == (running.id, Turn("user", "q"))
         assert (await again.usage.summary(since=0)).cost_usd == 0.5
         assert await again.kv.get(OFFSET_KEY) == "42"
     finally:
