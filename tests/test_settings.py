@@ -19,7 +19,17 @@ from botcore.routing import COMMAND_KIND, UPDATE_KIND
 
 from .conftest import eventually
 from .fakes import Failure, FakeOpenAI, FakeTelegram
-from .services import Services, incoming_of, last_update, methods, receive, run_due, services
+from .services import (
+    Services,
+    after_a_crash,
+    claim,
+    incoming_of,
+    last_update,
+    methods,
+    receive,
+    run_due,
+    services,
+)
 
 ADMIN = 1
 GROUP = -100500
@@ -337,3 +347,18 @@ async def test_a_press_we_cannot_act_on_is_still_answered(s: Services, tg: FakeT
     await receive(s, raw)
     assert await run_due(s) == []
     await eventually(lambda: tg.answered, what="the press answered")
+
+
+async def test_a_change_interrupted_by_a_crash_is_said_as_done_on_the_rerun(
+    s: Services, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    """The first attempt stored the new persona (and reset the conversation), then died before
+    it could keep what it said: the rerun says the persona is set, not "already so"."""
+    tg.add_press(10, 5, "p:coder")
+    await receive(s, last_update(tg))
+    first = await claim(s, UPDATE_KIND)
+    await s.queue.save_checkpoint(first, {"applying": 1})  # what the attempt had kept…
+    await s.storage.prefs.put(10, ChatPrefs(persona="coder"), now=0)  # …and done
+    again = await after_a_crash(s, first)
+    await s.updates.handle(again)
+    assert texts.PERSONA_SET.format(persona="coder") in latest_text(tg, 10, 5)
