@@ -150,6 +150,7 @@ def build_media(base: Base, shared: Shared, chat: ChatService) -> MediaService:
         notices=shared.notices,
         messenger=base.messenger,
         kv=base.storage.kv,
+        spending=shared.spending,
         vision=settings.vision != "off",
         image_max_side=settings.image_max_side,
         max_images=settings.max_images_per_message,

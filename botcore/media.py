@@ -20,6 +20,7 @@ from botcore.jobqueue import JobQueue
 from botcore.messenger import Messenger
 from botcore.models import Job
 from botcore.notices import Notices
+from botcore.spending import Spending
 from botcore.storage import KeyValueStore, album_part_key
 
 MEDIA_KIND = "media"
@@ -56,6 +57,7 @@ class MediaService:
         notices: Notices,
         messenger: Messenger,
         kv: KeyValueStore,
+        spending: Spending,
         vision: bool,  # False: VISION=off, photos are politely refused
         image_max_side: int,
         max_images: int,  # of an album
@@ -68,6 +70,7 @@ class MediaService:
         self._notices = notices
         self._messenger = messenger
         self._kv = kv
+        self._spending = spending
         self._vision = vision
         self._max_side = image_max_side
         self._max_images = max_images
@@ -162,6 +165,10 @@ class MediaService:
         self, job: Job, incoming: Incoming, file: Attachment, checkpoint: dict[str, Any]
     ) -> None:
         if "document" not in checkpoint:  # read once: a retry asks again without downloading again
+            refusal = await self._spending.refusal(incoming.sender_id)
+            if refusal is not None:  # over a budget: not worth fetching and reading the file
+                await self._acks.show(incoming, checkpoint["ack"], refusal)
+                return
             data = await self._messenger.download(file.file_id)
             if len(data) > self._max_mb * _MB:  # the declared size was missing or wrong
                 too_big = texts.DOCUMENT_TOO_BIG.format(size=len(data) / _MB, limit=self._max_mb)

@@ -240,3 +240,17 @@ async def test_an_album_past_the_limit_shows_the_first_photos_and_says_so(
     [request] = llm.requests
     assert len(images_in(request)) == 4
     assert texts.ALBUM_CUT.format(count=4) in tg.current_texts(10)
+
+
+async def test_a_user_over_budget_is_told_before_anything_is_fetched(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI, clock: ManualClock
+) -> None:
+    async with services(tmp_path, tg, llm, clock, USER_DAILY_BUDGET_USD="0") as s:
+        pdf = (FIXTURES / "two_pages.pdf").read_bytes()
+        tg.add_document(10, pdf, file_name="report.pdf", mime_type="application/pdf")
+        await arrive(s, tg)
+        tg.add_photo(10, (FIXTURES / "tiny.png").read_bytes())
+        await arrive(s, tg)
+    refused = texts.BUDGET_USER_DAY.format(limit=0)
+    assert tg.current_texts(10) == [refused, refused]
+    assert methods(tg, "getFile") == [] and llm.requests == []
