@@ -53,7 +53,7 @@ async def run(settings: Settings) -> None:
         stack.push_async_callback(storage.close)
         bot = await build_bot(settings)
         stack.push_async_callback(bot.shutdown)
-        model = build_model(settings, storage)
+        model = build_model(settings, storage, clock)
         stack.push_async_callback(model.aclose)
         stt = build_transcriber(settings)
         if stt is not None:

@@ -154,7 +154,8 @@ def build_media(base: Base, shared: Shared, chat: ChatService) -> MediaService:
         vision=settings.vision != "off",
         image_max_side=settings.image_max_side,
         max_images=settings.max_images_per_message,
-        document_max_mb=settings.document_max_mb,
+        # The cloud Bot API serves files up to 20 MB: a larger one could not be fetched at all.
+        document_max_mb=min(settings.document_max_mb, settings.telegram_max_download_mb),
         document_max_chars=settings.document_max_chars,
     )
 

@@ -80,10 +80,8 @@ class CircuitBreaker:
             return 1.0  # the trial's outcome decides; look again shortly
         return 0.0
 
-    @asynccontextmanager
-    async def call(self, caller: object = None) -> AsyncIterator[None]:
-        """Wrap one upstream call on behalf of ``caller`` (a chat: its messages and their retries
-        are one caller). Raises ``UpstreamUnavailable`` without calling when open."""
+    def refuse_if_open(self) -> None:
+        """Raise ``UpstreamUnavailable`` if a call would be refused now (before costly work for it)."""
         state = self.state
         if state is BreakerState.OPEN or (state is BreakerState.HALF_OPEN and self._trial_in_flight):
             raise UpstreamUnavailable(
@@ -91,7 +89,13 @@ class CircuitBreaker:
                 retry_after=self.retry_after(),
                 cause=Cause.CIRCUIT_OPEN,
             )
-        trial = state is BreakerState.HALF_OPEN
+
+    @asynccontextmanager
+    async def call(self, caller: object = None) -> AsyncIterator[None]:
+        """Wrap one upstream call on behalf of ``caller`` (a chat: its messages and their retries
+        are one caller). Raises ``UpstreamUnavailable`` without calling when open."""
+        self.refuse_if_open()
+        trial = self.state is BreakerState.HALF_OPEN
         if trial:
             self._trial_in_flight = True
         started = self._clock.monotonic()

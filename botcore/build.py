@@ -88,7 +88,7 @@ async def build_bot(settings: Settings) -> telegram.Bot:
     return bot
 
 
-def build_model(settings: Settings, storage: Storage) -> ChatModel:
+def build_model(settings: Settings, storage: Storage, clock: Clock) -> ChatModel:
     return ChatModel(
         api_key=settings.openai_api_key,
         base_url=settings.openai_base_url,
@@ -97,6 +97,7 @@ def build_model(settings: Settings, storage: Storage) -> ChatModel:
         max_reply_tokens=settings.max_reply_tokens,
         kv=storage.kv,  # what the server turned out to accept, remembered across restarts
         vision=settings.vision,
+        clock=clock,
     )
 
 

@@ -19,29 +19,30 @@ from botcore.cancels import Cancels
 from botcore.clock import DAY_S, Clock
 from botcore.completion import Completion
 from botcore.concurrency import LlmLimits
+from botcore.delivery import Delivery
 from botcore.errors import (
     Cause,
     ContextTooLongError,
     JobError,
     LeaseLostError,
+    PermanentError,
     StoppedByUser,
     TransientError,
     UpstreamUnavailable,
 )
-from botcore.formatting import render, with_reasoning
 from botcore.incoming import Incoming, ReplyTarget
 from botcore.jobqueue import JobQueue
 from botcore.llm import ChatModel
 from botcore.menus import View
 from botcore.messenger import Messenger
-from botcore.models import Job, Usage
+from botcore.models import Job, Turn, Usage
 from botcore.notices import Notices
 from botcore.prefs import ChatSettings
 from botcore.question import Ask, Question
 from botcore.spending import Spending, billing_key, failed_call_key
 from botcore.storage import ConversationStore
 from botcore.streaming import StreamingReply
-from botcore.vision import Vision
+from botcore.vision import Vision, marked
 
 
 class ChatService:
@@ -77,7 +78,7 @@ class ChatService:
         self._settings = settings
         self._history_ttl_s = history_ttl_days * DAY_S
         self._bot_username = bot_username
-        self._stream_interval_s = stream_interval_s
+        self._delivery = Delivery(messenger, queue, clock, stream_interval_s=stream_interval_s)
         self._show_reasoning = show_reasoning
         # LLM_CONCURRENCY bounds every LLM call, voice answers included (they run as voice jobs).
         self._llm_limit = llm_limit
@@ -135,7 +136,7 @@ class ChatService:
             chat_id=where.chat_id,
             user_id=user_id,
         )
-        await self._deliver(job, where, checkpoint, live)
+        await self._delivery.deliver(job, where, checkpoint, live)
         if not view.memory:
             return  # each message stands alone in this chat
         await self._conversations.add_exchange(
@@ -165,29 +166,30 @@ class ChatService:
             cause_text = texts.failed(Cause.NO_VISION) if self._vision else texts.VISION_OFF
             await self._notices.once(job, checkpoint, where, cause_text)
             return None
-        if self._vision is not None:  # downloads, before an LLM slot is taken
-            history = await self._vision.history(history, sees=sees)
-            question = Question(question.text, await self._vision.load(question.images))
-        live = self._live_reply(job, incoming, checkpoint) if view.stream else None
-        ask = Ask(self._model, view.model, view.persona.prompt, history, question)
+        live = self._delivery.live_reply(job, incoming, checkpoint) if view.stream else None
+        breaker = self._breakers(view.model)
         try:
-            async with (
-                self._cancels.scope(where.chat_id, job.id),  # /cancel also stops one waiting for a slot
-                self._llm_limit.of(view.model).slot() as call,
-                self._breakers(view.model).call(caller=where.chat_id),
-                self._messenger.typing(where.chat_id, in_group=incoming.in_group),
-            ):
-                try:
-                    completion = await self._complete(ask, live, call.first_token)
-                    call.tokens = completion.usage.completion_tokens  # the limit judges time per token
-                    return completion, live
-                except JobError as exc:  # a failure the provider may have billed
-                    partial = ask.partial_usage(live)
-                    await self._record_failed_call(job, where, user_id, exc.usage or partial)
-                    raise
-                except asyncio.CancelledError:  # /cancel or shutdown: what was written was billed
-                    await self._record_failed_call(job, where, user_id, ask.partial_usage(live))
-                    raise
+            async with self._cancels.scope(where.chat_id, job.id):  # /cancel stops a download, or a wait
+                breaker.refuse_if_open()  # in an outage, nothing is downloaded for a call that cannot go
+                ask = Ask(
+                    self._model, view.model, view.persona.prompt, *await self._shown(history, question, sees)
+                )
+                async with (
+                    self._llm_limit.of(view.model).slot() as call,
+                    breaker.call(caller=where.chat_id),
+                    self._messenger.typing(where.chat_id, in_group=incoming.in_group),
+                ):
+                    try:
+                        completion = await self._complete(ask, live, call.first_token)
+                        call.tokens = completion.usage.completion_tokens  # the limit judges time per token
+                        return completion, live
+                    except JobError as exc:  # a failure the provider may have billed
+                        partial = ask.partial_usage(live)
+                        await self._record_failed_call(job, where, user_id, exc.usage or partial)
+                        raise
+                    except asyncio.CancelledError:  # /cancel or shutdown: what was written was billed
+                        await self._record_failed_call(job, where, user_id, ask.partial_usage(live))
+                        raise
         except LeaseLostError:
             raise  # a newer attempt owns the job and its messages now: leave them alone
         except UpstreamUnavailable as exc:
@@ -216,26 +218,6 @@ class ChatService:
                 await live.mark(texts.STREAM_FAILED)
             raise
 
-    def _live_reply(self, job: Job, incoming: Incoming, checkpoint: dict[str, Any]) -> StreamingReply:
-        """The streamed reply; the ids of the messages it shows are checkpointed, so a retry
-        edits them instead of sending more."""
-
-        async def remember(ids: list[int]) -> None:
-            checkpoint["stream_ids"] = ids
-            await self._queue.save_checkpoint(job, checkpoint)
-
-        return StreamingReply(
-            self._messenger,
-            incoming.chat_id,
-            in_group=incoming.in_group,
-            reply_to=incoming.message_id,
-            thread_id=incoming.thread_id,
-            interval_s=self._stream_interval_s,
-            message_ids=checkpoint.get("stream_ids", ()),
-            on_new_message=remember,
-            clock=self._clock,
-        )
-
     async def _record_failed_call(
         self, job: Job, where: ReplyTarget, user_id: int | None, usage: Usage | None
     ) -> None:
@@ -247,53 +229,37 @@ class ChatService:
                 usage, key=failed_call_key(), job_id=job.id, chat_id=where.chat_id, user_id=user_id
             )
 
-    async def _deliver(
-        self, job: Job, where: ReplyTarget, checkpoint: dict[str, Any], live: StreamingReply | None
-    ) -> None:
-        """The answer, rendered, in as many messages as it needs: the streamed messages are
-        edited into it (extra ones deleted), the rest sent. Resumes where an earlier attempt
-        stopped."""
-        chunks = render(checkpoint["answer"])
-        if checkpoint.get("reasoning"):
-            chunks = with_reasoning(chunks, checkpoint["reasoning"])
-        shown: list[int] = checkpoint.get("stream_ids", [])
-        paced = False
-        for index in range(checkpoint["sent"], len(chunks)):
-            chunk = chunks[index]
-            if live is None or not live.shows(index, chunk):  # else on screen as it should end
-                if live is not None and not paced:
-                    # The final edits keep the pace too, but only when one is needed: an answer
-                    # the stream already shows in full frees its worker at once.
-                    await live.wait_turn()
-                    paced = True
-                if index >= len(shown) or not await self._messenger.edit_chunk(
-                    where.chat_id, shown[index], chunk
-                ):
-                    await self._messenger.send_chunk(
-                        where.chat_id,
-                        chunk,
-                        reply_to=where.message_id if index == 0 else None,
-                        thread_id=where.thread_id,
-                    )
-            checkpoint["sent"] = index + 1
-            await self._queue.save_checkpoint(job, checkpoint)
-        for extra in shown[len(chunks) :]:
-            await self._messenger.delete(where.chat_id, extra)
+    async def _shown(
+        self, history: list[Turn], question: Question, sees: bool
+    ) -> tuple[list[Turn], Question]:
+        """The history and the question as the model is shown them: images downloaded (by file
+        id) for a model that sees, markers in place of the others."""
+        if self._vision is None:
+            return [marked(turn) for turn in history], question
+        loaded = Question(question.text, await self._vision.load(question.images))
+        return await self._vision.history(history, sees=sees), loaded
 
     async def _complete(
         self, ask: Ask, live: StreamingReply | None, first_token: Callable[[], None]
     ) -> Completion:
         """One completion; if the conversation no longer fits the model, once more with only the
-        newer half of the history (the oldest messages dropped)."""
+        newer half of the history (the oldest messages dropped); if an image in the history was
+        refused (a question without one of its own), once more without images."""
         try:
             return await ask.complete(live, first_token)
-        except ContextTooLongError:
+        except ContextTooLongError:  # a PermanentError too: first
             if not ask.history:
                 raise
             newer = ask.history[len(ask.history) // 2 :]
             if newer and newer[0].role == "assistant":
                 newer = newer[1:]  # start with a question, as a conversation does
             return await replace(ask, history=newer).complete(live, first_token)
+        except PermanentError as exc:
+            history_images = any(turn.images for turn in ask.history)
+            if exc.cause is not Cause.NO_VISION or ask.question.images or not history_images:
+                raise
+            unseen = [marked(turn) for turn in ask.history]
+            return await replace(ask, history=unseen).complete(live, first_token)
 
     async def _tell_wait(
         self, job: Job, where: ReplyTarget, checkpoint: dict[str, Any], exc: JobError, model: str

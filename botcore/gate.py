@@ -22,6 +22,7 @@ from botcore.clock import Clock
 from botcore.incoming import ChatKind, Incoming
 
 _DECISIONS_KEPT = 4096  # rate-limit verdicts remembered by update id (a batch holds at most 100)
+_ALBUMS_KEPT, _ALBUM_S = 1024, 60.0  # albums let in, remembered this long for their other parts
 
 
 class RateLimits:
@@ -89,6 +90,7 @@ class Gate:
         self._notice_every_s = notice_every_s
         self._told: dict[tuple[int, str], float] = {}  # (chat, notice) -> when last told
         self._decided: OrderedDict[int, tuple[str, float] | None] = OrderedDict()  # update id -> verdict
+        self._albums: OrderedDict[tuple[int, str], float] = OrderedDict()  # albums let in -> when
         self._log = logger.bind(component="gate")
 
     def admit(self, incoming: Incoming) -> Refusal | None:
@@ -99,8 +101,9 @@ class Gate:
         if sender is None or incoming.chat_kind is ChatKind.CHANNEL:
             return Refusal("nobody to serve")  # channel posts and the like
         is_admin = sender.id in self._admins
+        album = self._album_let_in(incoming)
         if incoming.in_group:
-            if not self.addressed(incoming):
+            if not (album or self.addressed(incoming)):
                 return Refusal("not addressed to the bot")
             if self._chats is not None and incoming.chat_id not in self._chats:
                 text = texts.GROUP_NOT_ALLOWED.format(chat_id=incoming.chat_id)
@@ -109,7 +112,7 @@ class Gate:
             self._log.info("refused user {} (not in ALLOWED_USER_IDS)", sender.id)
             text = texts.NOT_ALLOWED.format(user_id=sender.id)
             return Refusal("user not allowed", self._notice(incoming.chat_id, "refused", text))
-        if not (is_admin and self._exempt_admins):
+        if not ((is_admin and self._exempt_admins) or album):  # an album counts once
             over = self._rate_decision(incoming.update_id, sender.id)
             if over is not None:
                 which, wait = over
@@ -119,7 +122,19 @@ class Gate:
                     incoming.chat_id, f"rate-{which}-{sender.id}", text.format(seconds=math.ceil(wait))
                 )
                 return Refusal(f"over the {which} rate limit", notice)
+        if incoming.album is not None:
+            self._albums[(incoming.chat_id, incoming.album)] = self._clock.monotonic()
+            while len(self._albums) > _ALBUMS_KEPT:
+                self._albums.popitem(last=False)
         return None
+
+    def _album_let_in(self, incoming: Incoming) -> bool:
+        """A part of an album another part of which was let in lately: it is let in too (in a
+        group its photos come uncaptioned, and only the captioned one names the bot)."""
+        if incoming.album is None:
+            return False
+        seen = self._albums.get((incoming.chat_id, incoming.album))
+        return seen is not None and self._clock.monotonic() - seen < _ALBUM_S
 
     def _rate_decision(self, update_id: int, user_id: int) -> tuple[str, float] | None:
         """The rate limits' verdict on this update, counted the first time it is seen only."""

@@ -31,6 +31,16 @@ class PreparedImage:
         return "data:image/jpeg;base64," + base64.b64encode(self.jpeg).decode("ascii")
 
 
+def readable(filename: str, mime: str) -> bool:
+    """Whether Pillow, as installed here, reads a picture of this name or type (one of FORMATS:
+    HEIC, say, only where its plugin is installed)."""
+    extension = "." + filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    known = Image.registered_extensions().get(extension)
+    if known is None:
+        known = next((name for name, its_mime in Image.MIME.items() if its_mime == mime.lower()), None)
+    return known in FORMATS
+
+
 async def prepare_image(
     data: bytes, *, max_side: int = 1568, max_bytes: int = 1_000_000, max_pixels: int = 40_000_000
 ) -> PreparedImage:

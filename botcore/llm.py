@@ -15,6 +15,7 @@ from loguru import logger
 from openai import AsyncOpenAI, AsyncStream
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from botcore.clock import Clock, SystemClock
 from botcore.completion import (
     Completion,
     Streamed,
@@ -57,6 +58,7 @@ class ChatModel:
         max_reply_tokens: int,
         kv: KeyValueStore | None = None,  # where what the server accepts is remembered
         vision: str = "auto",  # auto: a model that refuses an image is remembered as blind
+        clock: Clock | None = None,
     ) -> None:
         # A local server needs no key, but the SDK refuses an empty one.
         self._client = AsyncOpenAI(
@@ -71,6 +73,7 @@ class ChatModel:
             base_url, Params("max_completion_tokens" if is_openai else "max_tokens"), kv
         )
         self._vision = vision
+        self._clock = clock or SystemClock()
         self._cannot_stream: set[str] = set()  # models the server would not stream (until restart)
 
     async def aclose(self) -> None:
@@ -245,12 +248,16 @@ class ChatModel:
             return sent
 
     async def sees_images(self, model: str) -> bool:
-        """False once ``model`` refused an image at this server (VISION=auto)."""
-        return (await self._params.get(model)).sees_images
+        """False for a day after ``model`` refused an image at this server (VISION=auto)."""
+        since = (await self._params.get(model)).blind_since
+        return not since or self._clock.now() - since > _BLIND_FOR_S
 
     async def _blind(self, model: str) -> None:
         if self._vision == "auto":
-            await self._params.learn(model, lambda now: replace(now, sees_images=False), "it refuses images")
+            now = self._clock.now()
+            await self._params.learn(
+                model, lambda known: replace(known, blind_since=now), "it refuses images"
+            )
 
     async def _send(self, body: dict[str, Any], *, stream: bool) -> Any:
         if not stream:
@@ -289,9 +296,17 @@ def _has_images(body: dict[str, Any]) -> bool:
     return any(isinstance(m.get("content"), list) for m in body["messages"])
 
 
-# How servers refuse an image: OpenAI ("image_url is only supported by certain models"), vLLM
-# ("not a multimodal model"), OpenRouter (404 "No endpoints found that support image input").
-_NO_IMAGES = re.compile(r"image|multimodal|vision", re.IGNORECASE)
+# How servers say a model takes no images at all: OpenAI ("image_url is only supported by certain
+# models"), vLLM ("… is not a multimodal model"), OpenRouter (404 "No endpoints found that support
+# image input"), Ollama ("… missing data required for image input"), llama.cpp ("image input is
+# not supported"). Not any error that mentions an image: "at most 1 image(s) may be provided", an
+# image it could not decode, a context too long with images in it say nothing of the model.
+_NO_IMAGES = re.compile(
+    r"only supported by certain models|not a multimodal model|support image input"
+    r"|required for image input|image input is not supported|does not support (images|image input|vision)",
+    re.IGNORECASE,
+)
+_BLIND_FOR_S = 86_400.0
 
 
 def _refuses_images(exc: openai.APIStatusError) -> bool:

@@ -28,9 +28,10 @@ class Params:
     temperature: bool = True  # send a temperature, when one is set
     # Not parameters, but learned the same way and kept with them: the model leaves out
     # "<think>" (its template opened it), so its content starts as thinking; the model refused
-    # an image (VISION=auto), so it is not sent any.
+    # an image (VISION=auto): since when (wall-clock seconds; 0: it takes images), so it is not
+    # sent any for a day, then tried again (a server's model may have been swapped meanwhile).
     opens_in_thought: bool = False
-    sees_images: bool = True
+    blind_since: float = 0.0
 
     def body(self, base: dict[str, Any], max_tokens: int, *, stream: bool) -> dict[str, Any]:
         body = {**base, self.limit: max_tokens}

@@ -6,6 +6,7 @@ document's text once (kept in its checkpoint), asks, and then removes the acknow
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from loguru import logger
@@ -15,6 +16,7 @@ from botcore.acks import REFUSED, Acks
 from botcore.attachments import Attachment
 from botcore.chat import ChatService
 from botcore.documents import SUPPORTED, document_kind, extract_text
+from botcore.images import readable
 from botcore.incoming import Incoming, parse_update
 from botcore.jobqueue import JobQueue
 from botcore.messenger import Messenger
@@ -83,6 +85,8 @@ class MediaService:
         kind = _kind(file)
         if kind is None:
             return texts.DOCUMENT_UNSUPPORTED.format(supported=SUPPORTED)
+        if kind == "image" and file.kind == "document" and not readable(file.filename, file.mime):
+            return texts.DOCUMENT_UNSUPPORTED.format(supported=SUPPORTED)  # e.g. HEIC without its plugin
         if kind == "image" and not self._vision:
             return texts.VISION_OFF
         if file.kind == "document" and file.size is not None and file.size > self._max_mb * _MB:
@@ -101,7 +105,11 @@ class MediaService:
         elif in_album(incoming):
             ack = texts.ALBUM_ACK
         else:
-            ack = texts.IMAGE_ACK if _kind(file) == "image" else texts.DOCUMENT_ACK.format(name=file.filename)
+            ack = (
+                texts.IMAGE_ACK
+                if _kind(file) == "image"
+                else texts.DOCUMENT_ACK.format(name=_shown_name(file.filename))
+            )
         await self._acks.send(job, incoming, ack, refused=refusal is not None)
 
     async def answer(self, job: Job) -> None:
@@ -111,9 +119,13 @@ class MediaService:
             return
         incoming, file = found
         checkpoint: dict[str, Any] = dict(job.checkpoint or {})
-        if in_album(incoming) and await self._kv.get(album_part_key(incoming.chat_id, incoming.message_id)):
-            await self._kv.delete(album_part_key(incoming.chat_id, incoming.message_id))
-            return  # asked about with the album's first part
+        if checkpoint.get("covered"):
+            return  # asked about with the album's first part (this is a rerun)
+        part = album_part_key(incoming.chat_id, incoming.message_id)
+        if in_album(incoming) and await self._kv.get(part):  # asked about with the album's first part
+            await self._queue.save_checkpoint(job, {"covered": 1})  # before the key goes: a rerun knows
+            await self._kv.delete(part)
+            return
         if "ack" not in checkpoint:
             refused = self._refusal(file) is not None
             checkpoint["ack"] = await self._acks.decision(incoming, media_ack_key(incoming), refused=refused)
@@ -134,7 +146,7 @@ class MediaService:
             await self._kv.put(album_part_key(incoming.chat_id, message_id), "1")
         question = incoming.with_text(checkpoint["caption"] or texts.IMAGE_QUESTION)
         await self._chat.answer(job, question, checkpoint, images=checkpoint["images"])
-        if checkpoint["left_out"]:
+        if checkpoint["left_out"] and "answer" in checkpoint:  # said only beside an answer
             cut = texts.ALBUM_CUT.format(count=len(checkpoint["images"]))
             await self._acks.show(incoming, checkpoint["ack"], cut)
         else:
@@ -183,7 +195,7 @@ class MediaService:
             checkpoint.update(document=turn, cut=len(read.text) if read.truncated else 0)
             await self._queue.save_checkpoint(job, checkpoint)
         await self._chat.answer(job, incoming.with_text(checkpoint["document"]), checkpoint)
-        if checkpoint["cut"]:  # the acknowledgement becomes the note that says so
+        if checkpoint["cut"] and "answer" in checkpoint:  # the acknowledgement says it was cut
             await self._acks.show(
                 incoming, checkpoint["ack"], texts.DOCUMENT_WAS_CUT.format(chars=checkpoint["cut"])
             )
@@ -210,6 +222,13 @@ def _media(job: Job) -> tuple[Incoming, Attachment] | None:
     if incoming is None or incoming.attachment is None:
         return None
     return incoming, incoming.attachment
+
+
+def _shown_name(name: str) -> str:
+    """A file's name as we repeat it: no control or format characters (a right-to-left override
+    can make "gpj.exe" read as "exe.jpg"), and not too long."""
+    shown = "".join(c for c in name if unicodedata.category(c) not in ("Cc", "Cf")).strip()
+    return (shown[:60] + "…" if len(shown) > 60 else shown) or "the file"
 
 
 def _photo_id(file: Attachment, max_side: int) -> str:

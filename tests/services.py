@@ -111,7 +111,7 @@ async def services(
     queue = build_queue(storage, settings, clock)
     metrics = Metrics()
     breakers = build_breakers(settings, metrics, clock)
-    model = build_model(settings, storage)
+    model = build_model(settings, storage, clock)
     stt = build_transcriber(settings)
     cleanup = build_cleanup(settings, storage, queue)
     bot: telegram.Bot | None = None

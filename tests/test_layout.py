@@ -24,6 +24,7 @@ FLOORS: list[set[str]] = [
         "formatting",
         "messenger",
         "streaming",
+        "delivery",
         "openai_errors",
         "completion",
         "llm_params",

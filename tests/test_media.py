@@ -20,7 +20,7 @@ from botcore.media import MEDIA_ACK_KIND, MEDIA_KIND
 from botcore.models import JobState
 
 from .fakes import FakeOpenAI, FakeTelegram, Scripted, images_in, last_text
-from .services import Services, last_update, methods, receive, run_due, services
+from .services import Services, after_a_crash, claim, last_update, methods, receive, run_due, services
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GROUP = -100600
@@ -254,3 +254,105 @@ async def test_a_user_over_budget_is_told_before_anything_is_fetched(
     refused = texts.BUDGET_USER_DAY.format(limit=0)
     assert tg.current_texts(10) == [refused, refused]
     assert methods(tg, "getFile") == [] and llm.requests == []
+
+
+NO_IMAGES = {"error": {"message": "Invalid content type. image_url is only supported by certain models."}}
+
+
+async def test_an_image_error_that_says_nothing_of_the_model_does_not_make_it_blind(
+    s: Services, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    tg.add_photo(10, (FIXTURES / "tiny.png").read_bytes())
+    await arrive(s, tg)
+    too_many = {"error": {"message": "At most 1 image(s) may be provided in one request."}}
+    llm.script.append(Scripted(status=400, body=too_many))
+    tg.add_photo(10, (FIXTURES / "tiny.png").read_bytes(), caption="and this one?")
+    await arrive(s, tg)
+    tg.add_photo(10, (FIXTURES / "tiny.png").read_bytes(), caption="a third")
+    await arrive(s, tg)
+    assert last_text(llm.requests[-1]) == "a third" and images_in(llm.requests[-1])  # still sent images
+
+
+async def test_a_text_question_is_answered_even_when_an_earlier_photo_is_refused(
+    s: Services, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    tg.add_photo(10, (FIXTURES / "tiny.png").read_bytes())
+    await arrive(s, tg)
+    llm.script.append(Scripted(status=400, body=NO_IMAGES))  # the model was swapped for a blind one
+    tg.add_message(10, "capital of France?")
+    await arrive(s, tg)
+    assert tg.current_texts(10)[-1] == "echo: capital of France?"
+    assert images_in(llm.requests[-1]) == []  # asked again at once, the photo as a marker
+
+
+async def test_with_vision_turned_off_remembered_photos_are_markers(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI, clock: ManualClock
+) -> None:
+    async with services(tmp_path, tg, llm, clock) as s:
+        tg.add_photo(10, (FIXTURES / "tiny.png").read_bytes())
+        await arrive(s, tg)
+    async with services(tmp_path, tg, llm, clock, VISION="off") as s:
+        tg.add_message(10, "what did I send?")
+        await arrive(s, tg)
+    assert images_in(llm.requests[-1]) == []
+    assert "photo-" not in str(llm.requests[-1])  # no file id goes to the provider
+    assert llm.requests[-1]["messages"][0]["content"].startswith("[1 image(s)")
+
+
+async def test_a_group_album_captioned_for_the_bot_is_asked_about_whole(
+    s: Services, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    group = {"chat_type": "supergroup", "user_id": 20}
+    for n in range(3):
+        caption = "@test_bot compare these" if n == 0 else None
+        tg.add_photo(GROUP, (FIXTURES / "tiny.png").read_bytes(), album="g1", caption=caption, **group)
+    await s.intake.persist(tg.pending[-3:])
+    await run_due(s)
+    s.clock.advance(2.0)
+    await run_due(s)
+    [request] = llm.requests
+    assert len(images_in(request)) == 3
+
+
+async def test_an_album_counts_once_against_the_rate_limit(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI, clock: ManualClock
+) -> None:
+    async with services(tmp_path, tg, llm, clock, RATE_LIMIT_USER_PER_MIN="2") as s:
+        await album(s, tg, 4)
+    [request] = llm.requests
+    assert len(images_in(request)) == 4
+
+
+async def test_an_album_part_run_again_after_a_crash_asks_nothing(
+    s: Services, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    tg.add_photo(10, (FIXTURES / "tiny.png").read_bytes(), album="a2", caption="two")
+    tg.add_photo(10, (FIXTURES / "tiny.png").read_bytes(), album="a2")
+    await s.intake.persist(tg.pending[-2:])
+    await run_due(s)  # the acknowledgement
+    s.clock.advance(2.0)
+    collector = await claim(s, MEDIA_KIND)
+    await s.kinds[MEDIA_KIND].run(collector)
+    assert await s.queue.complete(collector)
+    part = await claim(s, MEDIA_KIND)
+    await s.kinds[MEDIA_KIND].run(part)  # covered: it keeps that, drops the key, then dies
+    await s.kinds[MEDIA_KIND].run(await after_a_crash(s, part))
+    assert len(llm.requests) == 1 and tg.current_texts(10) == ["echo: two"]
+
+
+async def test_a_picture_format_this_install_cannot_read_is_refused_at_once(
+    s: Services, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    tg.add_document(10, b"\x00\x00\x00\x18ftypheic", file_name="IMG_0001.HEIC", mime_type="image/heic")
+    await arrive(s, tg)
+    assert tg.current_texts(10) == [texts.DOCUMENT_UNSUPPORTED.format(supported=SUPPORTED)]
+    assert methods(tg, "getFile") == []
+
+
+async def test_no_document_larger_than_telegram_serves_is_tried(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI, clock: ManualClock
+) -> None:
+    async with services(tmp_path, tg, llm, clock, DOCUMENT_MAX_MB="50") as s:
+        tg.add_document(10, b"x", file_name="big.txt", mime_type="text/plain", file_size=25 * 1024 * 1024)
+        await arrive(s, tg)
+    assert tg.current_texts(10) == [texts.DOCUMENT_TOO_BIG.format(size=25.0, limit=20)]
