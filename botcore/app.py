@@ -22,6 +22,7 @@ from botcore.build import (
     build_bot,
     build_breakers,
     build_cleanup,
+    build_image_generator,
     build_intake,
     build_model,
     build_queue,
@@ -71,7 +72,10 @@ async def run(settings: Settings) -> None:
             build_breakers(settings, metrics, clock),
         )
         cleanup = build_cleanup(settings, storage, queue)
-        services = build_services(base, model, stt, cleanup)
+        images = build_image_generator(settings)
+        if images is not None:
+            stack.push_async_callback(images.aclose)
+        services = build_services(base, model, stt, cleanup, images)
         worker = Worker(
             queue,
             job_kinds(settings, services),

@@ -9,7 +9,7 @@ from botcore import __version__
 from botcore.acks import Acks
 from botcore.admin import AdminCommands
 from botcore.alerts import Alerts
-from botcore.build import Base, llm_breakers
+from botcore.build import Base, build_breaker, llm_breakers
 from botcore.cancels import Cancels
 from botcore.catalog import ModelCatalog
 from botcore.chat import ChatService
@@ -18,6 +18,8 @@ from botcore.clock import Clock
 from botcore.commands import Commands
 from botcore.concurrency import LlmLimits
 from botcore.config import Settings
+from botcore.drawing import IMAGE_KIND, DrawingService
+from botcore.imagegen import ImageGenerator
 from botcore.llm import ChatModel
 from botcore.media import MEDIA_ACK_KIND, MEDIA_KIND, MediaService
 from botcore.metrics import Metrics
@@ -45,6 +47,7 @@ def build_spending(
             settings.price_output_per_1m,
             settings.price_transcription_per_min,
             per_model=settings.model_prices,
+            image_each=settings.price_image,
         ),
         clock=clock,
         admin_ids=settings.admin_user_ids,
@@ -160,12 +163,30 @@ def build_media(base: Base, shared: Shared, chat: ChatService) -> MediaService:
     )
 
 
+def build_drawing(base: Base, shared: Shared, images: ImageGenerator | None) -> DrawingService:
+    settings = base.settings
+    base.breakers["images"] = build_breaker("images", settings, base.metrics, base.clock)
+    return DrawingService(
+        generator=images,
+        queue=base.queue,
+        messenger=base.messenger,
+        notices=shared.notices,
+        spending=shared.spending,
+        breaker=base.breakers["images"],
+        conversations=base.storage.conversations,
+        settings=shared.settings,
+        files=settings.data_dir / "images",
+        per_chat=settings.image_concurrency,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Services:
     shared: Shared
     chat: ChatService
     voice: VoiceService
     media: MediaService
+    drawing: DrawingService
     updates: UpdateJobs
 
 
@@ -186,7 +207,13 @@ def build_settings(base: Base, model: ChatModel) -> ChatSettings:
     )
 
 
-def build_services(base: Base, model: ChatModel, stt: SpeechToText | None, cleanup: Cleanup) -> Services:
+def build_services(
+    base: Base,
+    model: ChatModel,
+    stt: SpeechToText | None,
+    cleanup: Cleanup,
+    images: ImageGenerator | None = None,
+) -> Services:
     alerts = Alerts(base.messenger, base.settings.admin_user_ids, clock=base.clock)
     notices = Notices(queue=base.queue, messenger=base.messenger, alerts=alerts)
     shared = Shared(
@@ -209,6 +236,7 @@ def build_services(base: Base, model: ChatModel, stt: SpeechToText | None, clean
         chat,
         build_voice(base, shared, chat, stt),
         build_media(base, shared, chat),
+        build_drawing(base, shared, images),
         build_update_jobs(base, shared, chat, cleanup),
     )
 
@@ -230,8 +258,9 @@ def job_kinds(settings: Settings, services: Services) -> dict[str, JobKind]:
         ),
         MEDIA_ACK_KIND: JobKind(media.acknowledge),
         # Each may read a PDF in a child process: a few at a time (their LLM calls wait for slots).
-        MEDIA_KIND: JobKind(
-            services.media.answer, on_dead=services.media.on_dead, concurrency=_MEDIA_AT_ONCE
+        MEDIA_KIND: JobKind(media.answer, on_dead=media.on_dead, concurrency=_MEDIA_AT_ONCE),
+        IMAGE_KIND: JobKind(
+            services.drawing.draw, on_dead=services.drawing.on_dead, concurrency=_MEDIA_AT_ONCE
         ),
     }
 

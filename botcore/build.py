@@ -15,6 +15,7 @@ from botcore.config import Settings
 from botcore.errors import StartupError
 from botcore.gate import Gate, RateLimits
 from botcore.health import HealthServer
+from botcore.imagegen import ImageGenerator
 from botcore.intake import UpdatePoller
 from botcore.jobqueue import JobQueue
 from botcore.llm import ChatModel
@@ -98,6 +99,18 @@ def build_model(settings: Settings, storage: Storage, clock: Clock) -> ChatModel
         kv=storage.kv,  # what the server turned out to accept, remembered across restarts
         vision=settings.vision,
         clock=clock,
+    )
+
+
+def build_image_generator(settings: Settings) -> ImageGenerator | None:
+    if settings.image_mode == "off":
+        return None
+    return ImageGenerator(
+        api_key=settings.openai_api_key,
+        base_url=settings.image_base_url,
+        model=settings.image_model,
+        size=settings.image_size,
+        timeout_s=max(settings.openai_timeout_s, 120.0),  # a picture takes longer than an answer
     )
 
 

@@ -66,6 +66,11 @@ class Settings:
     history_images: int  # later questions that see a photo again
     document_max_mb: float
     document_max_chars: int
+    image_mode: str  # openai or off: /image
+    image_base_url: str
+    image_model: str
+    image_size: str  # WxH, or auto
+    image_concurrency: int  # generations running at once in one chat
     data_dir: Path
     sqlite_synchronous: str  # NORMAL or FULL
     log_level: str
@@ -100,6 +105,7 @@ class Settings:
     price_input_per_1m: float
     price_output_per_1m: float
     price_transcription_per_min: float
+    price_image: float  # USD per generated image
     model_prices: ModelPrices  # per model, beside the defaults above
     user_daily_budget_usd: float | None
     user_monthly_budget_usd: float | None
@@ -197,6 +203,13 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         history_images=reader.number("HISTORY_IMAGES", 1, int, minimum=0),
         document_max_mb=reader.number("DOCUMENT_MAX_MB", 10.0, float, minimum=0.01),
         document_max_chars=reader.number("DOCUMENT_MAX_CHARS", 60_000, int, minimum=1000),
+        image_mode=reader.choice(
+            "IMAGE_MODE", "OPENAI" if openai_api_key else "OFF", ("OPENAI", "OFF")
+        ).lower(),
+        image_base_url=reader.url("IMAGE_BASE_URL", openai_base_url),
+        image_model=reader.get("IMAGE_MODEL", "gpt-image-1"),
+        image_size=_image_size(reader.get("IMAGE_SIZE", "1024x1024")),
+        image_concurrency=reader.number("IMAGE_CONCURRENCY", 2, int, minimum=1),
         data_dir=Path(reader.get("DATA_DIR", "./data")),
         sqlite_synchronous=reader.choice("SQLITE_SYNCHRONOUS", "NORMAL", ("NORMAL", "FULL")),
         log_level=reader.choice("LOG_LEVEL", "INFO", _LOG_LEVELS),
@@ -235,6 +248,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         price_input_per_1m=reader.number("PRICE_INPUT_PER_1M", 0.15, float, minimum=0),
         price_output_per_1m=reader.number("PRICE_OUTPUT_PER_1M", 0.60, float, minimum=0),
         price_transcription_per_min=reader.number("PRICE_TRANSCRIPTION_PER_MIN", 0.006, float, minimum=0),
+        price_image=reader.number("PRICE_IMAGE", 0.04, float, minimum=0),  # gpt-image-1, medium, 1024²
         model_prices=parse_model_prices(reader.get("MODEL_PRICES", "")),
         user_daily_budget_usd=reader.optional_number("USER_DAILY_BUDGET_USD"),
         user_monthly_budget_usd=reader.optional_number("USER_MONTHLY_BUDGET_USD"),
@@ -243,3 +257,13 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         telegram_rate_per_s=reader.number("TELEGRAM_RATE_PER_S", 30.0, float, minimum=0),
         telegram_group_rate_per_min=reader.number("TELEGRAM_GROUP_RATE_PER_MIN", 20.0, float, minimum=1),
     )
+
+
+def _image_size(value: str) -> str:
+    """``IMAGE_SIZE``: ``auto`` or width × height in pixels, like ``1024x1024``."""
+    width, sep, height = value.lower().partition("x")
+    if value.lower() == "auto" or (
+        sep and width.isdigit() and height.isdigit() and 0 < int(width) <= 8192 >= int(height) > 0
+    ):
+        return value.lower()
+    raise ConfigError("IMAGE_SIZE", "auto or a size like 1024x1024", value)

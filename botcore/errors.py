@@ -49,6 +49,7 @@ class Cause(StrEnum):
     BAD_FILE = "bad-file"  # a photo or document we cannot read: corrupt, too large once decoded…
     NO_TEXT = "no-text"  # a document without text to read (a scanned PDF)
     NO_VISION = "no-vision"  # the model this chat uses cannot see images
+    REFUSED = "refused"  # the provider would not do this (an image prompt against its policy)
     OTHER = "other"
 
 

@@ -182,21 +182,37 @@ class Messenger:
             raise _translate(exc) from exc
         return member.status in (telegram.ChatMember.ADMINISTRATOR, telegram.ChatMember.OWNER)
 
+    async def send_photo(
+        self, chat_id: int, photo: bytes, *, caption: str, reply_to: int | None, thread_id: int | None
+    ) -> str:
+        """Upload a picture; returns the file id Telegram keeps it by (its largest size)."""
+        reply = telegram.ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
+        try:
+            message = await self._bot.send_photo(
+                chat_id, photo, caption=caption[:1024], reply_parameters=reply, message_thread_id=thread_id
+            )
+        except telegram.error.TelegramError as exc:
+            raise _translate(exc) from exc
+        return message.photo[-1].file_id if message.photo else ""
+
     @contextlib.asynccontextmanager
-    async def typing(self, chat_id: int, *, in_group: bool) -> AsyncIterator[None]:
-        """Show "typing…" in the chat until the block ends, refreshed every ~4.5 s (once only
-        in a group: there every request counts against Telegram's 20 a minute for that group)."""
-        task = asyncio.create_task(self._keep_typing(chat_id, repeat=not in_group))
+    async def typing(
+        self, chat_id: int, *, in_group: bool, action: str = telegram.constants.ChatAction.TYPING
+    ) -> AsyncIterator[None]:
+        """Show "typing…" (or ``action``: "upload_photo"…) in the chat until the block ends,
+        refreshed every ~4.5 s (once only in a group: there every request counts against
+        Telegram's 20 a minute for that group)."""
+        task = asyncio.create_task(self._keep_typing(chat_id, repeat=not in_group, action=action))
         try:
             yield
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-    async def _keep_typing(self, chat_id: int, *, repeat: bool) -> None:
+    async def _keep_typing(self, chat_id: int, *, repeat: bool, action: str) -> None:
         while True:
             try:
-                await self._bot.send_chat_action(chat_id, telegram.constants.ChatAction.TYPING)
+                await self._bot.send_chat_action(chat_id, action)
             except telegram.error.TelegramError as exc:  # cosmetic: never worth failing a reply
                 self._log.debug("typing indicator failed: {}", type(exc).__name__)
             if not repeat:

@@ -110,4 +110,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 8: a photo question is remembered with its images' Telegram file ids (JSON), not their bytes.
     ("ALTER TABLE messages ADD COLUMN images TEXT",),
+    # 9: pictures generated (/image), counted and priced per picture.
+    ("ALTER TABLE usage ADD COLUMN images INTEGER NOT NULL DEFAULT 0",),
 )

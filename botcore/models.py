@@ -93,15 +93,16 @@ class ChatPrefs:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """What one LLM or transcription call cost."""
+    """What one LLM, transcription or image generation call cost."""
 
-    kind: str  # 'chat' or 'transcription'
+    kind: str  # 'chat', 'transcription' or 'image'
     model: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
     audio_seconds: float = 0.0
     cost_usd: float = 0.0
     estimated: bool = False  # the server did not say: tokens counted from the text (4 characters each)
+    images: int = 0  # pictures generated
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +119,7 @@ class Prices:
     output_per_1m: float
     transcription_per_min: float
     per_model: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # MODEL_PRICES
+    image_each: float = 0.0  # PRICE_IMAGE
 
     def cost(self, usage: Usage) -> float:
         """At the model's own prices (MODEL_PRICES) if it has any, else the default ones."""
@@ -126,6 +128,7 @@ class Prices:
             usage.prompt_tokens * given / 1e6
             + usage.completion_tokens * output / 1e6
             + usage.audio_seconds / 60 * self.transcription_per_min
+            + usage.images * self.image_each
         )
 
     def _model_prices(self, model: str) -> tuple[float, float]:
@@ -148,6 +151,7 @@ class UsageSummary:
     completion_tokens: int = 0
     audio_seconds: float = 0.0
     cost_usd: float = 0.0
+    images: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from loguru import logger
 from botcore import texts
 from botcore.chat import ChatService
 from botcore.commands import Commands, Request
+from botcore.drawing import IMAGE_KIND
 from botcore.gate import Gate
 from botcore.incoming import Command, Incoming, parse_update
 from botcore.jobqueue import JobQueue
@@ -31,7 +32,7 @@ COMMAND_KIND = "tg-command"  # a command that neither reads nor changes the conv
 @dataclass(frozen=True, slots=True)
 class CommandSpec:
     name: str
-    run: Callable[[Commands, Request], Awaitable[str | None]]
+    run: Callable[[Commands, Request], Awaitable[str | None]] | None  # None: ``kind`` does the work
     menu: str | None = None  # its line in Telegram's command menu (None: not in the menu)
     help: str | None = None  # its line in /help (None: not listed)
     admin: bool = False  # admins only, and only in a private chat (the reports name people)
@@ -42,6 +43,7 @@ class CommandSpec:
     # It acts (deletes, stops, revives) or reports on the moment: its reply is kept in the
     # checkpoint, so a rerun of its job repeats that reply. The others are simply asked again.
     once: bool = False
+    kind: str | None = None  # a job kind of its own does the work (``run`` is not used)
 
 
 async def _help(_: Commands, request: Request) -> str:
@@ -83,6 +85,15 @@ COMMANDS: tuple[CommandSpec, ...] = (
         ordered=True,
         once=True,
     ),
+    CommandSpec(
+        "image",
+        None,
+        "Draw a picture",
+        "draw what you describe",
+        argument="<description>",
+        kind=IMAGE_KIND,
+    ),
+    CommandSpec("img", None, argument="<description>", kind=IMAGE_KIND),
     CommandSpec("usage", Commands.usage, "What you have used", "what you have used today and this month"),
     CommandSpec("help", _help, "What I can do", "this message"),
     CommandSpec("status", Commands.status, help="queue, services, today's use", admin=True, once=True),
@@ -180,6 +191,8 @@ class Router:
         key = f"tg-update:{incoming.update_id}"
         spec = find_command(incoming.command) if incoming.command else None
         press = parse_press(incoming.button.data) if incoming.button else None
+        if spec is not None and spec.kind is not None:
+            return Decision((Planned(spec.kind, key),))  # its own kind: not in the chat's order
         if (spec is not None and not spec.ordered) or (press is not None and navigates(press)):
             return Decision((Planned(COMMAND_KIND, key),))  # at once: it changes nothing
         return Decision((Planned(UPDATE_KIND, key, f"chat:{incoming.chat_id}"),))
@@ -243,6 +256,8 @@ class UpdateJobs:
             reply = texts.ADMIN_PRIVATE  # their reports name other users and chats
         elif "reply" in checkpoint:  # it acted in an earlier attempt: only the reply is left
             reply = str(checkpoint["reply"])
+        elif spec.run is None:
+            return  # a kind of its own does this command's work
         else:
             reply = await spec.run(self._commands, Request(job, incoming, checkpoint, is_admin))
             if reply is None:

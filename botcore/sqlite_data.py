@@ -12,7 +12,7 @@ from botcore.sqlite_db import Database
 
 _SUMS = (
     "count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),"
-    " coalesce(sum(audio_seconds), 0), coalesce(sum(cost_usd), 0)"
+    " coalesce(sum(audio_seconds), 0), coalesce(sum(cost_usd), 0), coalesce(sum(images), 0)"
 )
 
 
@@ -139,8 +139,8 @@ class SqliteUsage:
         the job runs (or is revived). True if this call stored it."""
         rows = await self._db.fetchall(
             "INSERT OR IGNORE INTO usage (created_at, billing_key, job_id, chat_id, user_id, kind, model,"
-            " prompt_tokens, completion_tokens, audio_seconds, cost_usd, estimated)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            " prompt_tokens, completion_tokens, audio_seconds, cost_usd, estimated, images)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 now,
                 key,
@@ -154,6 +154,7 @@ class SqliteUsage:
                 usage.audio_seconds,
                 usage.cost_usd,
                 usage.estimated,
+                usage.images,
             ),
         )
         return bool(rows)

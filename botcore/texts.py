@@ -66,6 +66,7 @@ _FAILED_BY_CAUSE = {
     Cause.NO_SUCH_MODEL: (
         "🤷 The AI server doesn't know the model this chat uses. Choose another one with /model."
     ),
+    Cause.REFUSED: "🎨 The image service won't draw that. Please try describing something else.",
     Cause.BAD_FILE: "😔 I couldn't read that file. It may be damaged, or in a form I don't know.",
     Cause.NO_TEXT: (
         "📄 That PDF has no text I can read: it looks like a scan. I can't read scanned pages yet; "
@@ -148,9 +149,9 @@ BUDGET_GLOBAL = "💸 This bot has used its budget for today. Please try again a
 USAGE = (
     "📊 Your usage\n"
     "Today: {day.requests} calls, {day.prompt_tokens} + {day.completion_tokens} tokens, "
-    "{day_minutes:.1f} min of voice, ${day.cost_usd:.4f}\n"
+    "{day_minutes:.1f} min of voice, {day.images} pictures, ${day.cost_usd:.4f}\n"
     "This month: {month.requests} calls, {month.prompt_tokens} + {month.completion_tokens} tokens, "
-    "{month_minutes:.1f} min of voice, ${month.cost_usd:.4f}"
+    "{month_minutes:.1f} min of voice, {month.images} pictures, ${month.cost_usd:.4f}"
 )
 ADMIN_ONLY = "🔒 Sorry, that command is for the bot's admins."
 ADMIN_PRIVATE = "🔒 Please use admin commands in a private chat with me: their reports name other users."
@@ -171,6 +172,11 @@ VISION_OFF = "I can't look at pictures here. Please describe it in words."
 DOCUMENT_UNSUPPORTED = "📎 I can't read that kind of file. I can read {supported}."
 DOCUMENT_TOO_BIG = "📄 That file is too large for me ({size:.1f} MB; the limit is {limit:g} MB)."
 DOCUMENT_WAS_CUT = "✂️ That document was long: I read only its first {chars} characters."
+
+# Pictures drawn with /image.
+IMAGE_USAGE = "🎨 Tell me what to draw: /image followed by a description, like /image a lighthouse at dawn."
+IMAGE_OFF = "🎨 Drawing pictures is turned off here."
+IMAGE_REMEMBERED = "[image generated: {prompt}]"  # the answer kept in memory, so the model knows
 
 # This chat's settings: /settings, /model, /persona and their buttons.
 ON, OFF = "on", "off"

@@ -4,6 +4,7 @@ URLs. Each records the requests it gets and can be told to fail or to wait."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import re
@@ -77,6 +78,13 @@ class FakeOpenAI:
         self.in_flight = 0  # chat completions being answered now, and the most there ever were
         self.max_in_flight = 0
         self.transcriptions: list[dict[str, Any]] = []  # form fields; "file" is (name, bytes)
+        # POST /v1/images/generations: each request's body; answers with ``picture`` (a real PNG),
+        # as b64_json, or as a URL served here when ``picture_as_url``; a prompt containing
+        # ``refused_marker`` gets OpenAI's 400 content_policy_violation.
+        self.image_requests: list[dict[str, Any]] = []
+        self.picture = (Path(__file__).parent / "fixtures" / "tiny.png").read_bytes()
+        self.picture_as_url = False
+        self.refused_marker = "forbidden"
         self.stt_script: list[Scripted] = []
         self.transcript: Callable[[bytes], str] = lambda audio: f"heard {len(audio)} bytes"
         self.reply: Callable[[dict[str, Any]], str] = lambda req: "echo: " + last_text(req)
@@ -91,6 +99,8 @@ class FakeOpenAI:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._completions)
         app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
+        app.router.add_post("/v1/images/generations", self._images)
+        app.router.add_get("/files/picture.png", self._picture)
         app.router.add_get("/v1/models", self._models)
         self._runner, root = await _serve(app)
         self.base_url = f"{root}/v1"
@@ -155,6 +165,26 @@ class FakeOpenAI:
             return web.json_response({"error": error}, status=404)
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "fake"} for name in self.models]
         return web.json_response({"object": "list", "data": data})
+
+    async def _images(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.image_requests.append(body)
+        if self.refused_marker in str(body.get("prompt", "")):
+            error = {
+                "message": "Your request was rejected as a result of our safety system.",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "content_policy_violation",
+            }
+            return web.json_response({"error": error}, status=400)
+        if self.picture_as_url:
+            item = {"url": f"{self.base_url.removesuffix('/v1')}/files/picture.png"}
+        else:
+            item = {"b64_json": base64.b64encode(self.picture).decode()}
+        return web.json_response({"created": 0, "data": [item]})
+
+    async def _picture(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.picture, content_type="image/png")
 
     async def _transcriptions(self, request: web.Request) -> web.Response:
         fields = await _read_multipart(request)
@@ -296,6 +326,7 @@ class FakeTelegram:
         self.downloads: list[str] = []  # file paths fetched
         self.local_dir: Path | None = None  # set: behave like a Bot API server run with --local
         self.deleted: set[tuple[int, int]] = set()  # (chat_id, message_id) of deleted messages
+        self.photos: list[dict[str, Any]] = []  # sendPhoto calls: chat_id, message_id, caption, data
         self.answered: list[dict[str, Any]] = []  # params of each accepted answerCallbackQuery
         self.admins: dict[int, set[int]] = {}  # chat id -> user ids of its administrators
         self.creators: dict[int, int] = {}  # chat id -> user id of its creator
@@ -659,6 +690,31 @@ class FakeTelegram:
             if m["chat_id"] == chat_id and (chat_id, m["message_id"]) not in self.deleted:
                 latest[m["message_id"]] = m["text"]
         return list(latest.values())
+
+    async def _m_sendPhoto(self, params: dict[str, Any]) -> Any:
+        """A photo sent (uploaded, or by file id): kept in ``photos``, with its bytes."""
+        photo = params["photo"]
+        data = photo.file.read() if hasattr(photo, "file") else self.files.get(str(photo), b"")
+        message_id = self._next_message_id
+        self._next_message_id += 1
+        file_id = f"sent-photo-{message_id}"
+        self.files[file_id] = data
+        self.photos.append(
+            {
+                "chat_id": int(params["chat_id"]),
+                "message_id": message_id,
+                "caption": params.get("caption"),
+                "data": data,
+                "reply_parameters": params.get("reply_parameters"),
+            }
+        )
+        return {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": {"id": int(params["chat_id"]), "type": "private"},
+            "from": self.BOT_USER,
+            "photo": [{"file_id": file_id, "file_unique_id": f"u{file_id}", "width": 64, "height": 48}],
+        }
 
     def _record(self, params: dict[str, Any], *, edited: bool) -> dict[str, Any]:
         chat_id = int(params["chat_id"])

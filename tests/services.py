@@ -23,6 +23,7 @@ from botcore.build import (
     build_breakers,
     build_cleanup,
     build_gate,
+    build_image_generator,
     build_intake,
     build_model,
     build_queue,
@@ -116,11 +117,12 @@ async def services(
     cleanup = build_cleanup(settings, storage, queue)
     bot: telegram.Bot | None = None
     intake: UpdatePoller | None = None
+    images = build_image_generator(settings)
     try:
         bot = await build_bot(settings)  # getMe: the bot's id and @username
         messenger = Messenger(bot)
         base = Base(settings, clock, storage, queue, bot, messenger, metrics, breakers)
-        built = build_services(base, model, stt, cleanup)
+        built = build_services(base, model, stt, cleanup, images)
         shared, chat, voice, updates = built.shared, built.chat, built.voice, built.updates
         intake = build_intake(base)
         yield Services(
@@ -146,6 +148,8 @@ async def services(
         if intake is not None:
             await intake.aclose()
         await model.aclose()
+        if images is not None:
+            await images.aclose()
         if stt is not None:
             await stt.aclose()
         if bot is not None:

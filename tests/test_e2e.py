@@ -290,3 +290,20 @@ async def test_kill_9_inside_an_albums_window_loses_no_photo(
     [request] = llm.requests
     assert len(images_in(request)) == 3
     assert tg.current_texts(10).count("echo: which is best?") == 1
+
+
+async def test_kill_9_between_drawing_and_sending_pays_for_the_picture_once(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    tg.delay["sendPhoto"] = [30]  # the upload hangs: the bot is killed with the picture drawn
+    process = BotProcess(tmp_path / "data", tg, llm).start()
+    tg.add_message(10, "/image a sailing boat")
+    await eventually(lambda: any(m == "sendPhoto" for m, _ in tg.calls), timeout=20, what="the upload")
+    assert await process.kill() == -9
+    restarted = BotProcess(tmp_path / "data", tg, llm).start()
+    try:
+        await eventually(lambda: tg.photos, timeout=20, what="the picture sent")
+    finally:
+        assert await restarted.stop() == 0, restarted.log()
+    assert len(llm.image_requests) == 1 and len(tg.photos) == 1
+    assert tg.photos[0]["caption"] == "a sailing boat"

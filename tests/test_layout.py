@@ -37,6 +37,7 @@ FLOORS: list[set[str]] = [
         "concurrency",
         "alerts",
         "catalog",
+        "imagegen",
         "menus",
         "question",
         "vision",
@@ -47,7 +48,8 @@ FLOORS: list[set[str]] = [
         "documents",
         "pdf_child",
     },
-    {"spending", "notices", "acks", "prefs", "chat", "voice", "media", "admin", "commands"},  # services
+    # services
+    {"spending", "notices", "acks", "prefs", "chat", "voice", "media", "drawing", "admin", "commands"},
     {"worker", "cleanup"},
     {"gate", "routing"},
     {"intake"},

@@ -695,6 +695,14 @@ async def test_summaries_of_nothing_are_zero(storage: Storage) -> None:
     assert await storage.usage.purge(before=T0) == 0
 
 
+async def test_generated_pictures_are_counted(storage: Storage) -> None:
+    picture = Usage("image", "gpt-image-1", images=1, cost_usd=0.04)
+    await storage.usage.record(picture, key="image:1", job_id=1, chat_id=5, user_id=7, now=1.0)
+    await storage.usage.record(picture, key="image:1", job_id=1, chat_id=5, user_id=7, now=2.0)  # once
+    await storage.usage.record(picture, key="image:2", job_id=2, chat_id=5, user_id=7, now=3.0)
+    assert await storage.usage.summary(since=0, user_id=7) == UsageSummary(2, 0, 0, 0.0, 0.08, 2)
+
+
 async def test_top_users_rank_by_cost_then_by_requests(storage: Storage) -> None:
     store = storage.usage
     cheap, dear = Usage("chat", "m", cost_usd=0.25), Usage("chat", "m", cost_usd=0.5)
