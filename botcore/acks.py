@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from botcore.attachments import Attachment
 from botcore.errors import NotYet
-from botcore.incoming import Incoming
+from botcore.incoming import Incoming, parse_update
 from botcore.jobqueue import JobQueue
 from botcore.messenger import Messenger
 from botcore.models import Job, JobState
@@ -71,6 +72,14 @@ class Acks:
 
     async def forget(self, incoming: Incoming) -> None:
         await self._kv.delete(_key(incoming))
+
+
+def with_file(job: Job) -> tuple[Incoming, Attachment] | None:
+    """The message of a job about a file (a voice note, a photo, a document), and its file."""
+    incoming = parse_update(job.payload)
+    if incoming is None or incoming.attachment is None:
+        return None
+    return incoming, incoming.attachment
 
 
 def _key(incoming: Incoming) -> str:

@@ -12,12 +12,12 @@ from typing import Any
 from loguru import logger
 
 from botcore import texts
-from botcore.acks import REFUSED, Acks
+from botcore.acks import REFUSED, Acks, with_file
 from botcore.attachments import Attachment
 from botcore.chat import ChatService
 from botcore.documents import SUPPORTED, document_kind, extract_text
 from botcore.images import readable
-from botcore.incoming import Incoming, parse_update
+from botcore.incoming import Incoming
 from botcore.jobqueue import JobQueue
 from botcore.messenger import Messenger
 from botcore.models import Job
@@ -95,7 +95,7 @@ class MediaService:
 
     async def acknowledge(self, job: Job) -> None:
         """The ``media-ack`` job: the refusal, or that the file is being looked at."""
-        found = _media(job)
+        found = with_file(job)
         if found is None:
             return
         incoming, file = found
@@ -114,7 +114,7 @@ class MediaService:
 
     async def answer(self, job: Job) -> None:
         """The ``media`` job, in the chat's order."""
-        found = _media(job)
+        found = with_file(job)
         if found is None:
             return
         incoming, file = found
@@ -160,7 +160,7 @@ class MediaService:
         parts = [(incoming, file)]
         if in_album(incoming):
             for queued in await self._queue.queued_in_group(f"chat:{incoming.chat_id}", MEDIA_KIND):
-                other = _media(queued)
+                other = with_file(queued)
                 if other is not None and in_album(other[0]) and other[0].album == incoming.album:
                     parts.append(other)
         parts.sort(key=lambda part: part[0].message_id)
@@ -204,7 +204,7 @@ class MediaService:
 
     async def on_dead(self, job: Job, exc: BaseException | None) -> None:
         """Failed for good: said in place of the acknowledgement, in our words."""
-        found = _media(job)
+        found = with_file(job)
         if found is None:
             return
         incoming, _ = found
@@ -215,13 +215,6 @@ class MediaService:
 
         await self._notices.failed_for_good(job, incoming.target, exc, show=show)
         await self._acks.forget(incoming)
-
-
-def _media(job: Job) -> tuple[Incoming, Attachment] | None:
-    incoming = parse_update(job.payload)
-    if incoming is None or incoming.attachment is None:
-        return None
-    return incoming, incoming.attachment
 
 
 def _shown_name(name: str) -> str:

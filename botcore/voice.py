@@ -20,7 +20,7 @@ from typing import Any
 from loguru import logger
 
 from botcore import texts
-from botcore.acks import REFUSED, Acks, Decision
+from botcore.acks import REFUSED, Acks, Decision, with_file
 from botcore.attachments import Attachment
 from botcore.audio import measure_seconds
 from botcore.breaker import CircuitBreaker
@@ -28,7 +28,7 @@ from botcore.cancels import Cancels
 from botcore.chat import ChatService
 from botcore.errors import StoppedByUser, UpstreamUnavailable
 from botcore.formatting import plain_chunks
-from botcore.incoming import Incoming, clean_text, parse_update
+from botcore.incoming import Incoming, clean_text
 from botcore.jobqueue import JobQueue
 from botcore.messenger import Messenger
 from botcore.models import Job, Usage
@@ -47,13 +47,6 @@ def ack_key(incoming: Incoming) -> str:
 
 def voice_key(incoming: Incoming) -> str:
     return f"voice:{incoming.chat_id}:{incoming.message_id}"
-
-
-def _voice(job: Job) -> tuple[Incoming, Attachment] | None:
-    incoming = parse_update(job.payload)
-    if incoming is None or incoming.attachment is None:
-        return None
-    return incoming, incoming.attachment
 
 
 class VoiceService:
@@ -106,7 +99,7 @@ class VoiceService:
     async def acknowledge(self, job: Job) -> None:
         """The ``voice-ack`` job: the refusal, or "Processing…". Its decision (refused, or the
         id of the message to edit later) is left in the key-value store, for the voice job."""
-        voice = _voice(job)
+        voice = with_file(job)
         if voice is None:
             return
         incoming, note = voice
@@ -115,7 +108,7 @@ class VoiceService:
 
     async def transcribe_and_answer(self, job: Job) -> None:
         """The ``voice`` job, in the chat's order."""
-        voice = _voice(job)
+        voice = with_file(job)
         if voice is None:
             return
         incoming, note = voice
@@ -220,7 +213,7 @@ class VoiceService:
     async def on_dead(self, job: Job, exc: BaseException | None) -> None:
         """Failed for good: said in place of the acknowledgement. A transcript already shown
         stays; then only the answer failed, and that is said as the chat says it."""
-        voice = _voice(job)
+        voice = with_file(job)
         if voice is None:
             return
         incoming, _ = voice
