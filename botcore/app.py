@@ -26,6 +26,7 @@ from botcore.build import (
     build_intake,
     build_model,
     build_queue,
+    build_speech,
     build_transcriber,
     start_health,
 )
@@ -75,7 +76,10 @@ async def run(settings: Settings) -> None:
         images = build_image_generator(settings)
         if images is not None:
             stack.push_async_callback(images.aclose)
-        services = build_services(base, model, stt, cleanup, images)
+        speech = build_speech(settings)
+        if speech is not None:
+            stack.push_async_callback(speech.aclose)
+        services = build_services(base, model, stt, cleanup, images, speech)
         worker = Worker(
             queue,
             job_kinds(settings, services),

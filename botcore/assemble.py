@@ -27,9 +27,11 @@ from botcore.models import Prices
 from botcore.notices import NOTICE_KIND, Notices
 from botcore.prefs import ChatSettings
 from botcore.routing import COMMAND_KIND, UPDATE_KIND, UpdateJobs
+from botcore.speaking import Speaker
 from botcore.spending import Spending
 from botcore.storage import Storage
 from botcore.stt import SpeechToText
+from botcore.tts import SpeechSynth
 from botcore.vision import Vision
 from botcore.voice import ACK_KIND, VOICE_KIND, VoiceService
 from botcore.worker import JobKind
@@ -48,6 +50,7 @@ def build_spending(
             settings.price_transcription_per_min,
             per_model=settings.model_prices,
             image_each=settings.price_image,
+            speech_per_1m_chars=settings.price_tts_per_1m_chars,
         ),
         clock=clock,
         admin_ids=settings.admin_user_ids,
@@ -72,7 +75,24 @@ class Shared:
     acks: Acks  # of voice notes, photos and documents
 
 
-def build_chat(base: Base, shared: Shared, model: ChatModel) -> ChatService:
+def build_speaker(base: Base, shared: Shared, speech: SpeechSynth | None) -> Speaker | None:
+    if speech is None:
+        return None
+    base.breakers["speech"] = build_breaker("speech", base.settings, base.metrics, base.clock)
+    return Speaker(
+        synth=speech,
+        queue=base.queue,
+        messenger=base.messenger,
+        spending=shared.spending,
+        breaker=base.breakers["speech"],
+        files=base.settings.data_dir / "speech",
+        max_chars=base.settings.tts_max_chars,
+    )
+
+
+def build_chat(
+    base: Base, shared: Shared, model: ChatModel, speech: SpeechSynth | None = None
+) -> ChatService:
     settings = base.settings
     return ChatService(
         queue=base.queue,
@@ -93,6 +113,7 @@ def build_chat(base: Base, shared: Shared, model: ChatModel) -> ChatService:
         vision=None
         if settings.vision == "off"
         else Vision(base.messenger, max_side=settings.image_max_side, history_images=settings.history_images),
+        speaker=build_speaker(base, shared, speech),
     )
 
 
@@ -204,6 +225,7 @@ def build_settings(base: Base, model: ChatModel) -> ChatSettings:
         history_messages=settings.history_messages,
         history_ttl_days=settings.history_ttl_days,
         admin_ids=settings.admin_user_ids,
+        voice_default=settings.voice_reply_default,
     )
 
 
@@ -213,6 +235,7 @@ def build_services(
     stt: SpeechToText | None,
     cleanup: Cleanup,
     images: ImageGenerator | None = None,
+    speech: SpeechSynth | None = None,
 ) -> Services:
     alerts = Alerts(base.messenger, base.settings.admin_user_ids, clock=base.clock)
     notices = Notices(queue=base.queue, messenger=base.messenger, alerts=alerts)
@@ -230,7 +253,7 @@ def build_services(
         settings=build_settings(base, model),
         acks=Acks(queue=base.queue, kv=base.storage.kv, messenger=base.messenger, notices=notices),
     )
-    chat = build_chat(base, shared, model)
+    chat = build_chat(base, shared, model, speech)
     return Services(
         shared,
         chat,

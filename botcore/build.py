@@ -27,6 +27,7 @@ from botcore.storage import Storage
 from botcore.stt import OpenAITranscriber, SpeechApiTranscriber, SpeechToText, WhisperApiTranscriber
 from botcore.stt_local import LocalWhisperTranscriber, resolve_model
 from botcore.telegram_api import connect, make_bot
+from botcore.tts import SpeechSynth
 from botcore.worker import Worker
 
 _MODEL_BREAKERS = 32  # models with a circuit breaker of their own
@@ -111,6 +112,18 @@ def build_image_generator(settings: Settings) -> ImageGenerator | None:
         model=settings.image_model,
         size=settings.image_size,
         timeout_s=max(settings.openai_timeout_s, 120.0),  # a picture takes longer than an answer
+    )
+
+
+def build_speech(settings: Settings) -> SpeechSynth | None:
+    if settings.tts_mode == "off":
+        return None
+    return SpeechSynth(
+        api_key=settings.openai_api_key,
+        base_url=settings.tts_base_url,
+        model=settings.tts_model,
+        voice=settings.tts_voice,
+        timeout_s=max(settings.openai_timeout_s, 60.0),
     )
 
 

@@ -39,6 +39,7 @@ from botcore.models import Job, Turn, Usage
 from botcore.notices import Notices
 from botcore.prefs import ChatSettings
 from botcore.question import Ask, Question
+from botcore.speaking import Speaker
 from botcore.spending import Spending, billing_key, failed_call_key
 from botcore.storage import ConversationStore
 from botcore.streaming import StreamingReply
@@ -65,6 +66,7 @@ class ChatService:
         show_reasoning: bool = False,
         llm_limit: LlmLimits,
         vision: Vision | None = None,  # None: images are not shown to the model (VISION=off)
+        speaker: Speaker | None = None,  # None: no voice replies (TTS_MODE=off)
     ) -> None:
         self._queue = queue
         self._conversations = conversations
@@ -83,6 +85,7 @@ class ChatService:
         # LLM_CONCURRENCY bounds every LLM call, voice answers included (they run as voice jobs).
         self._llm_limit = llm_limit
         self._vision = vision
+        self._speaker = speaker
         self._log = logger.bind(component="chat")
 
     def speaker_text(self, incoming: Incoming) -> str:
@@ -103,6 +106,7 @@ class ChatService:
         checkpoint: dict[str, Any],
         text: str | None = None,
         images: Sequence[str] = (),
+        spoken_to: bool = False,  # the user sent a voice note: /voice auto answers with voice
     ) -> None:
         """Answer ``incoming`` with the LLM and this chat's memory; ``text`` in place of its own
         (a /retry's earlier question), ``images`` (file ids) shown with it. ``checkpoint`` is the
@@ -137,10 +141,16 @@ class ChatService:
             user_id=user_id,
         )
         await self._delivery.deliver(job, where, checkpoint, live)
-        if not view.memory:
-            return  # each message stands alone in this chat
+        if view.memory:  # else each message stands alone in this chat
+            await self._remember(job, where.chat_id, text, images, checkpoint)
+        if self._speaker is not None:
+            await self._speaker.after_answer(job, incoming, checkpoint, mode=view.voice, spoken_to=spoken_to)
+
+    async def _remember(
+        self, job: Job, chat_id: int, text: str, images: Sequence[str], checkpoint: dict[str, Any]
+    ) -> None:
         await self._conversations.add_exchange(
-            where.chat_id,
+            chat_id,
             job_id=job.id,
             user_text=text,
             answer=checkpoint["answer"],

@@ -103,6 +103,11 @@ class Commands:
             request.job, request.incoming, request.checkpoint, request.argument.strip()
         )
 
+    async def voice(self, request: Request) -> str:
+        return await self._settings.voice_command(
+            request.job, request.incoming, request.checkpoint, request.argument.strip()
+        )
+
     async def status(self, _: Request) -> str:
         return await self._admin.status()
 

@@ -71,6 +71,12 @@ class Settings:
     image_model: str
     image_size: str  # WxH, or auto
     image_concurrency: int  # generations running at once in one chat
+    voice_reply_default: str  # off, on or auto: a chat's voice replies until it chooses (/voice)
+    tts_mode: str  # openai or off
+    tts_base_url: str
+    tts_model: str
+    tts_voice: str
+    tts_max_chars: int
     data_dir: Path
     sqlite_synchronous: str  # NORMAL or FULL
     log_level: str
@@ -106,6 +112,7 @@ class Settings:
     price_output_per_1m: float
     price_transcription_per_min: float
     price_image: float  # USD per generated image
+    price_tts_per_1m_chars: float
     model_prices: ModelPrices  # per model, beside the defaults above
     user_daily_budget_usd: float | None
     user_monthly_budget_usd: float | None
@@ -210,6 +217,12 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         image_model=reader.get("IMAGE_MODEL", "gpt-image-1"),
         image_size=_image_size(reader.get("IMAGE_SIZE", "1024x1024")),
         image_concurrency=reader.number("IMAGE_CONCURRENCY", 2, int, minimum=1),
+        voice_reply_default=reader.choice("VOICE_REPLY_DEFAULT", "OFF", ("OFF", "ON", "AUTO")).lower(),
+        tts_mode=reader.choice("TTS_MODE", "OPENAI" if openai_api_key else "OFF", ("OPENAI", "OFF")).lower(),
+        tts_base_url=reader.url("TTS_BASE_URL", openai_base_url),
+        tts_model=reader.get("TTS_MODEL", "gpt-4o-mini-tts"),
+        tts_voice=reader.get("TTS_VOICE", "alloy"),
+        tts_max_chars=reader.number("TTS_MAX_CHARS", 1500, int, minimum=100),
         data_dir=Path(reader.get("DATA_DIR", "./data")),
         sqlite_synchronous=reader.choice("SQLITE_SYNCHRONOUS", "NORMAL", ("NORMAL", "FULL")),
         log_level=reader.choice("LOG_LEVEL", "INFO", _LOG_LEVELS),
@@ -249,6 +262,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         price_output_per_1m=reader.number("PRICE_OUTPUT_PER_1M", 0.60, float, minimum=0),
         price_transcription_per_min=reader.number("PRICE_TRANSCRIPTION_PER_MIN", 0.006, float, minimum=0),
         price_image=reader.number("PRICE_IMAGE", 0.04, float, minimum=0),  # gpt-image-1, medium, 1024²
+        price_tts_per_1m_chars=reader.number("PRICE_TTS_PER_1M_CHARS", 15.0, float, minimum=0),  # tts-1
         model_prices=parse_model_prices(reader.get("MODEL_PRICES", "")),
         user_daily_budget_usd=reader.optional_number("USER_DAILY_BUDGET_USD"),
         user_monthly_budget_usd=reader.optional_number("USER_MONTHLY_BUDGET_USD"),

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import telegram
 from loguru import logger
 
-from botcore import texts
+from botcore import spool, texts
 from botcore.breaker import CircuitBreaker
 from botcore.errors import NotYet
 from botcore.imagegen import ImageGenerator
@@ -81,7 +80,8 @@ class DrawingService:
             chat_id=incoming.chat_id,
             user_id=incoming.sender_id,
         )
-        data = await asyncio.to_thread(picture.read_bytes)
+        data = await spool.read(picture)
+        assert data is not None  # checked above
         where = incoming.target
         checkpoint["file_id"] = await self._messenger.send_photo(
             where.chat_id, data, caption=prompt, reply_to=where.message_id, thread_id=where.thread_id
@@ -95,7 +95,7 @@ class DrawingService:
                 answer=texts.IMAGE_REMEMBERED.format(prompt=prompt),
                 now=self._queue.clock.now(),
             )
-        await asyncio.to_thread(picture.unlink, missing_ok=True)
+        await spool.drop(picture)
 
     async def _generate(
         self, job: Job, incoming: Incoming, prompt: str, picture: Path, checkpoint: dict[str, Any]
@@ -130,7 +130,7 @@ class DrawingService:
             self._running[where.chat_id] -= 1
             if not self._running[where.chat_id]:
                 del self._running[where.chat_id]
-        await asyncio.to_thread(_write, picture, drawn.data)  # before it is billed: never twice
+        await spool.keep(picture, drawn.data)  # before it is billed: never twice
         checkpoint["drawn"] = drawn.model
         await self._queue.save_checkpoint(job, checkpoint)
         return True
@@ -138,18 +138,7 @@ class DrawingService:
     async def on_dead(self, job: Job, exc: BaseException | None) -> None:
         """Failed for good (a refused prompt, an outage that lasted): said in our words."""
         with contextlib.suppress(OSError):
-            (self._files / f"{job.id}.png").unlink(missing_ok=True)
+            await spool.drop(self._files / f"{job.id}.png")
         incoming = parse_update(job.payload)
         if incoming is not None:
             await self._notices.failed_for_good(job, incoming.target, exc)
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Durably: a crash leaves the whole picture or none."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".part")
-    with partial.open("wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    partial.replace(path)

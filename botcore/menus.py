@@ -83,6 +83,7 @@ class View:
     memory: bool
     history_messages: int
     history_days: float
+    voice: str = "off"  # voice replies: off, on or auto
 
 
 def settings_screen(view: View, note: str = "") -> Screen:
@@ -99,6 +100,7 @@ def settings_screen(view: View, note: str = "") -> Screen:
         description=view.persona.description,
         stream=texts.ON if view.stream else texts.OFF,
         memory=memory,
+        voice=view.voice,
     )
     stream = texts.BUTTON_STREAM.format(state=_state(not view.stream))
     toggles = [(stream, f"{TOGGLE}:stream={int(not view.stream)}")]

@@ -195,6 +195,24 @@ class Messenger:
             raise _translate(exc) from exc
         return message.photo[-1].file_id if message.photo else ""
 
+    async def send_voice(
+        self, chat_id: int, audio: bytes, *, reply_to: int | None, thread_id: int | None
+    ) -> None:
+        """OGG/Opus as a voice note; any other audio as an audio file (Telegram shows only
+        OGG/Opus as a voice note)."""
+        reply = telegram.ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
+        try:
+            if audio[:4] == b"OggS":
+                await self._bot.send_voice(
+                    chat_id, audio, reply_parameters=reply, message_thread_id=thread_id
+                )
+            else:
+                await self._bot.send_audio(
+                    chat_id, audio, reply_parameters=reply, message_thread_id=thread_id
+                )
+        except telegram.error.TelegramError as exc:
+            raise _translate(exc) from exc
+
     @contextlib.asynccontextmanager
     async def typing(
         self, chat_id: int, *, in_group: bool, action: str = telegram.constants.ChatAction.TYPING

@@ -112,4 +112,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ("ALTER TABLE messages ADD COLUMN images TEXT",),
     # 9: pictures generated (/image), counted and priced per picture.
     ("ALTER TABLE usage ADD COLUMN images INTEGER NOT NULL DEFAULT 0",),
+    # 10: voice replies: each chat's mode (/voice), and the characters read aloud, priced.
+    (
+        "ALTER TABLE chat_prefs ADD COLUMN voice TEXT",
+        "ALTER TABLE usage ADD COLUMN spoken_chars INTEGER NOT NULL DEFAULT 0",
+    ),
 )

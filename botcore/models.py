@@ -89,6 +89,7 @@ class ChatPrefs:
     persona: str | None = None
     stream: bool | None = None
     memory: bool | None = None
+    voice: str | None = None  # voice replies: "off", "on" or "auto" (None: VOICE_REPLY_DEFAULT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,7 @@ class Usage:
     cost_usd: float = 0.0
     estimated: bool = False  # the server did not say: tokens counted from the text (4 characters each)
     images: int = 0  # pictures generated
+    spoken_chars: int = 0  # characters read aloud
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +122,7 @@ class Prices:
     transcription_per_min: float
     per_model: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # MODEL_PRICES
     image_each: float = 0.0  # PRICE_IMAGE
+    speech_per_1m_chars: float = 0.0  # PRICE_TTS_PER_1M_CHARS
 
     def cost(self, usage: Usage) -> float:
         """At the model's own prices (MODEL_PRICES) if it has any, else the default ones."""
@@ -129,6 +132,7 @@ class Prices:
             + usage.completion_tokens * output / 1e6
             + usage.audio_seconds / 60 * self.transcription_per_min
             + usage.images * self.image_each
+            + usage.spoken_chars * self.speech_per_1m_chars / 1e6
         )
 
     def _model_prices(self, model: str) -> tuple[float, float]:
@@ -152,6 +156,7 @@ class UsageSummary:
     audio_seconds: float = 0.0
     cost_usd: float = 0.0
     images: int = 0
+    spoken_chars: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ class ChatSettings:
         history_messages: int,
         history_ttl_days: float,
         admin_ids: Collection[int],
+        voice_default: str = "off",
     ) -> None:
         self._store = store
         self._conversations = conversations
@@ -51,6 +52,7 @@ class ChatSettings:
         self._history_messages = history_messages
         self._history_days = history_ttl_days
         self._admin_ids = frozenset(admin_ids)
+        self._voice_default = voice_default
         self._log = logger.bind(component="settings")
 
     async def view(self, chat_id: int) -> View:
@@ -67,6 +69,7 @@ class ChatSettings:
             memory=prefs.memory is not False and self._history_messages > 0,
             history_messages=self._history_messages,
             history_days=self._history_days,
+            voice=prefs.voice or self._voice_default,
         )
 
     # -- the commands ------------------------------------------------------------------------
@@ -97,6 +100,18 @@ class ChatSettings:
         if not await self._may_change(incoming):
             return texts.ADMINS_ONLY
         return await self._set_persona(incoming.chat_id, name.lower(), await self._applying(job, checkpoint))
+
+    async def voice_command(self, job: Job, incoming: Incoming, checkpoint: dict[str, Any], mode: str) -> str:
+        """``/voice``: this chat's voice replies; ``/voice on|auto|off`` sets them."""
+        if not mode:
+            return texts.VOICE_MODE.format(mode=(await self.view(incoming.chat_id)).voice)
+        mode = mode.lower()
+        if mode not in ("on", "auto", "off"):
+            return texts.VOICE_MODE_BAD
+        if not await self._may_change(incoming):
+            return texts.ADMINS_ONLY
+        await self._change(incoming.chat_id, voice=None if mode == self._voice_default else mode)
+        return texts.VOICE_MODE_SET.format(mode=mode)
 
     # -- a press on one of the menus' buttons ------------------------------------------------
     async def press(self, job: Job, incoming: Incoming, checkpoint: dict[str, Any]) -> None:

@@ -12,7 +12,8 @@ from botcore.sqlite_db import Database
 
 _SUMS = (
     "count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),"
-    " coalesce(sum(audio_seconds), 0), coalesce(sum(cost_usd), 0), coalesce(sum(images), 0)"
+    " coalesce(sum(audio_seconds), 0), coalesce(sum(cost_usd), 0), coalesce(sum(images), 0),"
+    " coalesce(sum(spoken_chars), 0)"
 )
 
 
@@ -139,8 +140,8 @@ class SqliteUsage:
         the job runs (or is revived). True if this call stored it."""
         rows = await self._db.fetchall(
             "INSERT OR IGNORE INTO usage (created_at, billing_key, job_id, chat_id, user_id, kind, model,"
-            " prompt_tokens, completion_tokens, audio_seconds, cost_usd, estimated, images)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            " prompt_tokens, completion_tokens, audio_seconds, cost_usd, estimated, images, spoken_chars)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 now,
                 key,
@@ -155,6 +156,7 @@ class SqliteUsage:
                 usage.cost_usd,
                 usage.estimated,
                 usage.images,
+                usage.spoken_chars,
             ),
         )
         return bool(rows)
@@ -190,23 +192,23 @@ class SqliteChatPrefs:
 
     async def get(self, chat_id: int) -> ChatPrefs:
         row = await self._db.fetchone(
-            "SELECT model, persona, stream, memory FROM chat_prefs WHERE chat_id = ?", (chat_id,)
+            "SELECT model, persona, stream, memory, voice FROM chat_prefs WHERE chat_id = ?", (chat_id,)
         )
         if row is None:
             return ChatPrefs()
-        model, persona, stream, memory = row
-        return ChatPrefs(model, persona, _flag(stream), _flag(memory))
+        model, persona, stream, memory, voice = row
+        return ChatPrefs(model, persona, _flag(stream), _flag(memory), voice)
 
     async def put(self, chat_id: int, prefs: ChatPrefs, *, now: float) -> None:
         if prefs == ChatPrefs():
             await self._db.fetchall("DELETE FROM chat_prefs WHERE chat_id = ?", (chat_id,))
             return
         await self._db.fetchall(
-            "INSERT INTO chat_prefs (chat_id, model, persona, stream, memory, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (chat_id) DO UPDATE SET model = excluded.model,"
+            "INSERT INTO chat_prefs (chat_id, model, persona, stream, memory, voice, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (chat_id) DO UPDATE SET model = excluded.model,"
             " persona = excluded.persona, stream = excluded.stream, memory = excluded.memory,"
-            " updated_at = excluded.updated_at",
-            (chat_id, prefs.model, prefs.persona, prefs.stream, prefs.memory, now),
+            " voice = excluded.voice, updated_at = excluded.updated_at",
+            (chat_id, prefs.model, prefs.persona, prefs.stream, prefs.memory, prefs.voice, now),
         )
 
 

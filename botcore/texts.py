@@ -149,9 +149,11 @@ BUDGET_GLOBAL = "💸 This bot has used its budget for today. Please try again a
 USAGE = (
     "📊 Your usage\n"
     "Today: {day.requests} calls, {day.prompt_tokens} + {day.completion_tokens} tokens, "
-    "{day_minutes:.1f} min of voice, {day.images} pictures, ${day.cost_usd:.4f}\n"
+    "{day_minutes:.1f} min of voice, {day.images} pictures, {day.spoken_chars} characters read aloud, "
+    "${day.cost_usd:.4f}\n"
     "This month: {month.requests} calls, {month.prompt_tokens} + {month.completion_tokens} tokens, "
-    "{month_minutes:.1f} min of voice, {month.images} pictures, ${month.cost_usd:.4f}"
+    "{month_minutes:.1f} min of voice, {month.images} pictures, {month.spoken_chars} characters read "
+    "aloud, ${month.cost_usd:.4f}"
 )
 ADMIN_ONLY = "🔒 Sorry, that command is for the bot's admins."
 ADMIN_PRIVATE = "🔒 Please use admin commands in a private chat with me: their reports name other users."
@@ -173,6 +175,19 @@ DOCUMENT_UNSUPPORTED = "📎 I can't read that kind of file. I can read {support
 DOCUMENT_TOO_BIG = "📄 That file is too large for me ({size:.1f} MB; the limit is {limit:g} MB)."
 DOCUMENT_WAS_CUT = "✂️ That document was long: I read only its first {chars} characters."
 
+# Voice replies (/voice): what is said aloud in place of what is not worth reading out.
+SPOKEN_CODE = "(the code is in the text)"
+SPOKEN_LINK = "(a link)"
+SPOKEN_REST = "The rest is in the text."
+VOICE_MODE = (
+    "🔊 Voice replies here: {mode}.\n\n/voice on: every answer also comes as a voice note\n"
+    "/voice auto: when you send a voice note\n/voice off: text only"
+)
+VOICE_MODE_SET = "🔊 Voice replies: {mode}."
+VOICE_MODE_BAD = "Send /voice on, /voice auto or /voice off."
+TTS_OFF = "🔇 Voice replies are turned off on this bot."
+VOICE_REPLY_FAILED = "🔇 I couldn't make a voice note of that answer this time."
+
 # Pictures drawn with /image.
 IMAGE_USAGE = "🎨 Tell me what to draw: /image followed by a description, like /image a lighthouse at dawn."
 IMAGE_OFF = "🎨 Drawing pictures is turned off here."
@@ -185,7 +200,7 @@ MEMORY_ON = "on (the last {count} messages, for {days} days)"
 SETTINGS = (
     "⚙️ Settings for this chat\n\n"
     "🧠 Model: {model}\n🎭 Persona: {persona} — {description}\n"
-    "⚡ Streaming: {stream}\n💾 Memory: {memory}"
+    "⚡ Streaming: {stream}\n💾 Memory: {memory}\n🔊 Voice replies: {voice} (/voice)"
 )
 MODELS = "🧠 This chat uses {model}. Choose a model:"
 MEMORY_DISABLED = "off (for every chat: the bot's owner set HISTORY_MESSAGES=0)"

@@ -145,7 +145,7 @@ class VoiceService:
             return
         await self._show_transcript(job, incoming, transcript, checkpoint)
         if self._reply == "answer":
-            await self._chat.answer(job, incoming.with_text(transcript), checkpoint)
+            await self._chat.answer(job, incoming.with_text(transcript), checkpoint, spoken_to=True)
 
     async def _transcribe(
         self, job: Job, incoming: Incoming, note: Attachment, checkpoint: dict[str, Any]

@@ -82,6 +82,10 @@ class FakeOpenAI:
         # as b64_json, or as a URL served here when ``picture_as_url``; a prompt containing
         # ``refused_marker`` gets OpenAI's 400 content_policy_violation.
         self.image_requests: list[dict[str, Any]] = []
+        # POST /v1/audio/speech: each request's body; answers with ``speech`` (real OGG/Opus).
+        self.speech_requests: list[dict[str, Any]] = []
+        self.speech = (Path(__file__).parent / "fixtures" / "capital.ogg").read_bytes()
+        self.speech_down = False  # True: 503
         self.picture = (Path(__file__).parent / "fixtures" / "tiny.png").read_bytes()
         self.picture_as_url = False
         self.refused_marker = "forbidden"
@@ -101,6 +105,7 @@ class FakeOpenAI:
         app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
         app.router.add_post("/v1/images/generations", self._images)
         app.router.add_get("/files/picture.png", self._picture)
+        app.router.add_post("/v1/audio/speech", self._speech)
         app.router.add_get("/v1/models", self._models)
         self._runner, root = await _serve(app)
         self.base_url = f"{root}/v1"
@@ -182,6 +187,12 @@ class FakeOpenAI:
         else:
             item = {"b64_json": base64.b64encode(self.picture).decode()}
         return web.json_response({"created": 0, "data": [item]})
+
+    async def _speech(self, request: web.Request) -> web.Response:
+        self.speech_requests.append(await request.json())
+        if self.speech_down:
+            return web.json_response({"error": {"message": "down", "type": "server_error"}}, status=503)
+        return web.Response(body=self.speech, content_type="audio/ogg")
 
     async def _picture(self, request: web.Request) -> web.Response:
         return web.Response(body=self.picture, content_type="image/png")
@@ -327,6 +338,7 @@ class FakeTelegram:
         self.local_dir: Path | None = None  # set: behave like a Bot API server run with --local
         self.deleted: set[tuple[int, int]] = set()  # (chat_id, message_id) of deleted messages
         self.photos: list[dict[str, Any]] = []  # sendPhoto calls: chat_id, message_id, caption, data
+        self.voices: list[dict[str, Any]] = []  # sendVoice / sendAudio calls: chat_id, as, data
         self.answered: list[dict[str, Any]] = []  # params of each accepted answerCallbackQuery
         self.admins: dict[int, set[int]] = {}  # chat id -> user ids of its administrators
         self.creators: dict[int, int] = {}  # chat id -> user id of its creator
@@ -690,6 +702,27 @@ class FakeTelegram:
             if m["chat_id"] == chat_id and (chat_id, m["message_id"]) not in self.deleted:
                 latest[m["message_id"]] = m["text"]
         return list(latest.values())
+
+    async def _m_sendVoice(self, params: dict[str, Any]) -> Any:
+        return self._audio(params, "voice")
+
+    async def _m_sendAudio(self, params: dict[str, Any]) -> Any:
+        return self._audio(params, "audio")
+
+    def _audio(self, params: dict[str, Any], field: str) -> Any:
+        """A voice note or audio file sent: kept in ``voices`` (with which of the two it was)."""
+        data = params[field].file.read()
+        message_id = self._next_message_id
+        self._next_message_id += 1
+        self.voices.append({"chat_id": int(params["chat_id"]), "as": field, "data": data})
+        media = {"file_id": f"sent-{field}-{message_id}", "file_unique_id": f"u{message_id}", "duration": 1}
+        return {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": {"id": int(params["chat_id"]), "type": "private"},
+            "from": self.BOT_USER,
+            field: media,
+        }
 
     async def _m_sendPhoto(self, params: dict[str, Any]) -> Any:
         """A photo sent (uploaded, or by file id): kept in ``photos``, with its bytes."""

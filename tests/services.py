@@ -27,6 +27,7 @@ from botcore.build import (
     build_intake,
     build_model,
     build_queue,
+    build_speech,
     build_transcriber,
 )
 from botcore.cancels import Cancels
@@ -118,11 +119,12 @@ async def services(
     bot: telegram.Bot | None = None
     intake: UpdatePoller | None = None
     images = build_image_generator(settings)
+    speech = build_speech(settings)
     try:
         bot = await build_bot(settings)  # getMe: the bot's id and @username
         messenger = Messenger(bot)
         base = Base(settings, clock, storage, queue, bot, messenger, metrics, breakers)
-        built = build_services(base, model, stt, cleanup, images)
+        built = build_services(base, model, stt, cleanup, images, speech)
         shared, chat, voice, updates = built.shared, built.chat, built.voice, built.updates
         intake = build_intake(base)
         yield Services(
@@ -150,6 +152,8 @@ async def services(
         await model.aclose()
         if images is not None:
             await images.aclose()
+        if speech is not None:
+            await speech.aclose()
         if stt is not None:
             await stt.aclose()
         if bot is not None:

@@ -121,8 +121,10 @@ async def test_budgets_stop_spending_say_why_and_the_daily_alert_comes_once(
         await settle(tg, lambda: len(tg.texts_to(7)) == 4, "four replies")
         assert tg.texts_to(7)[:3] == ["echo: hello", "echo: again", texts.BUDGET_USER_DAY.format(limit=0.25)]
         assert tg.texts_to(7)[3] == (
-            "📊 Your usage\nToday: 2 calls, 5 + 4 tokens, 0.0 min of voice, 0 pictures, $0.5000\n"
-            "This month: 2 calls, 5 + 4 tokens, 0.0 min of voice, 0 pictures, $0.5000"
+            "📊 Your usage\nToday: 2 calls, 5 + 4 tokens, 0.0 min of voice, "
+            "0 pictures, 0 characters read aloud, $0.5000\n"
+            "This month: 2 calls, 5 + 4 tokens, 0.0 min of voice, "
+            "0 pictures, 0 characters read aloud, $0.5000"
         )
         assert len(llm.requests) == 2
         tg.add_message(8, "someone else")  # the day's total grows again: no second alert

@@ -307,3 +307,21 @@ async def test_kill_9_between_drawing_and_sending_pays_for_the_picture_once(
         assert await restarted.stop() == 0, restarted.log()
     assert len(llm.image_requests) == 1 and len(tg.photos) == 1
     assert tg.photos[0]["caption"] == "a sailing boat"
+
+
+async def test_kill_9_between_speaking_and_sending_pays_for_the_voice_note_once(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    tg.delay["sendVoice"] = [30]  # the upload hangs: the bot is killed with the answer spoken
+    process = BotProcess(tmp_path / "data", tg, llm).start()
+    tg.add_message(10, "/voice on")
+    tg.add_message(10, "say something")
+    await eventually(lambda: any(m == "sendVoice" for m, _ in tg.calls), timeout=20, what="the upload")
+    assert await process.kill() == -9
+    restarted = BotProcess(tmp_path / "data", tg, llm).start()
+    try:
+        await eventually(lambda: tg.voices, timeout=20, what="the voice note sent")
+    finally:
+        assert await restarted.stop() == 0, restarted.log()
+    assert len(llm.speech_requests) == 1 and len(tg.voices) == 1
+    assert tg.texts_to(10).count("echo: say something") == 1

@@ -21,7 +21,7 @@ async def test_a_chat_that_chose_nothing_has_the_defaults(storage: Storage) -> N
 
 
 async def test_choices_are_kept_per_chat_and_replaced_whole(storage: Storage) -> None:
-    mine = ChatPrefs(model="qwen3:8b", persona="coder", stream=False, memory=True)
+    mine = ChatPrefs(model="qwen3:8b", persona="coder", stream=False, memory=True, voice="auto")
     await storage.prefs.put(1, mine, now=T0)
     await storage.prefs.put(2, ChatPrefs(persona="translator"), now=T0)
     assert await storage.prefs.get(1) == mine

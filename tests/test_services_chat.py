@@ -389,10 +389,12 @@ async def test_usage_reports_today_and_this_month(
         await say(s, tg, 7, "/usage")
         await run_due(s)
     assert tg.texts_to(7)[1:] == [
-        "📊 Your usage\nToday: 1 calls, 1 + 2 tokens, 0.0 min of voice, 0 pictures, $0.1000\n"
-        "This month: 1 calls, 1 + 2 tokens, 0.0 min of voice, 0 pictures, $0.1000",
-        "📊 Your usage\nToday: 0 calls, 0 + 0 tokens, 0.0 min of voice, 0 pictures, $0.0000\n"
-        "This month: 1 calls, 1 + 2 tokens, 0.0 min of voice, 0 pictures, $0.1000",
+        "📊 Your usage\nToday: 1 calls, 1 + 2 tokens, 0.0 min of voice, "
+        "0 pictures, 0 characters read aloud, $0.1000\n"
+        "This month: 1 calls, 1 + 2 tokens, 0.0 min of voice, 0 pictures, 0 characters read aloud, $0.1000",
+        "📊 Your usage\nToday: 0 calls, 0 + 0 tokens, 0.0 min of voice, "
+        "0 pictures, 0 characters read aloud, $0.0000\n"
+        "This month: 1 calls, 1 + 2 tokens, 0.0 min of voice, 0 pictures, 0 characters read aloud, $0.1000",
     ]
 
 
