@@ -31,7 +31,7 @@ from botcore.speaking import Speaker
 from botcore.spending import Spending
 from botcore.storage import Storage
 from botcore.stt import SpeechToText
-from botcore.tts import SpeechSynth
+from botcore.tts import Synth
 from botcore.vision import Vision
 from botcore.voice import ACK_KIND, VOICE_KIND, VoiceService
 from botcore.worker import JobKind
@@ -75,7 +75,7 @@ class Shared:
     acks: Acks  # of voice notes, photos and documents
 
 
-def build_speaker(base: Base, shared: Shared, speech: SpeechSynth | None) -> Speaker | None:
+def build_speaker(base: Base, shared: Shared, speech: Synth | None) -> Speaker | None:
     if speech is None:
         return None
     base.breakers["speech"] = build_breaker("speech", base.settings, base.metrics, base.clock)
@@ -85,14 +85,13 @@ def build_speaker(base: Base, shared: Shared, speech: SpeechSynth | None) -> Spe
         messenger=base.messenger,
         spending=shared.spending,
         breaker=base.breakers["speech"],
+        cancels=shared.cancels,
         files=base.settings.data_dir / "speech",
         max_chars=base.settings.tts_max_chars,
     )
 
 
-def build_chat(
-    base: Base, shared: Shared, model: ChatModel, speech: SpeechSynth | None = None
-) -> ChatService:
+def build_chat(base: Base, shared: Shared, model: ChatModel, speech: Synth | None = None) -> ChatService:
     settings = base.settings
     return ChatService(
         queue=base.queue,
@@ -194,6 +193,7 @@ def build_drawing(base: Base, shared: Shared, images: ImageGenerator | None) -> 
         notices=shared.notices,
         spending=shared.spending,
         breaker=base.breakers["images"],
+        cancels=shared.cancels,
         conversations=base.storage.conversations,
         settings=shared.settings,
         files=settings.data_dir / "images",
@@ -226,6 +226,7 @@ def build_settings(base: Base, model: ChatModel) -> ChatSettings:
         history_ttl_days=settings.history_ttl_days,
         admin_ids=settings.admin_user_ids,
         voice_default=settings.voice_reply_default,
+        voice_available=settings.tts_mode != "off",
     )
 
 
@@ -235,7 +236,7 @@ def build_services(
     stt: SpeechToText | None,
     cleanup: Cleanup,
     images: ImageGenerator | None = None,
-    speech: SpeechSynth | None = None,
+    speech: Synth | None = None,
 ) -> Services:
     alerts = Alerts(base.messenger, base.settings.admin_user_ids, clock=base.clock)
     notices = Notices(queue=base.queue, messenger=base.messenger, alerts=alerts)

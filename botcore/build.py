@@ -27,7 +27,8 @@ from botcore.storage import Storage
 from botcore.stt import OpenAITranscriber, SpeechApiTranscriber, SpeechToText, WhisperApiTranscriber
 from botcore.stt_local import LocalWhisperTranscriber, resolve_model
 from botcore.telegram_api import connect, make_bot
-from botcore.tts import SpeechSynth
+from botcore.tts import SpeechSynth, Synth
+from botcore.tts_local import LocalSpeechSynth, resolve_voice
 from botcore.worker import Worker
 
 _MODEL_BREAKERS = 32  # models with a circuit breaker of their own
@@ -115,9 +116,12 @@ def build_image_generator(settings: Settings) -> ImageGenerator | None:
     )
 
 
-def build_speech(settings: Settings) -> SpeechSynth | None:
+def build_speech(settings: Settings) -> Synth | None:
     if settings.tts_mode == "off":
         return None
+    if settings.tts_mode == "local":  # the voice is checked now: a wrong one stops the start
+        voice = resolve_voice(settings.local_tts_voice)
+        return LocalSpeechSynth(voice=voice, threads=settings.local_tts_threads)
     return SpeechSynth(
         api_key=settings.openai_api_key,
         base_url=settings.tts_base_url,
@@ -169,6 +173,7 @@ def build_cleanup(settings: Settings, storage: Storage, queue: JobQueue) -> Clea
         history_ttl_days=settings.history_ttl_days,
         usage_retention_days=settings.usage_retention_days,
         full_every_s=settings.cleanup_interval_hours * 3600,
+        spools=(settings.data_dir / "images", settings.data_dir / "speech"),
     )
 
 

@@ -7,9 +7,12 @@ message handling: each step is a few short, batched statements."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from pathlib import Path
 
 from loguru import logger
 
+from botcore import spool
 from botcore.clock import DAY_S, utc_date
 from botcore.errors import StorageUnavailable
 from botcore.jobqueue import JobQueue
@@ -29,7 +32,9 @@ class Cleanup:
         usage_retention_days: float,
         every_s: float = 60.0,
         full_every_s: float = DAY_S,
+        spools: Sequence[Path] = (),  # folders of files kept between paying and sending
     ) -> None:
+        self._spools = tuple(spools)
         self._storage = storage
         self._queue = queue
         self._done_after_s = done_after_s
@@ -51,6 +56,8 @@ class Cleanup:
             usage = await self._storage.usage.purge(before=now - self._usage_retention_s)
             week_ago = cost_alert_key(utc_date(now - 7 * DAY_S))
             await self._storage.kv.delete_before(COST_ALERT_PREFIX, week_ago)
+            for folder in self._spools:  # a job dead after paying, a write cut short: a day is plenty
+                await spool.sweep(folder, older_than_s=DAY_S)
             await self._storage.maintain()
         result = CleanupResult(jobs.done, jobs.dead, messages, usage)
         if full or jobs.done or jobs.dead:

@@ -82,6 +82,8 @@ class Commands:
             if last is None:
                 return texts.NOTHING_TO_RETRY
             job_id, question = last
+            if question.content.startswith(("/image ", "/img ")):
+                return texts.RETRY_IMAGE  # a picture, not a question for the chat model
             checkpoint.update(redo=question.content, redo_job=job_id, redo_images=list(question.images))
             await self._queue.save_checkpoint(request.job, checkpoint)
         images = checkpoint.get("redo_images", ())

@@ -72,7 +72,9 @@ class Settings:
     image_size: str  # WxH, or auto
     image_concurrency: int  # generations running at once in one chat
     voice_reply_default: str  # off, on or auto: a chat's voice replies until it chooses (/voice)
-    tts_mode: str  # openai or off
+    tts_mode: str  # openai, local or off
+    local_tts_voice: str | None  # a piper .onnx voice; None: the bundled one
+    local_tts_threads: int
     tts_base_url: str
     tts_model: str
     tts_voice: str
@@ -174,6 +176,8 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
             "SPEECH_API_URL", "to be set for TRANSCRIPTION_MODE=speech-api (e.g. http://localhost:3000)"
         )
     model = reader.get("OPENAI_MODEL", "gpt-4o-mini")
+    tts_modes = ("OPENAI", "LOCAL", "OFF")
+    tts_mode = reader.choice("TTS_MODE", "OPENAI" if openai_api_key else "OFF", tts_modes).lower()
     system_prompt = reader.text("SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT)
     return Settings(
         telegram_bot_token=token,
@@ -218,7 +222,9 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         image_size=_image_size(reader.get("IMAGE_SIZE", "1024x1024")),
         image_concurrency=reader.number("IMAGE_CONCURRENCY", 2, int, minimum=1),
         voice_reply_default=reader.choice("VOICE_REPLY_DEFAULT", "OFF", ("OFF", "ON", "AUTO")).lower(),
-        tts_mode=reader.choice("TTS_MODE", "OPENAI" if openai_api_key else "OFF", ("OPENAI", "OFF")).lower(),
+        tts_mode=tts_mode,
+        local_tts_voice=reader.get("LOCAL_TTS_VOICE", "") or None,
+        local_tts_threads=reader.number("LOCAL_TTS_THREADS", 1, int, minimum=1),
         tts_base_url=reader.url("TTS_BASE_URL", openai_base_url),
         tts_model=reader.get("TTS_MODEL", "gpt-4o-mini-tts"),
         tts_voice=reader.get("TTS_VOICE", "alloy"),
@@ -262,7 +268,10 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         price_output_per_1m=reader.number("PRICE_OUTPUT_PER_1M", 0.60, float, minimum=0),
         price_transcription_per_min=reader.number("PRICE_TRANSCRIPTION_PER_MIN", 0.006, float, minimum=0),
         price_image=reader.number("PRICE_IMAGE", 0.04, float, minimum=0),  # gpt-image-1, medium, 1024²
-        price_tts_per_1m_chars=reader.number("PRICE_TTS_PER_1M_CHARS", 15.0, float, minimum=0),  # tts-1
+        # OpenAI's tts-1 list price; speaking on this machine costs nothing.
+        price_tts_per_1m_chars=reader.number(
+            "PRICE_TTS_PER_1M_CHARS", 0.0 if tts_mode == "local" else 15.0, float, minimum=0
+        ),
         model_prices=parse_model_prices(reader.get("MODEL_PRICES", "")),
         user_daily_budget_usd=reader.optional_number("USER_DAILY_BUDGET_USD"),
         user_monthly_budget_usd=reader.optional_number("USER_MONTHLY_BUDGET_USD"),

@@ -1,13 +1,11 @@
 """``/image <prompt>``: a picture drawn by the image service and sent with ``sendPhoto``, as an
-``image`` job of its own. The picture is written to the data directory before it is billed and
-sent, so a retry or a restart sends it without paying for it again; the job's checkpoint keeps
-Telegram's file id once it is sent. At most IMAGE_CONCURRENCY generations run in one chat."""
+``image`` job of its own. What the service answered (the picture, or its URL) is kept before
+anything else happens and billed at once, so a retry or a restart fetches or sends it again
+without paying twice. At most IMAGE_CONCURRENCY pictures are drawn at once in one chat."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ from loguru import logger
 
 from botcore import spool, texts
 from botcore.breaker import CircuitBreaker
-from botcore.errors import NotYet
+from botcore.cancels import Cancels
 from botcore.imagegen import ImageGenerator
 from botcore.incoming import Incoming, parse_update
 from botcore.jobqueue import JobQueue
@@ -40,6 +38,7 @@ class DrawingService:
         notices: Notices,
         spending: Spending,
         breaker: CircuitBreaker,
+        cancels: Cancels,
         conversations: ConversationStore,
         settings: ChatSettings,
         files: Path,  # where pictures wait to be sent
@@ -51,12 +50,17 @@ class DrawingService:
         self._notices = notices
         self._spending = spending
         self._breaker = breaker
+        self._cancels = cancels
         self._conversations = conversations
         self._settings = settings
         self._files = files
         self._per_chat = per_chat
-        self._running: Counter[int] = Counter()  # chat id -> generations running now
+        self._turns: dict[int, asyncio.Semaphore] = {}  # chat id -> its drawing slots
         self._log = logger.bind(component="drawing")
+
+    def _kept(self, job: Job) -> Path:
+        """Named by the billed call, so a job revived with /retry <id> finds what it paid for."""
+        return self._files / f"{spool.name(billing_key(job, 'image'))}.png"
 
     async def draw(self, job: Job) -> None:
         """The ``image`` job."""
@@ -64,29 +68,19 @@ class DrawingService:
         if incoming is None or incoming.command is None:
             return
         checkpoint: dict[str, Any] = dict(job.checkpoint or {})
-        if "file_id" in checkpoint:
-            return  # sent (this is a rerun after a crash)
-        prompt = incoming.command.argument.strip()
-        picture = self._files / f"{job.id}.png"
-        if "drawn" in checkpoint and not await asyncio.to_thread(picture.exists):
-            self._log.warning("the picture of job {} is gone from {}; drawing it again", job.id, self._files)
-            del checkpoint["drawn"]
-        if "drawn" not in checkpoint and not await self._generate(job, incoming, prompt, picture, checkpoint):
-            return
-        await self._spending.record(
-            Usage("image", checkpoint["drawn"], images=1),
-            key=billing_key(job, "image"),
-            job_id=job.id,
-            chat_id=incoming.chat_id,
-            user_id=incoming.sender_id,
-        )
-        data = await spool.read(picture)
-        assert data is not None  # checked above
-        where = incoming.target
-        checkpoint["file_id"] = await self._messenger.send_photo(
-            where.chat_id, data, caption=prompt, reply_to=where.message_id, thread_id=where.thread_id
-        )
-        await self._queue.save_checkpoint(job, checkpoint)
+        prompt, where, kept = incoming.command.argument.strip(), incoming.target, self._kept(job)
+        if "file_id" not in checkpoint:  # else sent: only the memory and the file are left
+            if "drawn" not in checkpoint and not await self._draw(job, incoming, prompt, checkpoint):
+                return
+            data = await spool.read(kept)
+            if data is None:  # the service answered with a URL: fetched (again) until it is kept
+                assert self._generator is not None and checkpoint.get("url")
+                data = await self._generator.fetch(checkpoint["url"])
+                await spool.keep(kept, data)
+            checkpoint["file_id"] = await self._messenger.send_photo(
+                where.chat_id, data, caption=prompt, reply_to=where.message_id, thread_id=where.thread_id
+            )
+            await self._queue.save_checkpoint(job, checkpoint)
         if (await self._settings.view(where.chat_id)).memory:  # so the model knows what it drew
             await self._conversations.add_exchange(
                 where.chat_id,
@@ -95,50 +89,44 @@ class DrawingService:
                 answer=texts.IMAGE_REMEMBERED.format(prompt=prompt),
                 now=self._queue.clock.now(),
             )
-        await spool.drop(picture)
+        await spool.drop(kept)
 
-    async def _generate(
-        self, job: Job, incoming: Incoming, prompt: str, picture: Path, checkpoint: dict[str, Any]
-    ) -> bool:
-        """Draw ``prompt`` into ``picture``; False when the user was told instead why not."""
+    async def _draw(self, job: Job, incoming: Incoming, prompt: str, checkpoint: dict[str, Any]) -> bool:
+        """Ask for the picture, keep what came and bill it; False when the user was told instead
+        why not (drawing off, no prompt, a budget)."""
         where = incoming.target
-        refusal = (
-            texts.IMAGE_OFF
-            if self._generator is None
-            else texts.IMAGE_USAGE
-            if not prompt
-            else await self._spending.refusal(incoming.sender_id)
-        )
+        if self._generator is None or not prompt:
+            refusal: str | None = texts.IMAGE_OFF if self._generator is None else texts.IMAGE_USAGE
+        else:
+            refusal = await self._spending.refusal(incoming.sender_id)
         if refusal is not None:
             await self._notices.once(job, checkpoint, where, refusal)
             return False
-        assert self._generator is not None
-        if self._running[where.chat_id] >= self._per_chat:
-            raise NotYet("this chat's pictures are being drawn", retry_after=2.0)
-        self._running[where.chat_id] += 1
-        try:
-            async with (
-                self._breaker.call(caller=where.chat_id),
-                self._messenger.typing(
-                    where.chat_id,
-                    in_group=incoming.in_group,
-                    action=telegram.constants.ChatAction.UPLOAD_PHOTO,
-                ),
-            ):
-                drawn = await self._generator.generate(prompt)
-        finally:
-            self._running[where.chat_id] -= 1
-            if not self._running[where.chat_id]:
-                del self._running[where.chat_id]
-        await spool.keep(picture, drawn.data)  # before it is billed: never twice
-        checkpoint["drawn"] = drawn.model
+        turns = self._turns.setdefault(where.chat_id, asyncio.Semaphore(self._per_chat))
+        upload = telegram.constants.ChatAction.UPLOAD_PHOTO
+        async with (
+            turns,  # its turn among this chat's pictures, however long the others take
+            self._cancels.scope(where.chat_id, job.id),
+            self._breaker.call(caller=where.chat_id),
+            self._messenger.typing(where.chat_id, in_group=incoming.in_group, action=upload),
+        ):
+            drawn = await self._generator.generate(prompt)
+        if drawn.data is not None:
+            await spool.keep(self._kept(job), drawn.data)
+        checkpoint.update(drawn=drawn.model, url=drawn.url)  # paid for: never asked for again
         await self._queue.save_checkpoint(job, checkpoint)
+        await self._spending.record(
+            Usage("image", drawn.model, images=1),
+            key=billing_key(job, "image"),
+            job_id=job.id,
+            chat_id=where.chat_id,
+            user_id=incoming.sender_id,
+        )
         return True
 
     async def on_dead(self, job: Job, exc: BaseException | None) -> None:
         """Failed for good (a refused prompt, an outage that lasted): said in our words."""
-        with contextlib.suppress(OSError):
-            await spool.drop(self._files / f"{job.id}.png")
+        await spool.drop(self._kept(job))
         incoming = parse_update(job.payload)
         if incoming is not None:
             await self._notices.failed_for_good(job, incoming.target, exc)

@@ -5,6 +5,7 @@ the queue."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from dataclasses import dataclass
@@ -16,14 +17,17 @@ from openai import AsyncOpenAI
 from botcore.errors import Cause, PermanentError, TransientError
 from botcore.openai_errors import translate
 
-_MAX_BYTES = 20 * 1024 * 1024  # Telegram takes photos up to 10 MB; a bigger answer is no picture
+_MAX_BYTES = 10 * 1024 * 1024  # Telegram takes photos up to 10 MB
 # How a provider says no to a prompt: OpenAI's codes for DALL·E and gpt-image-1.
 _REFUSALS = ("content_policy_violation", "moderation_blocked")
 
 
 @dataclass(frozen=True, slots=True)
 class Picture:
-    data: bytes
+    """What the service answered: the picture itself, or where to fetch it (``fetch``)."""
+
+    data: bytes | None
+    url: str | None
     model: str
 
 
@@ -52,15 +56,12 @@ class ImageGenerator:
             raise translate(exc, service="image generation") from exc
         item = answer.data[0] if answer.data else None
         if item is not None and item.b64_json:
-            try:
-                return Picture(base64.b64decode(item.b64_json, validate=True), self._model)
-            except (binascii.Error, ValueError) as exc:
-                raise PermanentError("image generation: the answer held no picture") from exc
+            return Picture(await asyncio.to_thread(_decoded, item.b64_json), None, self._model)
         if item is not None and item.url:
-            return Picture(await self._fetch(item.url), self._model)
+            return Picture(None, item.url, self._model)
         raise PermanentError("image generation: the answer held no picture")
 
-    async def _fetch(self, url: str) -> bytes:
+    async def fetch(self, url: str) -> bytes:
         """The picture at ``url``, at most _MAX_BYTES, within the timeout."""
         try:
             async with (
@@ -82,6 +83,16 @@ class ImageGenerator:
             raise TransientError(
                 f"image generation: fetching the picture failed ({type(exc).__name__})"
             ) from exc
+
+
+def _decoded(b64: str) -> bytes:
+    """A ``b64_json`` picture (a few MB: decoded in a thread), at most _MAX_BYTES."""
+    if len(b64) > _MAX_BYTES * 4 // 3 + 4:
+        raise PermanentError("image generation: the picture is too large")
+    try:
+        return base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise PermanentError("image generation: the answer held no picture") from exc
 
 
 def _code(exc: openai.BadRequestError) -> str | None:

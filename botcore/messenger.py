@@ -189,7 +189,11 @@ class Messenger:
         reply = telegram.ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
         try:
             message = await self._bot.send_photo(
-                chat_id, photo, caption=caption[:1024], reply_parameters=reply, message_thread_id=thread_id
+                chat_id,
+                photo,
+                caption=_utf16_cut(caption, 1024),
+                reply_parameters=reply,
+                message_thread_id=thread_id,
             )
         except telegram.error.TelegramError as exc:
             raise _translate(exc) from exc
@@ -203,13 +207,15 @@ class Messenger:
         reply = telegram.ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
         try:
             if audio[:4] == b"OggS":
-                await self._bot.send_voice(
-                    chat_id, audio, reply_parameters=reply, message_thread_id=thread_id
-                )
-            else:
-                await self._bot.send_audio(
-                    chat_id, audio, reply_parameters=reply, message_thread_id=thread_id
-                )
+                try:
+                    await self._bot.send_voice(
+                        chat_id, audio, reply_parameters=reply, message_thread_id=thread_id
+                    )
+                    return
+                except telegram.error.BadRequest as exc:  # the user's privacy setting refuses voice notes
+                    if "voice_messages_forbidden" not in str(exc).lower():
+                        raise
+            await self._bot.send_audio(chat_id, audio, reply_parameters=reply, message_thread_id=thread_id)
         except telegram.error.TelegramError as exc:
             raise _translate(exc) from exc
 
@@ -236,6 +242,14 @@ class Messenger:
             if not repeat:
                 return
             await asyncio.sleep(TYPING_EVERY_S)
+
+
+def _utf16_cut(text: str, units: int) -> str:
+    """At most ``units`` UTF-16 code units, as Telegram counts a caption's length."""
+    encoded = text.encode("utf-16-le")
+    if len(encoded) <= units * 2:
+        return text
+    return encoded[: (units - 1) * 2].decode("utf-16-le", errors="ignore") + "…"
 
 
 def _markup(keyboard: Keyboard | None) -> telegram.InlineKeyboardMarkup | None:

@@ -40,6 +40,7 @@ class ChatSettings:
         history_ttl_days: float,
         admin_ids: Collection[int],
         voice_default: str = "off",
+        voice_available: bool = True,  # False: TTS_MODE=off, /voice says so
     ) -> None:
         self._store = store
         self._conversations = conversations
@@ -52,7 +53,8 @@ class ChatSettings:
         self._history_messages = history_messages
         self._history_days = history_ttl_days
         self._admin_ids = frozenset(admin_ids)
-        self._voice_default = voice_default
+        self._voice_default = voice_default if voice_available else "off"
+        self._voice_available = voice_available
         self._log = logger.bind(component="settings")
 
     async def view(self, chat_id: int) -> View:
@@ -69,7 +71,7 @@ class ChatSettings:
             memory=prefs.memory is not False and self._history_messages > 0,
             history_messages=self._history_messages,
             history_days=self._history_days,
-            voice=prefs.voice or self._voice_default,
+            voice=(prefs.voice or self._voice_default) if self._voice_available else "off",
         )
 
     # -- the commands ------------------------------------------------------------------------
@@ -103,6 +105,8 @@ class ChatSettings:
 
     async def voice_command(self, job: Job, incoming: Incoming, checkpoint: dict[str, Any], mode: str) -> str:
         """``/voice``: this chat's voice replies; ``/voice on|auto|off`` sets them."""
+        if not self._voice_available:
+            return texts.TTS_OFF
         if not mode:
             return texts.VOICE_MODE.format(mode=(await self.view(incoming.chat_id)).voice)
         mode = mode.lower()

@@ -191,6 +191,7 @@ VOICE_REPLY_FAILED = "🔇 I couldn't make a voice note of that answer this time
 # Pictures drawn with /image.
 IMAGE_USAGE = "🎨 Tell me what to draw: /image followed by a description, like /image a lighthouse at dawn."
 IMAGE_OFF = "🎨 Drawing pictures is turned off here."
+RETRY_IMAGE = "🎨 My last answer was a picture: send /image again to get another one."
 IMAGE_REMEMBERED = "[image generated: {prompt}]"  # the answer kept in memory, so the model knows
 
 # This chat's settings: /settings, /model, /persona and their buttons.

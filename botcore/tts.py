@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Protocol
 
 import openai
 from openai import AsyncOpenAI
@@ -19,6 +20,14 @@ from botcore.openai_errors import translate
 class Speech:
     audio: bytes  # OGG/Opus, if the server did as asked
     model: str
+
+
+class Synth(Protocol):
+    """What reads text aloud: a server (``SpeechSynth``) or this machine (``tts_local``)."""
+
+    async def speak(self, text: str) -> Speech: ...
+
+    async def aclose(self) -> None: ...
 
 
 class SpeechSynth:

@@ -3,12 +3,14 @@ intake, the ``image`` job and the real SDKs, on a manual clock; a retry never pa
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from botcore import texts
+from botcore import spool, texts
 from botcore.clock import ManualClock
 from botcore.drawing import IMAGE_KIND
 from botcore.errors import Cause
@@ -96,3 +98,21 @@ async def test_without_a_prompt_or_with_drawing_off_the_user_is_told(
         await ask(s, tg, "/image a cat")
     assert tg.texts_to(10) == [texts.IMAGE_USAGE, texts.IMAGE_OFF]
     assert llm.image_requests == []
+
+
+async def test_retry_after_a_picture_does_not_ask_the_chat_model(
+    s: Services, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    await ask(s, tg, "/image a red square")
+    await ask(s, tg, "/retry")
+    assert tg.texts_to(10) == [texts.RETRY_IMAGE] and llm.requests == []
+
+
+async def test_files_left_behind_are_swept_after_a_day(tmp_path: Path) -> None:
+    folder = tmp_path / "images"
+    await spool.keep(folder / "old.png", b"x")
+    await spool.keep(folder / "new.png", b"y")
+    os.utime(folder / "old.png", (time.time() - 2 * 86_400,) * 2)
+    assert await spool.sweep(folder, older_than_s=86_400) == 1
+    assert sorted(p.name for p in folder.iterdir()) == ["new.png"]
+    assert await spool.sweep(tmp_path / "missing", older_than_s=1) == 0

@@ -39,6 +39,7 @@ FLOORS: list[set[str]] = [
         "catalog",
         "imagegen",
         "tts",
+        "tts_local",
         "spool",
         "menus",
         "question",

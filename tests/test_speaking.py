@@ -91,3 +91,13 @@ async def test_code_and_markdown_are_not_read_aloud_and_long_answers_stop_at_a_s
     cut = spoken(long, 300)
     assert len(cut) <= 300 and cut.endswith(texts.SPOKEN_REST)
     assert cut.removesuffix(texts.SPOKEN_REST).rstrip().endswith("is here.")
+
+
+async def test_voice_replies_turned_off_by_the_owner_say_so(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI, clock: ManualClock
+) -> None:
+    async with services(tmp_path, tg, llm, clock, TTS_MODE="off", VOICE_REPLY_DEFAULT="on") as s:
+        await say(s, tg, "/voice on")
+        await say(s, tg, "hello")
+    assert tg.texts_to(10) == [texts.TTS_OFF, "echo: hello"]
+    assert tg.voices == [] and llm.speech_requests == []
