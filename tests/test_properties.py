@@ -186,10 +186,13 @@ def test_any_update_reaches_exactly_one_outcome(tmp_path: Path, batch: list[Any]
     outcomes = _loop.run_until_complete(run.poller.persist(updates))  # never raises
     assert len(outcomes) == len(updates) and all(isinstance(o, Outcome) for o in outcomes)
     jobs = jobs_by_update(run.path)
+    ids = [body["update_id"] for body in updates]
     for body, outcome in zip(updates, outcomes, strict=True):
         uid = body["update_id"]
         if isinstance(uid, bool) or not isinstance(uid, int) or uid not in fresh:
             continue  # an id that could be another example's too: not checked
+        if ids.count(uid) > 1:
+            continue  # Hypothesis's own id hit a fresh one of this batch: both share its jobs
         states = jobs.get(uid, [])
         if outcome is Outcome.STORED:
             # A voice note's jobs are keyed by chat and message: one sent again (the same ids)

@@ -101,3 +101,14 @@ async def test_voice_replies_turned_off_by_the_owner_say_so(
         await say(s, tg, "hello")
     assert tg.texts_to(10) == [texts.TTS_OFF, "echo: hello"]
     assert tg.voices == [] and llm.speech_requests == []
+
+
+async def test_an_answer_that_spends_the_budget_is_not_also_read_aloud(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI, clock: ManualClock
+) -> None:
+    dear = {"PRICE_INPUT_PER_1M": "1000000", "USER_DAILY_BUDGET_USD": "1"}  # one answer spends it
+    async with services(tmp_path, tg, llm, clock, **dear) as s:
+        await say(s, tg, "/voice on")
+        await say(s, tg, "hello")
+    assert tg.texts_to(10)[-1] == "echo: hello"
+    assert llm.speech_requests == [] and tg.voices == []
