@@ -19,6 +19,7 @@ from botcore.commands import Commands
 from botcore.concurrency import LlmLimits
 from botcore.config import Settings
 from botcore.drawing import IMAGE_KIND, DrawingService
+from botcore.exporting import Exporter
 from botcore.imagegen import ImageGenerator
 from botcore.llm import ChatModel
 from botcore.media import MEDIA_ACK_KIND, MEDIA_KIND, MediaService
@@ -152,6 +153,14 @@ def build_update_jobs(base: Base, shared: Shared, chat: ChatService, cleanup: Cl
         queue=base.queue,
         admin=admin,
         settings=shared.settings,
+        exporter=Exporter(
+            conversations=base.storage.conversations,
+            settings=shared.settings,
+            messenger=base.messenger,
+            queue=base.queue,
+            clock=base.clock,
+            history_ttl_days=base.settings.history_ttl_days,
+        ),
     )
     return UpdateJobs(
         chat=chat,

@@ -11,6 +11,7 @@ from botcore import texts
 from botcore.admin import AdminCommands
 from botcore.cancels import Cancels
 from botcore.chat import ChatService
+from botcore.exporting import Exporter
 from botcore.incoming import Incoming
 from botcore.jobqueue import JobQueue
 from botcore.models import Job
@@ -44,6 +45,7 @@ class Commands:
         queue: JobQueue,
         admin: AdminCommands,
         settings: ChatSettings,
+        exporter: Exporter,
     ) -> None:
         self._chat = chat
         self._conversations = conversations
@@ -52,6 +54,7 @@ class Commands:
         self._queue = queue
         self._admin = admin
         self._settings = settings
+        self._exporter = exporter
 
     async def start(self, _: Request) -> str:
         return texts.START
@@ -102,6 +105,11 @@ class Commands:
 
     async def persona(self, request: Request) -> str | None:
         return await self._settings.persona_command(
+            request.job, request.incoming, request.checkpoint, request.argument.strip()
+        )
+
+    async def export(self, request: Request) -> str | None:
+        return await self._exporter.export(
             request.job, request.incoming, request.checkpoint, request.argument.strip()
         )
 

@@ -80,7 +80,7 @@ class Messenger:
         thread_id: int | None = None,
         markup: telegram.InlineKeyboardMarkup | None = None,
     ) -> int:
-        reply = telegram.ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
+        reply = _reply(reply_to)
         try:
             message = await self._bot.send_message(
                 chat_id,
@@ -186,7 +186,7 @@ class Messenger:
         self, chat_id: int, photo: bytes, *, caption: str, reply_to: int | None, thread_id: int | None
     ) -> str:
         """Upload a picture; returns the file id Telegram keeps it by (its largest size)."""
-        reply = telegram.ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
+        reply = _reply(reply_to)
         try:
             message = await self._bot.send_photo(
                 chat_id,
@@ -199,12 +199,35 @@ class Messenger:
             raise _translate(exc) from exc
         return message.photo[-1].file_id if message.photo else ""
 
+    async def send_document(
+        self,
+        chat_id: int,
+        data: bytes,
+        *,
+        filename: str,
+        caption: str,
+        reply_to: int | None,
+        thread_id: int | None,
+    ) -> None:
+        reply = _reply(reply_to)
+        try:
+            await self._bot.send_document(
+                chat_id,
+                data,
+                filename=filename,
+                caption=_utf16_cut(caption, 1024),
+                reply_parameters=reply,
+                message_thread_id=thread_id,
+            )
+        except telegram.error.TelegramError as exc:
+            raise _translate(exc) from exc
+
     async def send_voice(
         self, chat_id: int, audio: bytes, *, reply_to: int | None, thread_id: int | None
     ) -> None:
         """OGG/Opus as a voice note; any other audio as an audio file (Telegram shows only
         OGG/Opus as a voice note)."""
-        reply = telegram.ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
+        reply = _reply(reply_to)
         try:
             if audio[:4] == b"OggS":
                 try:
@@ -242,6 +265,10 @@ class Messenger:
             if not repeat:
                 return
             await asyncio.sleep(TYPING_EVERY_S)
+
+
+def _reply(reply_to: int | None) -> telegram.ReplyParameters | None:
+    return telegram.ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
 
 
 def _utf16_cut(text: str, units: int) -> str:

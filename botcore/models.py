@@ -69,6 +69,15 @@ class QueueStats:
         return totals
 
 
+class StoredTurn(NamedTuple):
+    """One remembered message, as ``/export`` shows it."""
+
+    role: str
+    content: str
+    created_at: float
+    images: tuple[str, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Turn:
     """One message of a conversation, as sent to the LLM."""

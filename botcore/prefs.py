@@ -88,7 +88,7 @@ class ChatSettings:
             screen = await self._models_screen(incoming.chat_id, page=0)
             await self._send_menu(job, incoming, checkpoint, screen)
             return None
-        if not await self._may_change(incoming):
+        if not await self.may_change(incoming):
             return texts.ADMINS_ONLY
         return await self._set_model(incoming.chat_id, name, await self._applying(job, checkpoint))
 
@@ -99,7 +99,7 @@ class ChatSettings:
             view = await self.view(incoming.chat_id)
             await self._send_menu(job, incoming, checkpoint, menus.personas_screen(self._list(), view))
             return None
-        if not await self._may_change(incoming):
+        if not await self.may_change(incoming):
             return texts.ADMINS_ONLY
         return await self._set_persona(incoming.chat_id, name.lower(), await self._applying(job, checkpoint))
 
@@ -112,7 +112,7 @@ class ChatSettings:
         mode = mode.lower()
         if mode not in ("on", "auto", "off"):
             return texts.VOICE_MODE_BAD
-        if not await self._may_change(incoming):
+        if not await self.may_change(incoming):
             return texts.ADMINS_ONLY
         await self._change(incoming.chat_id, voice=None if mode == self._voice_default else mode)
         return texts.VOICE_MODE_SET.format(mode=mode)
@@ -126,7 +126,7 @@ class ChatSettings:
         if press is None:
             return  # not a button of ours (an older version's): its press was answered, nothing more
         if not menus.navigates(press) and "note" not in checkpoint:
-            if await self._may_change(incoming):
+            if await self.may_change(incoming):
                 checkpoint["note"] = await self._apply(
                     incoming.chat_id, press, await self._applying(job, checkpoint)
                 )
@@ -217,7 +217,7 @@ class ChatSettings:
         prefs = await self._store.get(chat_id)
         await self._store.put(chat_id, replace(prefs, **changes), now=self._clock.now())
 
-    async def _may_change(self, incoming: Incoming) -> bool:
+    async def may_change(self, incoming: Incoming) -> bool:
         """Anyone in a private chat; in a group its admins (an anonymous admin speaks as the
         group itself) and the bot's admins; never someone speaking as a channel."""
         user = incoming.sender_id

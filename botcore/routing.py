@@ -96,6 +96,10 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("img", None, argument="<description>", kind=IMAGE_KIND),
     CommandSpec("voice", Commands.voice, "Voice replies", "voice replies: on, auto or off", ordered=True),
     CommandSpec("voice", Commands.voice, help="set them", argument="on|auto|off", ordered=True, once=True),
+    CommandSpec(
+        "export", Commands.export, "Export our conversation", "our conversation as a file", ordered=True
+    ),
+    CommandSpec("export", Commands.export, help="the same, as JSON", argument="json", ordered=True),
     CommandSpec("usage", Commands.usage, "What you have used", "what you have used today and this month"),
     CommandSpec("help", _help, "What I can do", "this message"),
     CommandSpec("status", Commands.status, help="queue, services, today's use", admin=True, once=True),

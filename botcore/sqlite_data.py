@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from botcore.models import ChatPrefs, Turn, Usage, UsageSummary
+from botcore.models import ChatPrefs, StoredTurn, Turn, Usage, UsageSummary
 from botcore.sqlite_db import Database
 
 _SUMS = (
@@ -109,6 +109,17 @@ class SqliteConversations:
             (chat_id,),
         )
         return None if row is None else (int(row[0]), Turn("user", str(row[1]), _images(row[2])))
+
+    async def transcript(self, chat_id: int, *, since: float, limit: int) -> list[StoredTurn]:
+        rows = await self._db.fetchall(
+            "SELECT role, content, created_at, images FROM (SELECT id, role, content, created_at, images"
+            " FROM messages WHERE chat_id = ? AND created_at >= ? ORDER BY id DESC LIMIT ?) ORDER BY id",
+            (chat_id, since, limit),
+        )
+        return [
+            StoredTurn(role, content, created_at, _images(images))
+            for role, content, created_at, images in rows
+        ]
 
     async def reset(self, chat_id: int) -> int:
         """Delete a chat's memory (``/reset``). Returns how many messages were deleted."""

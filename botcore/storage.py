@@ -18,6 +18,7 @@ from botcore.models import (
     NewJob,
     PurgeResult,
     QueueStats,
+    StoredTurn,
     Turn,
     Usage,
     UsageSummary,
@@ -128,6 +129,10 @@ class ConversationStore(Protocol):
     ) -> None: ...
 
     async def last_exchange(self, chat_id: int) -> tuple[int, Turn] | None: ...
+
+    async def transcript(self, chat_id: int, *, since: float, limit: int) -> list[StoredTurn]:
+        """The chat's remembered messages since ``since``, oldest first, the newest ``limit``."""
+        ...
 
     async def reset(self, chat_id: int) -> int: ...
 

@@ -188,6 +188,13 @@ VOICE_MODE_BAD = "Send /voice on, /voice auto or /voice off."
 TTS_OFF = "🔇 Voice replies are turned off on this bot."
 VOICE_REPLY_FAILED = "🔇 I couldn't make a voice note of that answer this time."
 
+# /export
+EXPORT_USAGE = "Send /export for a Markdown file of our conversation, or /export json for JSON."
+EXPORT_ADMINS_ONLY = "🔒 Only this group's admins can export its conversation."
+EXPORT_NOTHING = "There is nothing to export: I don't remember any conversation here."
+EXPORT_CAPTION = "📄 Our conversation as I remember it: {count} messages."
+EXPORT_CUT = " The oldest {count} were left out to keep the file small."
+
 # Pictures drawn with /image.
 IMAGE_USAGE = "🎨 Tell me what to draw: /image followed by a description, like /image a lighthouse at dawn."
 IMAGE_OFF = "🎨 Drawing pictures is turned off here."

@@ -338,6 +338,7 @@ class FakeTelegram:
         self.local_dir: Path | None = None  # set: behave like a Bot API server run with --local
         self.deleted: set[tuple[int, int]] = set()  # (chat_id, message_id) of deleted messages
         self.photos: list[dict[str, Any]] = []  # sendPhoto calls: chat_id, message_id, caption, data
+        self.documents: list[dict[str, Any]] = []  # sendDocument calls: chat_id, filename, caption, data
         self.voices: list[dict[str, Any]] = []  # sendVoice / sendAudio calls: chat_id, as, data
         self.answered: list[dict[str, Any]] = []  # params of each accepted answerCallbackQuery
         self.admins: dict[int, set[int]] = {}  # chat id -> user ids of its administrators
@@ -702,6 +703,27 @@ class FakeTelegram:
             if m["chat_id"] == chat_id and (chat_id, m["message_id"]) not in self.deleted:
                 latest[m["message_id"]] = m["text"]
         return list(latest.values())
+
+    async def _m_sendDocument(self, params: dict[str, Any]) -> Any:
+        """A file sent: kept in ``documents`` (chat_id, filename, caption, data)."""
+        document = params["document"]
+        self.documents.append(
+            {
+                "chat_id": int(params["chat_id"]),
+                "filename": document.filename,
+                "caption": params.get("caption"),
+                "data": document.file.read(),
+            }
+        )
+        message_id = self._next_message_id
+        self._next_message_id += 1
+        return {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": {"id": int(params["chat_id"]), "type": "private"},
+            "from": self.BOT_USER,
+            "document": {"file_id": f"sent-doc-{message_id}", "file_unique_id": f"u{message_id}"},
+        }
 
     async def _m_sendVoice(self, params: dict[str, Any]) -> Any:
         return self._audio(params, "voice")

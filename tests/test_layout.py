@@ -61,6 +61,7 @@ FLOORS: list[set[str]] = [
         "voice",
         "media",
         "drawing",
+        "exporting",
         "speaking",
         "admin",
         "commands",

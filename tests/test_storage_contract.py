@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from botcore.errors import StorageUnavailable
-from botcore.models import Job, JobState, NewJob, PurgeResult, Turn, Usage, UsageSummary
+from botcore.models import Job, JobState, NewJob, PurgeResult, StoredTurn, Turn, Usage, UsageSummary
 from botcore.storage import COST_ALERT_PREFIX, HEALTH_PROBE_KEY, OFFSET_KEY, Lease, Storage, cost_alert_key
 
 from .storage_backends import BACKENDS, Opener, storage_fixture  # noqa: F401
@@ -631,6 +631,18 @@ async def test_a_photo_question_is_remembered_with_its_images_references(storage
         1, job_id=3, user_text="and this?", answer="a dog", now=3.0, user_images=["AgA3"]
     )
     assert await store.last_exchange(1) == (3, Turn("user", "and this?", ("AgA3",)))
+
+
+async def test_a_transcript_has_times_and_images_and_only_this_chat(storage: Storage) -> None:
+    store = storage.conversations
+    await store.add_exchange(1, job_id=1, user_text="old", answer="old answer", now=1.0)
+    await store.add_exchange(1, job_id=2, user_text="see", answer="a cat", now=5.0, user_images=["AgA"])
+    await store.add_exchange(2, job_id=3, user_text="elsewhere", answer="x", now=6.0)
+    assert await store.transcript(1, since=2.0, limit=10) == [
+        StoredTurn("user", "see", 5.0, ("AgA",)),
+        StoredTurn("assistant", "a cat", 5.0, ()),
+    ]
+    assert [t.content for t in await store.transcript(1, since=0, limit=3)] == ["old answer", "see", "a cat"]
 
 
 async def test_an_exchange_can_take_the_place_of_an_earlier_jobs(storage: Storage) -> None:

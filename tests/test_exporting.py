@@ -1,0 +1,69 @@
+"""/export: the chat's remembered conversation as a Markdown or JSON file, through the intake,
+the job and the real SDKs against the fakes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from botcore import texts
+from botcore.clock import ManualClock
+
+from .fakes import FakeOpenAI, FakeTelegram
+from .services import Services, last_update, receive, run_due, services
+
+
+@pytest.fixture
+async def s(tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI, clock: ManualClock) -> AsyncIterator[Services]:
+    async with services(tmp_path, tg, llm, clock) as built:
+        yield built
+
+
+async def say(s: Services, tg: FakeTelegram, text: str, chat_id: int = 10, **kwargs: object) -> None:
+    tg.add_message(chat_id, text, **kwargs)  # type: ignore[arg-type]
+    await receive(s, last_update(tg))
+    await run_due(s)
+
+
+async def test_export_sends_the_conversation_as_markdown_and_as_json(s: Services, tg: FakeTelegram) -> None:
+    await say(s, tg, "what is the capital of France?")
+    await say(s, tg, "/export")
+    [markdown] = tg.documents
+    text = markdown["data"].decode()
+    assert markdown["filename"] == "conversation-10.md"
+    assert "Model: fake-model · Persona: assistant" in text
+    assert "## You, " in text and "what is the capital of France?" in text
+    assert "## Assistant, " in text and "echo: what is the capital of France?" in text
+    assert markdown["caption"] == texts.EXPORT_CAPTION.format(count=2)
+    await say(s, tg, "/export json")
+    document = json.loads(tg.documents[-1]["data"])
+    assert [m["role"] for m in document["messages"]] == ["user", "assistant"]
+    assert document["messages"][0]["content"] == "what is the capital of France?"
+    assert document["model"] == "fake-model" and document["messages"][0]["time"].endswith("+00:00")
+
+
+async def test_nothing_to_export_and_bad_forms_are_said(s: Services, tg: FakeTelegram) -> None:
+    await say(s, tg, "/export")
+    await say(s, tg, "/export pdf")
+    assert tg.texts_to(10) == [texts.EXPORT_NOTHING, texts.EXPORT_USAGE]
+    assert tg.documents == []
+
+
+async def test_after_reset_there_is_nothing_to_export(s: Services, tg: FakeTelegram) -> None:
+    await say(s, tg, "remember this")
+    await say(s, tg, "/reset")
+    await say(s, tg, "/export")
+    assert tg.texts_to(10)[-1] == texts.EXPORT_NOTHING
+
+
+async def test_in_a_group_only_admins_export(s: Services, tg: FakeTelegram) -> None:
+    group = {"chat_type": "supergroup", "user_id": 20}
+    await say(s, tg, "@test_bot hello", chat_id=-100700, **group)
+    await say(s, tg, "/export@test_bot", chat_id=-100700, **group)
+    assert tg.texts_to(-100700)[-1] == texts.EXPORT_ADMINS_ONLY and tg.documents == []
+    tg.admins[-100700] = {20}
+    await say(s, tg, "/export@test_bot", chat_id=-100700, **group)
+    assert len(tg.documents) == 1
