@@ -9,7 +9,7 @@ from botcore import __version__
 from botcore.acks import Acks
 from botcore.admin import AdminCommands
 from botcore.alerts import Alerts
-from botcore.build import Base, build_breaker, llm_breakers
+from botcore.build import Base, build_breaker, build_receipts, llm_breakers
 from botcore.cancels import Cancels
 from botcore.catalog import ModelCatalog
 from botcore.chat import ChatService
@@ -114,6 +114,7 @@ def build_chat(base: Base, shared: Shared, model: ChatModel, speech: Synth | Non
         if settings.vision == "off"
         else Vision(base.messenger, max_side=settings.image_max_side, history_images=settings.history_images),
         speaker=build_speaker(base, shared, speech),
+        receipts=build_receipts(base),
     )
 
 

@@ -22,6 +22,7 @@ from botcore.llm import ChatModel
 from botcore.messenger import Messenger
 from botcore.metrics import Metrics
 from botcore.notices import unstorable_notice
+from botcore.receipts import Receipts
 from botcore.routing import Router, menu
 from botcore.storage import Storage
 from botcore.stt import OpenAITranscriber, SpeechApiTranscriber, SpeechToText, WhisperApiTranscriber
@@ -214,7 +215,13 @@ def build_intake(base: Base) -> UpdatePoller:
         clock=base.clock,
         messenger=base.messenger,
         unstorable_notice=unstorable_notice,
+        receipts=build_receipts(base),
     )
+
+
+def build_receipts(base: Base) -> Receipts | None:
+    mode = base.settings.reactions
+    return None if mode == "off" else Receipts(base.messenger, private=True, groups=mode == "on")
 
 
 async def start_health(base: Base, poller: UpdatePoller, worker: Worker) -> HealthServer:

@@ -39,6 +39,7 @@ from botcore.models import Job, Turn, Usage
 from botcore.notices import Notices
 from botcore.prefs import ChatSettings
 from botcore.question import Ask, Question
+from botcore.receipts import Receipts
 from botcore.speaking import Speaker
 from botcore.spending import Spending, billing_key, failed_call_key
 from botcore.storage import ConversationStore
@@ -67,6 +68,7 @@ class ChatService:
         llm_limit: LlmLimits,
         vision: Vision | None = None,  # None: images are not shown to the model (VISION=off)
         speaker: Speaker | None = None,  # None: no voice replies (TTS_MODE=off)
+        receipts: Receipts | None = None,  # the 👀 cleared once answered (REACTIONS)
     ) -> None:
         self._queue = queue
         self._conversations = conversations
@@ -86,6 +88,7 @@ class ChatService:
         self._llm_limit = llm_limit
         self._vision = vision
         self._speaker = speaker
+        self._receipts = receipts
         self._log = logger.bind(component="chat")
 
     def speaker_text(self, incoming: Incoming) -> str:
@@ -141,6 +144,8 @@ class ChatService:
             user_id=user_id,
         )
         await self._delivery.deliver(job, where, checkpoint, live)
+        if self._receipts is not None:
+            await self._receipts.answered(where.chat_id, where.message_id, in_group=incoming.in_group)
         if view.memory:  # else each message stands alone in this chat
             await self._remember(job, where.chat_id, text, images, checkpoint)
         if self._speaker is not None:

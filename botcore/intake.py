@@ -24,6 +24,7 @@ from botcore.incoming import Incoming, clean, parse_update
 from botcore.jobqueue import JobQueue, describe_error
 from botcore.messenger import Messenger
 from botcore.models import Enqueued, NewJob
+from botcore.receipts import Receipts
 from botcore.routing import UPDATE_KIND, Decision
 from botcore.storage import OFFSET_KEY, KeyValueStore
 from botcore.telegram_api import retry_after_seconds
@@ -77,6 +78,7 @@ class UpdatePoller:
         error_pause_s: float = _PAUSE_FIRST_S,
         max_pause_s: float = _PAUSE_MAX_S,
         unstorable_notice: Callable[[Incoming], NewJob] | None = None,
+        receipts: Receipts | None = None,  # the 👀 on a message once it is stored (REACTIONS)
     ) -> None:
         self._bot = bot
         self._queue = queue
@@ -87,6 +89,7 @@ class UpdatePoller:
         self._max_pause_s = max_pause_s
         self._route = route  # which jobs a message becomes: routing decides, the intake stores
         self._courtesy = Courtesy(messenger)  # refusals' replies, button presses' answers
+        self._receipts = receipts
         # The notice (a job) that tells a sender their message could not be kept, if any.
         self._unstorable_notice = unstorable_notice
         self._stop = asyncio.Event()
@@ -102,6 +105,8 @@ class UpdatePoller:
     async def aclose(self) -> None:
         """Let courtesy replies in flight finish briefly, then drop the rest."""
         await self._courtesy.aclose()
+        if self._receipts is not None:
+            await self._receipts.aclose()
 
     async def run(self) -> None:
         stored = await self._read_offset()
@@ -240,6 +245,10 @@ class UpdatePoller:
             results = await self._isolate(routed, dead, outcomes)
         for query_id in presses:
             self._courtesy.answer(query_id)
+        if self._receipts is not None:  # stored: the sender sees it was received
+            for _, _, incoming, jobs in routed:
+                if incoming is not None and jobs and incoming.button is None and incoming.command is None:
+                    self._receipts.received(incoming.chat_id, incoming.message_id, in_group=incoming.in_group)
         self._log.debug(
             "stored {} update(s) as {} job(s), {} new",
             len(updates),

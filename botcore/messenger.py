@@ -164,6 +164,13 @@ class Messenger:
         except OSError as exc:  # the local server's file is gone or unreadable: its trouble, for now
             raise TransientError(f"could not read the local Bot API server's file ({exc.strerror})") from exc
 
+    async def react(self, chat_id: int, message_id: int, emoji: str | None) -> None:
+        """Set (or, with None, clear) the bot's reaction on a message."""
+        try:
+            await self._bot.set_message_reaction(chat_id, message_id, reaction=emoji)
+        except telegram.error.TelegramError as exc:
+            raise _translate(exc) from exc
+
     async def answer_press(self, query_id: str, text: str | None = None) -> None:
         """Answer a button press (Telegram's spinner stops), with a short note if ``text``: a
         toast, or an alert when it is too long for one (cut to what Telegram shows)."""

@@ -338,6 +338,8 @@ class FakeTelegram:
         self.local_dir: Path | None = None  # set: behave like a Bot API server run with --local
         self.deleted: set[tuple[int, int]] = set()  # (chat_id, message_id) of deleted messages
         self.photos: list[dict[str, Any]] = []  # sendPhoto calls: chat_id, message_id, caption, data
+        self.reactions: list[tuple[int, int, str | None]] = []  # setMessageReaction calls
+        self.no_reactions: set[int] = set()  # chats that refuse reactions
         self.documents: list[dict[str, Any]] = []  # sendDocument calls: chat_id, filename, caption, data
         self.voices: list[dict[str, Any]] = []  # sendVoice / sendAudio calls: chat_id, as, data
         self.answered: list[dict[str, Any]] = []  # params of each accepted answerCallbackQuery
@@ -703,6 +705,17 @@ class FakeTelegram:
             if m["chat_id"] == chat_id and (chat_id, m["message_id"]) not in self.deleted:
                 latest[m["message_id"]] = m["text"]
         return list(latest.values())
+
+    async def _m_setMessageReaction(self, params: dict[str, Any]) -> Any:
+        """Kept in ``reactions``: (chat_id, message_id, the emoji set, or None when cleared);
+        a chat in ``no_reactions`` refuses them, as a chat with reactions turned off does."""
+        chat_id = int(params["chat_id"])
+        if chat_id in self.no_reactions:
+            raise _Refused(400, "Bad Request: REACTION_INVALID")
+        reaction = params.get("reaction") or []
+        emoji = reaction[0]["emoji"] if reaction else None
+        self.reactions.append((chat_id, int(params["message_id"]), emoji))
+        return True
 
     async def _m_sendDocument(self, params: dict[str, Any]) -> Any:
         """A file sent: kept in ``documents`` (chat_id, filename, caption, data)."""

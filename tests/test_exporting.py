@@ -1,5 +1,5 @@
-"""/export: the chat's remembered conversation as a Markdown or JSON file, through the intake,
-the job and the real SDKs against the fakes."""
+"""/export (the chat's remembered conversation as a Markdown or JSON file) and the visible receipt
+(REACTIONS), through the intake, the jobs and the real SDKs against the fakes."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from botcore import texts
 from botcore.clock import ManualClock
 
+from .conftest import eventually
 from .fakes import FakeOpenAI, FakeTelegram
 from .services import Services, last_update, receive, run_due, services
 
@@ -67,3 +68,41 @@ async def test_in_a_group_only_admins_export(s: Services, tg: FakeTelegram) -> N
     tg.admins[-100700] = {20}
     await say(s, tg, "/export@test_bot", chat_id=-100700, **group)
     assert len(tg.documents) == 1
+
+
+# -- the visible receipt (REACTIONS) ---------------------------------------------------------------
+
+
+async def test_a_stored_message_gets_a_receipt_cleared_once_answered(
+    s: Services, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    update = tg.add_message(10, "hello")
+    await receive(s, last_update(tg))
+    await eventually(lambda: tg.reactions, what="the receipt")
+    assert tg.reactions == [(10, update, "👀")]  # before any job ran
+    await run_due(s)
+    assert tg.reactions[-1] == (10, update, None)
+
+
+async def test_a_chat_that_refuses_reactions_is_not_asked_again_and_still_answered(
+    s: Services, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    tg.no_reactions.add(10)
+    await say(s, tg, "one")
+    await eventually(lambda: "setMessageReaction" in [m for m, _ in tg.calls], what="a try")
+    tries = sum(1 for m, _ in tg.calls if m == "setMessageReaction")
+    await say(s, tg, "two")
+    assert tg.texts_to(10) == ["echo: one", "echo: two"]
+    assert (
+        sum(1 for m, _ in tg.calls if m == "setMessageReaction") <= tries + 1
+    )  # the answer's clear learns too
+
+
+async def test_groups_get_no_receipt_by_default_and_off_is_off(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI, clock: ManualClock
+) -> None:
+    async with services(tmp_path, tg, llm, clock) as s:
+        await say(s, tg, "@test_bot hi", chat_id=-100800, chat_type="supergroup", user_id=20)
+    async with services(tmp_path, tg, llm, clock, REACTIONS="off") as s:
+        await say(s, tg, "hi")
+    assert tg.reactions == [] and len(tg.texts_to(10)) == 1

@@ -45,6 +45,7 @@ FLOORS: list[set[str]] = [
         "question",
         "vision",
         "courtesy",
+        "receipts",
         "lockfile",
         "metrics",
         "images",
