@@ -26,6 +26,7 @@ from botcore.build import (
     build_intake,
     build_model,
     build_queue,
+    build_receipts,
     build_speech,
     build_transcriber,
     start_health,
@@ -79,7 +80,8 @@ async def run(settings: Settings) -> None:
         speech = build_speech(settings)
         if speech is not None:
             stack.push_async_callback(speech.aclose)
-        services = build_services(base, model, stt, cleanup, images, speech)
+        receipts = build_receipts(base)  # set by the intake, cleared by the chat service
+        services = build_services(base, model, stt, cleanup, images, speech, receipts)
         worker = Worker(
             queue,
             job_kinds(settings, services),
@@ -88,7 +90,7 @@ async def run(settings: Settings) -> None:
             observe=metrics.job_finished,
         )
         stack.push_async_callback(_stop_task, cleanup.stop, asyncio.create_task(cleanup.run()))
-        poller = build_intake(base)
+        poller = build_intake(base, receipts)
         stack.push_async_callback(poller.aclose)
         stack.push_async_callback(_stop_task, poller.stop, asyncio.create_task(poller.run()))
         metrics.watch(

@@ -9,7 +9,7 @@ from botcore import __version__
 from botcore.acks import Acks
 from botcore.admin import AdminCommands
 from botcore.alerts import Alerts
-from botcore.build import Base, build_breaker, build_receipts, llm_breakers
+from botcore.build import Base, build_breaker, llm_breakers
 from botcore.cancels import Cancels
 from botcore.catalog import ModelCatalog
 from botcore.chat import ChatService
@@ -27,6 +27,7 @@ from botcore.metrics import Metrics
 from botcore.models import Prices
 from botcore.notices import NOTICE_KIND, Notices
 from botcore.prefs import ChatSettings
+from botcore.receipts import Receipts
 from botcore.routing import COMMAND_KIND, UPDATE_KIND, UpdateJobs
 from botcore.speaking import Speaker
 from botcore.spending import Spending
@@ -92,7 +93,13 @@ def build_speaker(base: Base, shared: Shared, speech: Synth | None) -> Speaker |
     )
 
 
-def build_chat(base: Base, shared: Shared, model: ChatModel, speech: Synth | None = None) -> ChatService:
+def build_chat(
+    base: Base,
+    shared: Shared,
+    model: ChatModel,
+    speech: Synth | None = None,
+    receipts: Receipts | None = None,
+) -> ChatService:
     settings = base.settings
     return ChatService(
         queue=base.queue,
@@ -114,7 +121,7 @@ def build_chat(base: Base, shared: Shared, model: ChatModel, speech: Synth | Non
         if settings.vision == "off"
         else Vision(base.messenger, max_side=settings.image_max_side, history_images=settings.history_images),
         speaker=build_speaker(base, shared, speech),
-        receipts=build_receipts(base),
+        receipts=receipts,
     )
 
 
@@ -247,6 +254,7 @@ def build_services(
     cleanup: Cleanup,
     images: ImageGenerator | None = None,
     speech: Synth | None = None,
+    receipts: Receipts | None = None,
 ) -> Services:
     alerts = Alerts(base.messenger, base.settings.admin_user_ids, clock=base.clock)
     notices = Notices(queue=base.queue, messenger=base.messenger, alerts=alerts)
@@ -264,7 +272,7 @@ def build_services(
         settings=build_settings(base, model),
         acks=Acks(queue=base.queue, kv=base.storage.kv, messenger=base.messenger, notices=notices),
     )
-    chat = build_chat(base, shared, model, speech)
+    chat = build_chat(base, shared, model, speech, receipts)
     return Services(
         shared,
         chat,

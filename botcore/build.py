@@ -206,7 +206,8 @@ def build_gate(base: Base) -> Gate:
     )
 
 
-def build_intake(base: Base) -> UpdatePoller:
+def build_intake(base: Base, receipts: Receipts | None = None) -> UpdatePoller:
+    """The intake; ``receipts`` shared with the chat service, which clears them."""
     return UpdatePoller(
         base.bot,
         base.queue,
@@ -215,13 +216,13 @@ def build_intake(base: Base) -> UpdatePoller:
         clock=base.clock,
         messenger=base.messenger,
         unstorable_notice=unstorable_notice,
-        receipts=build_receipts(base),
+        receipts=receipts,
     )
 
 
 def build_receipts(base: Base) -> Receipts | None:
     mode = base.settings.reactions
-    return None if mode == "off" else Receipts(base.messenger, private=True, groups=mode == "on")
+    return None if mode == "off" else Receipts(base.messenger, base.clock, private=True, groups=mode == "on")
 
 
 async def start_health(base: Base, poller: UpdatePoller, worker: Worker) -> HealthServer:

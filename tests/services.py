@@ -27,6 +27,7 @@ from botcore.build import (
     build_intake,
     build_model,
     build_queue,
+    build_receipts,
     build_speech,
     build_transcriber,
 )
@@ -124,9 +125,10 @@ async def services(
         bot = await build_bot(settings)  # getMe: the bot's id and @username
         messenger = Messenger(bot)
         base = Base(settings, clock, storage, queue, bot, messenger, metrics, breakers)
-        built = build_services(base, model, stt, cleanup, images, speech)
+        receipts = build_receipts(base)
+        built = build_services(base, model, stt, cleanup, images, speech, receipts)
         shared, chat, voice, updates = built.shared, built.chat, built.voice, built.updates
-        intake = build_intake(base)
+        intake = build_intake(base, receipts)
         yield Services(
             settings=settings,
             clock=clock,

@@ -14,7 +14,7 @@ from botcore.clock import ManualClock
 
 from .conftest import eventually
 from .fakes import FakeOpenAI, FakeTelegram
-from .services import Services, last_update, receive, run_due, services
+from .services import Services, last_update, receive, run_due, services, spin
 
 
 @pytest.fixture
@@ -73,29 +73,42 @@ async def test_in_a_group_only_admins_export(s: Services, tg: FakeTelegram) -> N
 # -- the visible receipt (REACTIONS) ---------------------------------------------------------------
 
 
-async def test_a_stored_message_gets_a_receipt_cleared_once_answered(
+async def test_a_message_still_waiting_gets_a_receipt_cleared_once_answered(
     s: Services, tg: FakeTelegram, llm: FakeOpenAI
 ) -> None:
     update = tg.add_message(10, "hello")
     await receive(s, last_update(tg))
+    await spin()  # the receipt's wait has begun
+    s.clock.advance(1.5)  # nothing answered it within the moment (the AI service is slow)
     await eventually(lambda: tg.reactions, what="the receipt")
-    assert tg.reactions == [(10, update, "👀")]  # before any job ran
+    assert tg.reactions == [(10, update, "👀")]
     await run_due(s)
     assert tg.reactions[-1] == (10, update, None)
+
+
+async def test_an_answer_within_the_moment_costs_no_reaction_at_all(
+    s: Services, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    await say(s, tg, "hello")
+    s.clock.advance(5.0)
+    await spin()
+    assert tg.texts_to(10) == ["echo: hello"] and tg.reactions == []
+    assert "setMessageReaction" not in [m for m, _ in tg.calls]
 
 
 async def test_a_chat_that_refuses_reactions_is_not_asked_again_and_still_answered(
     s: Services, tg: FakeTelegram, llm: FakeOpenAI
 ) -> None:
     tg.no_reactions.add(10)
-    await say(s, tg, "one")
-    await eventually(lambda: "setMessageReaction" in [m for m, _ in tg.calls], what="a try")
-    tries = sum(1 for m, _ in tg.calls if m == "setMessageReaction")
-    await say(s, tg, "two")
+    for text in ("one", "two"):
+        tg.add_message(10, text)
+        await receive(s, last_update(tg))
+        await spin()
+        s.clock.advance(1.5)
+        await spin()
+        await run_due(s)
     assert tg.texts_to(10) == ["echo: one", "echo: two"]
-    assert (
-        sum(1 for m, _ in tg.calls if m == "setMessageReaction") <= tries + 1
-    )  # the answer's clear learns too
+    assert sum(1 for m, _ in tg.calls if m == "setMessageReaction") == 1  # refused once, then left alone
 
 
 async def test_groups_get_no_receipt_by_default_and_off_is_off(
