@@ -12,10 +12,9 @@ from dataclasses import dataclass
 
 import httpx
 import openai
-from openai import AsyncOpenAI
 
 from botcore.errors import Cause, PermanentError, TransientError
-from botcore.openai_errors import translate
+from botcore.openai_errors import make_client, translate
 
 _MAX_BYTES = 10 * 1024 * 1024  # Telegram takes photos up to 10 MB
 # How a provider says no to a prompt: OpenAI's codes for DALL·E and gpt-image-1.
@@ -33,9 +32,7 @@ class Picture:
 
 class ImageGenerator:
     def __init__(self, *, api_key: str, base_url: str, model: str, size: str, timeout_s: float) -> None:
-        self._client = AsyncOpenAI(
-            api_key=api_key or "not-needed", base_url=base_url, timeout=timeout_s, max_retries=0
-        )
+        self._client = make_client(api_key=api_key, base_url=base_url, timeout_s=timeout_s)
         self._model = model
         self._size = size
         self._timeout_s = timeout_s

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 import openai
 from loguru import logger
-from openai import AsyncOpenAI, AsyncStream
+from openai import AsyncStream
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from botcore.clock import Clock, SystemClock
@@ -34,7 +34,7 @@ from botcore.errors import (
 from botcore.incoming import clean_text
 from botcore.llm_params import Params, ServerParams
 from botcore.models import Turn, Usage
-from botcore.openai_errors import NOT_A_COMPLETION, translate
+from botcore.openai_errors import NOT_A_COMPLETION, make_client, translate
 from botcore.reasoning import CLOSE, OPEN, split_thinking
 from botcore.storage import KeyValueStore
 
@@ -60,10 +60,7 @@ class ChatModel:
         vision: str = "auto",  # auto: a model that refuses an image is remembered as blind
         clock: Clock | None = None,
     ) -> None:
-        # A local server needs no key, but the SDK refuses an empty one.
-        self._client = AsyncOpenAI(
-            api_key=api_key or "not-needed", base_url=base_url, timeout=timeout_s, max_retries=0
-        )
+        self._client = make_client(api_key=api_key, base_url=base_url, timeout_s=timeout_s)
         self.model = model
         # OpenAI's newer models refuse max_tokens; most other servers know only max_tokens. What
         # a server refuses after all is learned per model (llm_params).

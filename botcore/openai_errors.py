@@ -1,11 +1,13 @@
-"""The one translation of the openai SDK's errors into our taxonomy, for every adapter that
-speaks an OpenAI-compatible API (chat completions, transcriptions)."""
+"""The one translation of the openai SDK's errors into our taxonomy, and the one way its client
+is made, for every adapter that speaks an OpenAI-compatible API (chat, transcription, speech,
+images)."""
 
 from __future__ import annotations
 
 import re
 
 import openai
+from openai import AsyncOpenAI
 
 from botcore.errors import (
     Cause,
@@ -16,6 +18,13 @@ from botcore.errors import (
     http_error,
     parse_retry_after,
 )
+
+
+def make_client(*, api_key: str, base_url: str, timeout_s: float) -> AsyncOpenAI:
+    """A client that never retries by itself (retries belong to the queue). A local server needs
+    no key, but the SDK refuses an empty one."""
+    return AsyncOpenAI(api_key=api_key or "not-needed", base_url=base_url, timeout=timeout_s, max_retries=0)
+
 
 NOT_A_COMPLETION = "the LLM server's answer was not a chat completion (is OPENAI_BASE_URL right?)"
 

@@ -9,11 +9,10 @@ from typing import Any, Protocol
 
 import httpx
 import openai
-from openai import AsyncOpenAI
 
 from botcore.attachments import usable_seconds
 from botcore.errors import Cause, PermanentError, TransientError, http_error, parse_retry_after
-from botcore.openai_errors import translate
+from botcore.openai_errors import make_client, translate
 
 OPENAI_UPLOAD_LIMIT = 25 * 1024 * 1024  # bytes: the transcription endpoint refuses more
 
@@ -47,9 +46,7 @@ class OpenAITranscriber:
     def __init__(
         self, *, api_key: str, base_url: str, model: str, language: str | None, timeout_s: float
     ) -> None:
-        self._client = AsyncOpenAI(
-            api_key=api_key or "not-needed", base_url=base_url, timeout=timeout_s, max_retries=0
-        )
+        self._client = make_client(api_key=api_key, base_url=base_url, timeout_s=timeout_s)
         self._model = model
         self._language = language
 

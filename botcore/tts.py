@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import openai
-from openai import AsyncOpenAI
 
 from botcore import texts
-from botcore.openai_errors import translate
+from botcore.openai_errors import make_client, translate
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +31,7 @@ class Synth(Protocol):
 
 class SpeechSynth:
     def __init__(self, *, api_key: str, base_url: str, model: str, voice: str, timeout_s: float) -> None:
-        self._client = AsyncOpenAI(
-            api_key=api_key or "not-needed", base_url=base_url, timeout=timeout_s, max_retries=0
-        )
+        self._client = make_client(api_key=api_key, base_url=base_url, timeout_s=timeout_s)
         self._model = model
         self._voice = voice
 
