@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import os
 import platform
-import signal
 import statistics
 import sys
 import tempfile
@@ -30,12 +29,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.harness import (
+    OURS,
+    ROOT,
+    TOKEN,
+    bot_env,
+    cpu_seconds,
+    peak_rss_mb,
+    ready,
+    start_bot,
+    stop_bot,
+)
+from benchmarks.streaming import add_streaming_report
 from botcore import texts
-from tests.fakes import FakeOpenAI, FakeTelegram, Scripted
+from tests.fakes import FakeOpenAI, FakeTelegram
 
-ROOT = Path(__file__).resolve().parent.parent
-TOKEN = "123456789:AAH4kq-EXAMPLE_token_value_abcdefghi"
-TICKS = os.sysconf("SC_CLK_TCK")
 PHOTO = (ROOT / "tests" / "fixtures" / "photo.jpg").read_bytes()
 
 
@@ -60,21 +68,9 @@ class Row:
         return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def command(kind: str, tg: FakeTelegram, llm: FakeOpenAI) -> list[str]:
     if kind == "ours":
-        return [sys.executable, str(ROOT / "bot.py")]
+        return OURS
     if kind == "echo":
         return [sys.executable, str(ROOT / "benchmarks/baselines/echo_bot.py"), TOKEN, tg.base_url]
     return [
@@ -86,36 +82,11 @@ def command(kind: str, tg: FakeTelegram, llm: FakeOpenAI) -> list[str]:
     ]
 
 
-def bot_env(tg: FakeTelegram, llm: FakeOpenAI, workdir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "OPENAI_", "DATA_DIR"))}
-    env.update(
-        TELEGRAM_BOT_TOKEN=TOKEN,
-        TELEGRAM_API_URL=tg.base_url,
-        OPENAI_BASE_URL=llm.base_url,
-        OPENAI_API_KEY="k",
-        OPENAI_MODEL="fake-model",
-        DATA_DIR=str(workdir / "data"),
-        LOG_LEVEL="WARNING",
-        # The fake Telegram has no flood limits, and the baselines do not pace their sends:
-        # with pacing on, ours would be held to Telegram's 30 messages/s and the load phase
-        # would measure that limit instead of the bot.
-        TELEGRAM_RATE_PER_S="0",
-        ALLOWED_USER_IDS="*",
-        RATE_LIMIT_USER_PER_MIN="0",  # 500 messages in seconds: the limits would refuse most
-        RATE_LIMIT_GLOBAL_PER_MIN="0",
-    )
-    env.update(extra)
-    return env
-
-
 async def measure(kind: str, users: int, per_user: int, latency_messages: int, workdir: Path) -> Sample:
     """``kind`` "photo": our bot, sent photos with captions."""
     tg, llm = await FakeTelegram(TOKEN).start(), await FakeOpenAI().start()
     env = bot_env(tg, llm, workdir, STREAM="false")  # the baselines do not stream either
-    log = (workdir / f"{kind}.log").open("ab")
-    argv = command("ours" if kind == "photo" else kind, tg, llm)
-    proc = await asyncio.create_subprocess_exec(*argv, cwd=workdir, env=env, stdout=log, stderr=log)
-    log.close()
+    proc = await start_bot(command("ours" if kind == "photo" else kind, tg, llm), workdir, env, f"{kind}.log")
     waiting: dict[int, asyncio.Future[float]] = {}
 
     def on_send(entry: dict[str, object]) -> None:
@@ -143,10 +114,7 @@ async def measure(kind: str, users: int, per_user: int, latency_messages: int, w
             out.append(await exchange(chat_id, f"message {i} from user {chat_id}"))
 
     try:
-        for _ in range(300):  # ready when it polls
-            if any(m == "getUpdates" for m, _ in tg.calls):
-                break
-            await asyncio.sleep(0.05)
+        await ready(tg)
         warm: list[float] = []
         await asyncio.gather(*(user(10_000 + u, 1, warm) for u in range(5)))  # connections, imports
         cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
@@ -156,65 +124,11 @@ async def measure(kind: str, users: int, per_user: int, latency_messages: int, w
         await user(20_000, latency_messages, latencies)
         rss = peak_rss_mb(proc.pid)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(proc.wait(), 30)
+        await stop_bot(proc)
         await tg.stop()
         await llm.stop()
     n = users * per_user
     return Sample(rate=n / elapsed, cpu_ms=cpu * 1000 / n, latencies=latencies, peak_rss_mb=rss)
-
-
-async def measure_streaming(stream: bool, messages: int, workdir: Path) -> tuple[list[float], list[float]]:
-    """Our bot, one message at a time, with an LLM that takes ~1 s to write a 500-character
-    answer (20 pieces 50 ms apart, or, not streamed, the whole answer after 1 s). Returns the
-    times from send to the first visible text and to the complete answer."""
-    tg, llm = await FakeTelegram(TOKEN).start(), await FakeOpenAI().start()
-    answer = " ".join(f"word{i:03d}" for i in range(63))  # about 500 characters
-    step = (
-        Scripted(text=answer, piece_chars=25, piece_delay_s=0.05)
-        if stream
-        else Scripted(text=answer, delay_s=1.0)
-    )
-    llm.script = [step] * (messages + 1)
-    log = (workdir / f"stream-{stream}.log").open("ab")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "bot.py"),
-        cwd=workdir,
-        env=bot_env(tg, llm, workdir, STREAM=str(stream).lower()),
-        stdout=log,
-        stderr=log,
-    )
-    log.close()
-    first: dict[int, float] = {}
-    done: dict[int, float] = {}
-
-    def on_send(entry: dict[str, object]) -> None:
-        chat = int(entry["chat_id"])  # type: ignore[arg-type]
-        first.setdefault(chat, time.perf_counter())
-        if entry["text"] == answer:
-            done.setdefault(chat, time.perf_counter())
-
-    tg.on_send = on_send
-    to_first: list[float] = []
-    to_full: list[float] = []
-    try:
-        for i in range(messages + 1):  # the first one warms up
-            t0 = time.perf_counter()
-            tg.add_message(30_000 + i, "write something")
-            for _ in range(600):
-                if 30_000 + i in done:
-                    break
-                await asyncio.sleep(0.01)
-            if i:
-                to_first.append(first[30_000 + i] - t0)
-                to_full.append(done[30_000 + i] - t0)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(proc.wait(), 30)
-        await tg.stop()
-        await llm.stop()
-    return to_first, to_full
 
 
 def render(rows: dict[str, Row], args: argparse.Namespace) -> str:
@@ -275,22 +189,7 @@ async def amain(args: argparse.Namespace) -> None:
     )
     print()
     print(render(rows, args))
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "stream").mkdir()
-        (Path(tmp) / "whole").mkdir()
-        streamed = await measure_streaming(True, args.stream_messages, Path(tmp) / "stream")
-        whole = await measure_streaming(False, args.stream_messages, Path(tmp) / "whole")
-    p50 = lambda xs: statistics.median(xs) * 1000  # noqa: E731
-    print()
-    print(
-        f"Streaming: {args.stream_messages} messages one at a time; the fake LLM writes a"
-        " 500-character answer in about 1 s (20 pieces, 50 ms apart)"
-    )
-    print()
-    print("| ours | first visible text, p50 | complete answer, p50 |")
-    print("|---|---|---|")
-    print(f"| STREAM=true | {p50(streamed[0]):.0f} ms | {p50(streamed[1]):.0f} ms |")
-    print(f"| STREAM=false (baseline) | {p50(whole[0]):.0f} ms | {p50(whole[1]):.0f} ms |")
+    await add_streaming_report(args.stream_messages, args.burst_users, args.burst_per_user)
 
 
 def main() -> None:
@@ -302,6 +201,8 @@ def main() -> None:
     parser.add_argument("--latency-messages", type=int, default=50, help="one-user phase (50)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--stream-messages", type=int, default=20, help="streaming phase (20)")
+    parser.add_argument("--burst-users", type=int, default=50, help="streaming burst (50)")
+    parser.add_argument("--burst-per-user", type=int, default=10, help="streaming burst (10)")
     asyncio.run(amain(parser.parse_args()))
 
 

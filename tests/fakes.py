@@ -340,6 +340,11 @@ class FakeTelegram:
         self.photos: list[dict[str, Any]] = []  # sendPhoto calls: chat_id, message_id, caption, data
         self.reactions: list[tuple[int, int, str | None]] = []  # setMessageReaction calls
         self.no_reactions: set[int] = set()  # chats that refuse reactions
+        # sendMessageDraft calls: chat_id, draft_id, text; refused outside private chats, and
+        # unknown (404, as an older self-hosted Bot API server answers) while ``no_drafts``.
+        self.drafts: list[dict[str, Any]] = []
+        self.no_drafts = False
+        self.on_draft: Callable[[dict[str, Any]], None] | None = None
         self.documents: list[dict[str, Any]] = []  # sendDocument calls: chat_id, filename, caption, data
         self.voices: list[dict[str, Any]] = []  # sendVoice / sendAudio calls: chat_id, as, data
         self.answered: list[dict[str, Any]] = []  # params of each accepted answerCallbackQuery
@@ -715,6 +720,23 @@ class FakeTelegram:
         reaction = params.get("reaction") or []
         emoji = reaction[0]["emoji"] if reaction else None
         self.reactions.append((chat_id, int(params["message_id"]), emoji))
+        return True
+
+    async def _m_sendMessageDraft(self, params: dict[str, Any]) -> Any:
+        if self.no_drafts:
+            raise _Refused(404, "Not Found")
+        chat_id = int(params["chat_id"])
+        if chat_id < 0:
+            raise _Refused(400, "Bad Request: TEXTDRAFT_PEER_INVALID")
+        if not int(params.get("draft_id") or 0):
+            raise _Refused(400, "Bad Request: DRAFT_ID_INVALID")
+        text = params.get("text", "")
+        if len(text) > 4096:
+            raise _Refused(400, "Bad Request: MESSAGE_TOO_LONG")
+        entry = {"chat_id": chat_id, "draft_id": int(params["draft_id"]), "text": text}
+        self.drafts.append(entry)
+        if self.on_draft is not None:
+            self.on_draft(entry)
         return True
 
     async def _m_sendDocument(self, params: dict[str, Any]) -> Any:
