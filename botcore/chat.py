@@ -145,7 +145,7 @@ class ChatService:
         )
         await self._delivery.deliver(job, where, checkpoint, live)
         if self._receipts is not None:
-            await self._receipts.answered(where.chat_id, where.message_id, in_group=incoming.in_group)
+            self._receipts.answered(where.chat_id, where.message_id)
         if view.memory:  # else each message stands alone in this chat
             await self._remember(job, where.chat_id, text, images, checkpoint)
         if self._speaker is not None:
@@ -183,6 +183,7 @@ class ChatService:
             return None
         live = self._delivery.live_reply(job, incoming, checkpoint) if view.stream else None
         breaker = self._breakers(view.model)
+        answered = False
         try:
             async with self._cancels.scope(where.chat_id, job.id):  # /cancel stops a download, or a wait
                 breaker.refuse_if_open()  # in an outage, nothing is downloaded for a call that cannot go
@@ -197,7 +198,8 @@ class ChatService:
                     try:
                         completion = await self._complete(ask, live, call.first_token)
                         call.tokens = completion.usage.completion_tokens  # the limit judges time per token
-                        return completion, live
+                        answered = True
+                        return completion, live  # the slot is free now: the delivery waits for Telegram
                     except JobError as exc:  # a failure the provider may have billed
                         partial = ask.partial_usage(live)
                         await self._record_failed_call(job, where, user_id, exc.usage or partial)
@@ -209,7 +211,7 @@ class ChatService:
             raise  # a newer attempt owns the job and its messages now: leave them alone
         except UpstreamUnavailable as exc:
             if live is not None:
-                await live.mark(texts.STREAM_INTERRUPTED)
+                await live.mark(texts.STREAM_INTERRUPTED, final=False)
             await self._tell_wait(job, where, checkpoint, exc, view.model)
             raise  # the queue waits for the service without spending an attempt
         except ContextTooLongError:
@@ -224,7 +226,9 @@ class ChatService:
         except TransientError as exc:
             retries = self._queue.will_retry(job, exc)
             if live is not None:  # no half answer is kept: it retries, or says it could not finish
-                await live.mark(texts.STREAM_INTERRUPTED if retries else texts.STREAM_FAILED)
+                await live.mark(
+                    texts.STREAM_INTERRUPTED if retries else texts.STREAM_FAILED, final=not retries
+                )
             if retries:  # this failure may have opened the circuit: then the user hears why
                 await self._tell_wait(job, where, checkpoint, exc, view.model)
             raise
@@ -232,6 +236,9 @@ class ChatService:
             if live is not None:
                 await live.mark(texts.STREAM_FAILED)
             raise
+        finally:
+            if live is not None and not answered:
+                live.abandon()  # what it was still to show is of no use now
 
     async def _record_failed_call(
         self, job: Job, where: ReplyTarget, user_id: int | None, usage: Usage | None

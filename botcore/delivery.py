@@ -1,6 +1,7 @@
-"""An answer put in front of the user: the streamed reply that shows it as it is written, then
-the rendered answer in as many messages as it needs, resuming where an earlier attempt stopped
-(the messages' ids and the parts sent are in the job's checkpoint). Writes no memory, bills nothing."""
+"""An answer put in front of the user: the streamed reply that shows it as it is written (a draft
+in a private chat, edits elsewhere), then the rendered answer in as many messages as it needs,
+resuming where an earlier attempt stopped (the messages' ids and the parts sent are in the job's
+checkpoint, so a retry never sends a part twice). Writes no memory, bills nothing."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from botcore.incoming import Incoming, ReplyTarget
 from botcore.jobqueue import JobQueue
 from botcore.messenger import Messenger
 from botcore.models import Job
-from botcore.streaming import StreamingReply
+from botcore.streaming import DRAFT_IDS_PER_JOB, Drafts, StreamingReply
 
 
 class Delivery:
@@ -23,10 +24,12 @@ class Delivery:
         self._queue = queue
         self._clock = clock
         self._interval_s = stream_interval_s
+        self._drafts = Drafts()  # whether this Bot API server has drafts, once it has said
 
     def live_reply(self, job: Job, incoming: Incoming, checkpoint: dict[str, Any]) -> StreamingReply:
-        """The streamed reply; the ids of the messages it shows are checkpointed, so a retry
-        edits them instead of sending more."""
+        """The streamed reply (a draft in a private chat); the ids of the messages it shows are
+        checkpointed, so a retry edits them instead of sending more. A draft is not a message:
+        nothing of it needs recovering after a crash."""
 
         async def remember(ids: list[int]) -> None:
             checkpoint["stream_ids"] = ids
@@ -42,6 +45,8 @@ class Delivery:
             message_ids=checkpoint.get("stream_ids", ()),
             on_new_message=remember,
             clock=self._clock,
+            drafts=self._drafts,
+            draft_id=1 + job.id % 2**24 * DRAFT_IDS_PER_JOB,  # within 31 bits, whatever Telegram allows
         )
 
     async def deliver(
@@ -53,14 +58,18 @@ class Delivery:
         chunks = render(checkpoint["answer"])
         if checkpoint.get("reasoning"):
             chunks = with_reasoning(chunks, checkpoint["reasoning"])
+        if live is not None:
+            await live.close()  # a preview still to come is called off; one under way lands
+            checkpoint["stream_ids"] = live.ids
         shown: list[int] = checkpoint.get("stream_ids", [])
         paced = False
         for index in range(checkpoint["sent"], len(chunks)):
             chunk = chunks[index]
             if live is None or not live.shows(index, chunk):  # else on screen as it should end
-                if live is not None and not paced:
+                if live is not None and not paced and (index < len(shown) or not live.drafting):
                     # The final edits keep the pace too, but only when one is needed: an answer
-                    # the stream already shows in full frees its worker at once.
+                    # the stream already shows in full frees its worker at once, and a draft's
+                    # answer is a new message.
                     await live.wait_turn()
                     paced = True
                 if index >= len(shown) or not await self._messenger.edit_chunk(

@@ -5,25 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import telegram
 from loguru import logger
+from telegram.ext import ExtBot
 
-from botcore.errors import Cause, PermanentError, TransientError, UpstreamUnavailable
+from botcore.errors import PermanentError, TransientError
 from botcore.formatting import Chunk, plain_chunks
-from botcore.telegram_api import retry_after_seconds
+from botcore.pacing import Lane
+from botcore.telegram_api import Keyboard, inline_markup, reply_parameters, translate, utf16_cut
 
 TYPING_EVERY_S = 4.5  # Telegram shows "typing…" for about 5 s per action
 _ANSWER_MAX = 200  # characters Telegram shows when a button press is answered
-# An inline keyboard: rows of buttons, each its label and the data its press sends back.
-Keyboard = Sequence[Sequence[tuple[str, str]]]
 
 
 class Messenger:
-    def __init__(self, bot: telegram.Bot) -> None:
+    def __init__(self, bot: ExtBot[Lane]) -> None:
         self._bot = bot
         self._log = logger.bind(component="telegram")
 
@@ -41,7 +40,7 @@ class Messenger:
             ]
         except telegram.error.BadRequest as exc:
             if not chunk.entities or "entit" not in str(exc).lower():
-                raise _translate(exc) from exc
+                raise translate(exc) from exc
             self._log.warning("Telegram refused a reply's formatting; sending it as plain text")
         try:
             return [
@@ -49,7 +48,7 @@ class Messenger:
                 for c in plain_chunks(chunk.text)
             ]
         except telegram.error.BadRequest as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
 
     def _entities(self, chunk: Chunk) -> list[telegram.MessageEntity]:
         return [telegram.MessageEntity.de_json(dict(e), self._bot) for e in chunk.entities]
@@ -62,13 +61,20 @@ class Messenger:
         reply_to: int | None = None,
         thread_id: int | None = None,
         keyboard: Keyboard | None = None,
+        lane: Lane | None = None,
     ) -> int:
+        """``lane``: a cosmetic message (a streamed preview), sent only when no answer waits."""
         try:
             return await self._send(
-                chat_id, text, reply_to=reply_to, thread_id=thread_id, markup=_markup(keyboard)
+                chat_id,
+                text,
+                reply_to=reply_to,
+                thread_id=thread_id,
+                markup=inline_markup(keyboard),
+                lane=lane,
             )
         except telegram.error.BadRequest as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
 
     async def _send(
         self,
@@ -79,8 +85,9 @@ class Messenger:
         reply_to: int | None = None,
         thread_id: int | None = None,
         markup: telegram.InlineKeyboardMarkup | None = None,
+        lane: Lane | None = None,
     ) -> int:
-        reply = _reply(reply_to)
+        reply = reply_parameters(reply_to)
         try:
             message = await self._bot.send_message(
                 chat_id,
@@ -90,11 +97,12 @@ class Messenger:
                 message_thread_id=thread_id,
                 link_preview_options=telegram.LinkPreviewOptions(is_disabled=True),
                 reply_markup=markup,
+                rate_limit_args=lane,
             )
         except telegram.error.BadRequest:
             raise  # the caller decides: a formatting problem has a plain-text fallback
         except telegram.error.TelegramError as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
         return message.message_id
 
     async def edit_text(
@@ -105,10 +113,11 @@ class Messenger:
         *,
         entities: list[telegram.MessageEntity] | None = None,
         keyboard: Keyboard | None = None,
+        lane: Lane | None = None,
     ) -> bool:
         """Replace a message's text (and its buttons: none unless ``keyboard``); editing it to
         what it already says is not an error. False when the message is gone (the user deleted
-        it): the caller sends a new one."""
+        it): the caller sends a new one. ``lane``: a cosmetic edit (a streamed preview)."""
         try:
             await self._bot.edit_message_text(
                 text,
@@ -116,7 +125,8 @@ class Messenger:
                 message_id=message_id,
                 entities=entities or None,
                 link_preview_options=telegram.LinkPreviewOptions(is_disabled=True),
-                reply_markup=_markup(keyboard),
+                reply_markup=inline_markup(keyboard),
+                rate_limit_args=lane,
             )
         except telegram.error.BadRequest as exc:
             reason = str(exc).lower()
@@ -124,9 +134,9 @@ class Messenger:
                 return True
             if "not found" in reason or "can't be edited" in reason:
                 return False
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
         except telegram.error.TelegramError as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
         return True
 
     async def edit_chunk(self, chat_id: int, message_id: int, chunk: Chunk) -> bool:
@@ -147,9 +157,9 @@ class Messenger:
             await self._bot.delete_message(chat_id, message_id)
         except telegram.error.BadRequest as exc:
             if "not found" not in str(exc).lower() and "can't be deleted" not in str(exc).lower():
-                raise _translate(exc) from exc
+                raise translate(exc) from exc
         except telegram.error.TelegramError as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
 
     async def download(self, file_id: str) -> bytes:
         """A file the user sent, by its file_id (getFile, then the file URL; with a local Bot API
@@ -160,16 +170,36 @@ class Messenger:
                 return await asyncio.to_thread(Path(file.file_path).read_bytes)
             return bytes(await file.download_as_bytearray())
         except telegram.error.TelegramError as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
         except OSError as exc:  # the local server's file is gone or unreadable: its trouble, for now
             raise TransientError(f"could not read the local Bot API server's file ({exc.strerror})") from exc
 
-    async def react(self, chat_id: int, message_id: int, emoji: str | None) -> None:
-        """Set (or, with None, clear) the bot's reaction on a message."""
+    async def send_draft(
+        self, chat_id: int, draft_id: int, text: str, *, thread_id: int | None, lane: Lane
+    ) -> bool:
+        """Show ``text`` as a draft being written in a private chat (empty: Telegram's
+        "Thinking…"). False when the Bot API server does not know the method (an older
+        self-hosted one: 404, or "method not found")."""
         try:
-            await self._bot.set_message_reaction(chat_id, message_id, reaction=emoji)
+            await self._bot.send_message_draft(
+                chat_id, draft_id, text, message_thread_id=thread_id, rate_limit_args=lane
+            )
+        except telegram.error.InvalidToken:  # how python-telegram-bot reports a 404
+            return False
+        except telegram.error.BadRequest as exc:
+            if "method not found" in str(exc).lower():
+                return False
+            raise translate(exc) from exc
         except telegram.error.TelegramError as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
+        return True
+
+    async def react(self, chat_id: int, message_id: int, emoji: str | None, *, lane: Lane) -> None:
+        """Set (or, with None, clear) the bot's reaction on a message: a cosmetic call."""
+        try:
+            await self._bot.set_message_reaction(chat_id, message_id, reaction=emoji, rate_limit_args=lane)
+        except telegram.error.TelegramError as exc:
+            raise translate(exc) from exc
 
     async def answer_press(self, query_id: str, text: str | None = None) -> None:
         """Answer a button press (Telegram's spinner stops), with a short note if ``text``: a
@@ -179,31 +209,31 @@ class Messenger:
         try:
             await self._bot.answer_callback_query(query_id, text=shown, show_alert=long)
         except telegram.error.TelegramError as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
 
     async def is_group_admin(self, chat_id: int, user_id: int) -> bool:
         """Whether ``user_id`` is an administrator (or the creator) of the group ``chat_id``."""
         try:
             member = await self._bot.get_chat_member(chat_id, user_id)
         except telegram.error.TelegramError as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
         return member.status in (telegram.ChatMember.ADMINISTRATOR, telegram.ChatMember.OWNER)
 
     async def send_photo(
         self, chat_id: int, photo: bytes, *, caption: str, reply_to: int | None, thread_id: int | None
     ) -> str:
         """Upload a picture; returns the file id Telegram keeps it by (its largest size)."""
-        reply = _reply(reply_to)
+        reply = reply_parameters(reply_to)
         try:
             message = await self._bot.send_photo(
                 chat_id,
                 photo,
-                caption=_utf16_cut(caption, 1024),
+                caption=utf16_cut(caption, 1024),
                 reply_parameters=reply,
                 message_thread_id=thread_id,
             )
         except telegram.error.TelegramError as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
         return message.photo[-1].file_id if message.photo else ""
 
     async def send_document(
@@ -216,25 +246,25 @@ class Messenger:
         reply_to: int | None,
         thread_id: int | None,
     ) -> None:
-        reply = _reply(reply_to)
+        reply = reply_parameters(reply_to)
         try:
             await self._bot.send_document(
                 chat_id,
                 data,
                 filename=filename,
-                caption=_utf16_cut(caption, 1024),
+                caption=utf16_cut(caption, 1024),
                 reply_parameters=reply,
                 message_thread_id=thread_id,
             )
         except telegram.error.TelegramError as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
 
     async def send_voice(
         self, chat_id: int, audio: bytes, *, reply_to: int | None, thread_id: int | None
     ) -> None:
         """OGG/Opus as a voice note; any other audio as an audio file (Telegram shows only
         OGG/Opus as a voice note)."""
-        reply = _reply(reply_to)
+        reply = reply_parameters(reply_to)
         try:
             if audio[:4] == b"OggS":
                 try:
@@ -247,7 +277,7 @@ class Messenger:
                         raise
             await self._bot.send_audio(chat_id, audio, reply_parameters=reply, message_thread_id=thread_id)
         except telegram.error.TelegramError as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
 
     @contextlib.asynccontextmanager
     async def typing(
@@ -265,68 +295,10 @@ class Messenger:
 
     async def _keep_typing(self, chat_id: int, *, repeat: bool, action: str) -> None:
         while True:
-            try:
-                await self._bot.send_chat_action(chat_id, action)
+            try:  # cosmetic: it waits while answers are waiting, and is called off with its block
+                await self._bot.send_chat_action(chat_id, action, rate_limit_args=Lane())
             except telegram.error.TelegramError as exc:  # cosmetic: never worth failing a reply
                 self._log.debug("typing indicator failed: {}", type(exc).__name__)
             if not repeat:
                 return
             await asyncio.sleep(TYPING_EVERY_S)
-
-
-def _reply(reply_to: int | None) -> telegram.ReplyParameters | None:
-    return telegram.ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
-
-
-def _utf16_cut(text: str, units: int) -> str:
-    """At most ``units`` UTF-16 code units, as Telegram counts a caption's length."""
-    encoded = text.encode("utf-16-le")
-    if len(encoded) <= units * 2:
-        return text
-    return encoded[: (units - 1) * 2].decode("utf-16-le", errors="ignore") + "…"
-
-
-def _markup(keyboard: Keyboard | None) -> telegram.InlineKeyboardMarkup | None:
-    if not keyboard:
-        return None
-    return telegram.InlineKeyboardMarkup(
-        [
-            [telegram.InlineKeyboardButton(label, callback_data=data) for label, data in row]
-            for row in keyboard
-        ]
-    )
-
-
-def _translate(exc: telegram.error.TelegramError) -> Exception:
-    """BadRequest and Forbidden come before NetworkError: in python-telegram-bot they subclass it."""
-    if isinstance(exc, telegram.error.RetryAfter):
-        seconds = retry_after_seconds(exc)
-        # Waiting is all flood control asks: it spends no attempt, so a long answer in a busy
-        # group is not given up halfway.
-        return UpstreamUnavailable("Telegram flood control", retry_after=seconds, cause=Cause.TELEGRAM)
-    if isinstance(exc, telegram.error.ChatMigrated):
-        return PermanentError(
-            "Telegram: this group became a supergroup with a new chat id", cause=Cause.BLOCKED
-        )
-    if isinstance(exc, telegram.error.Forbidden):
-        return PermanentError(
-            "Telegram: the bot may not write to this chat (blocked or removed)", cause=Cause.BLOCKED
-        )
-    if isinstance(exc, telegram.error.BadRequest):
-        return PermanentError(f"Telegram rejected the message: {exc.message[:200]}")
-    if isinstance(exc, telegram.error.InvalidToken):
-        return PermanentError("Telegram rejected the bot token")
-    if isinstance(exc, telegram.error.TimedOut):
-        # Telegram may have taken the message and only answered late: sending again could
-        # duplicate it, so this spends attempts (at most JOB_MAX_ATTEMPTS copies, not one every
-        # few seconds for as long as an outage may last).
-        return TransientError("Telegram timed out", cause=Cause.TELEGRAM)
-    if isinstance(exc, telegram.error.NetworkError) and isinstance(exc.__cause__, httpx.ConnectError):
-        # Telegram unreachable (connection refused, no route, DNS): the request never left, the
-        # reply is kept, and the job waits for Telegram without spending attempts.
-        return UpstreamUnavailable("Telegram unreachable (could not connect)", cause=Cause.TELEGRAM)
-    if isinstance(exc, telegram.error.NetworkError):
-        # A 5xx, or a connection reset after the request was written: like a timeout, Telegram
-        # may have acted on it, so this spends attempts rather than resend for as long as it lasts.
-        return TransientError(f"Telegram failed: {type(exc).__name__}", cause=Cause.TELEGRAM)
-    return TransientError(f"Telegram error: {type(exc).__name__}", cause=Cause.TELEGRAM)

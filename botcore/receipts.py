@@ -1,7 +1,8 @@
 """The visible receipt (REACTIONS): a 👀 reaction on a message that is still waiting a moment
 after it was stored, cleared once it is answered, so a user sees their message was received
 even while the AI service is down. An answer that comes within the moment costs no call at all.
-Best effort: never delays an answer; a chat that refuses reactions is not asked again."""
+Best effort: its calls are cosmetic (pacing.Lane), so they never delay an answer, and the answer
+never waits for them; a chat that refuses reactions is not asked again."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from loguru import logger
 from botcore.clock import Clock
 from botcore.errors import JobError
 from botcore.messenger import Messenger
+from botcore.pacing import Lane
 
 SEEN = "👀"
 WAIT_S = 1.0  # a message answered within this gets no receipt: it needs none
@@ -29,8 +31,10 @@ class Receipts:
         self._groups = groups
         self._wait_s = wait_s
         self._refused: set[int] = set()  # chats where reactions are off
-        self._waiting: dict[tuple[int, int], asyncio.Task[None]] = {}  # message -> its receipt to come
+        # message -> its receipt to come, and the lane its call waits in
+        self._waiting: dict[tuple[int, int], tuple[asyncio.Task[None], Lane]] = {}
         self._shown: set[tuple[int, int]] = set()  # messages that show the receipt now
+        self._clearing: set[asyncio.Task[None]] = set()
         self._log = logger.bind(component="receipts")
 
     def wanted(self, chat_id: int, *, in_group: bool) -> bool:
@@ -41,29 +45,38 @@ class Receipts:
         key = (chat_id, message_id)
         busy = len(self._waiting) + len(self._shown) >= _MAX_PENDING
         if self.wanted(chat_id, in_group=in_group) and not busy and key not in self._waiting:
-            task = asyncio.get_running_loop().create_task(self._later(key))
-            self._waiting[key] = task
+            lane = Lane()
+            task = asyncio.get_running_loop().create_task(self._later(key, lane))
+            self._waiting[key] = (task, lane)
             task.add_done_callback(lambda _, key=key: self._waiting.pop(key, None))  # type: ignore[misc]
 
-    async def _later(self, key: tuple[int, int]) -> None:
+    async def _later(self, key: tuple[int, int], lane: Lane) -> None:
         await self._clock.wait(asyncio.Event(), self._wait_s)
-        if await self._set(*key, SEEN):
+        if await self._set(*key, SEEN, lane):
             self._shown.add(key)
 
-    async def answered(self, chat_id: int, message_id: int, *, in_group: bool) -> None:
-        """Its answer is delivered: the receipt to come is called off, or the one shown cleared
-        (errors are logged, never raised)."""
+    def answered(self, chat_id: int, message_id: int) -> None:
+        """Its answer is delivered: the receipt to come is called off if its call has not left,
+        and the one shown (or on its way) is cleared, in the background."""
         key = (chat_id, message_id)
         waiting = self._waiting.pop(key, None)
-        if waiting is not None:
-            waiting.cancel()
+        if waiting is not None and not waiting[1].started:
+            waiting[0].cancel()
+        elif waiting is not None or key in self._shown:
+            clearing = asyncio.get_running_loop().create_task(self._clear(key, waiting))
+            self._clearing.add(clearing)
+            clearing.add_done_callback(self._clearing.discard)
+
+    async def _clear(self, key: tuple[int, int], setting: tuple[asyncio.Task[None], Lane] | None) -> None:
+        if setting is not None:
+            await asyncio.gather(setting[0], return_exceptions=True)  # the 👀 lands first
         if key in self._shown:
             self._shown.discard(key)
-            await self._set(chat_id, message_id, None)
+            await self._set(*key, None, Lane())
 
-    async def _set(self, chat_id: int, message_id: int, emoji: str | None) -> bool:
+    async def _set(self, chat_id: int, message_id: int, emoji: str | None, lane: Lane) -> bool:
         try:
-            await self._messenger.react(chat_id, message_id, emoji)
+            await self._messenger.react(chat_id, message_id, emoji, lane=lane)
         except JobError as exc:
             if "reaction" in str(exc).lower() and len(self._refused) < _REFUSERS_KEPT:
                 self._refused.add(chat_id)  # reactions are off in this chat: not asked again
@@ -72,8 +85,8 @@ class Receipts:
         return True
 
     async def aclose(self) -> None:
-        """Receipts still to come are called off (the bot is stopping)."""
-        pending = list(self._waiting.values())
+        """Receipts still to come or being cleared are called off (the bot is stopping)."""
+        pending = [task for task, _ in self._waiting.values()] + list(self._clearing)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)

@@ -86,6 +86,7 @@ async def test_a_stream_whose_job_lost_its_lease_stops_and_blames_nobody(
     llm: FakeOpenAI,
 ) -> None:
     chat, outcomes = service
+    tg.no_drafts = True  # edits: the streamed message's id is checkpointed as soon as it is sent
     llm.script.append(Scripted(text="a long answer " * 40, piece_chars=40, piece_delay_s=0.05))
     await queue.enqueue("tg-update", {"n": 1})
     [stale] = await queue.claim({"tg-update": 1}, 1)
@@ -98,3 +99,23 @@ async def test_a_stream_whose_job_lost_its_lease_stops_and_blames_nobody(
     assert outcomes == []  # neither a failure nor a success of the LLM: the breaker ignores it
     # The newer attempt owns the job and the message now: the stale one marked nothing.
     assert not any(texts.STREAM_FAILED in t or texts.STREAM_INTERRUPTED in t for t in tg.texts_to(10))
+
+
+async def test_a_drafted_answer_whose_job_lost_its_lease_is_never_sent(
+    service: tuple[ChatService, list[str]],
+    queue: JobQueue,
+    clock: ManualClock,
+    tg: FakeTelegram,
+    llm: FakeOpenAI,
+) -> None:
+    chat, outcomes = service
+    llm.script.append(Scripted(text="a long answer " * 40, piece_chars=40, piece_delay_s=0.05))
+    await queue.enqueue("tg-update", {"n": 1})
+    [stale] = await queue.claim({"tg-update": 1}, 1)
+    clock.advance(queue.lease_s + 1)
+    await queue.recover_expired()
+    await queue.claim({"tg-update": 1}, 1)
+    with pytest.raises(LeaseLostError):  # a draft is no message: at the answer's checkpoint
+        await chat.answer(stale, private_message(10, "hi"), {})
+    assert outcomes == ["ok"]  # the model did answer
+    assert tg.drafts and not tg.sent  # the newer attempt sends the answer, not this one

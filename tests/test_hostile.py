@@ -272,7 +272,7 @@ async def test_an_answer_stopped_with_cancel_is_billed_for_what_it_wrote(
     process = BotProcess(tmp_path / "data", tg, llm, STREAM="true").start()
     try:
         tg.add_message(10, "write a lot")
-        await eventually(lambda: any(len(t) >= 300 for t in tg.current_texts(10)), timeout=20, what="text")
+        await eventually(lambda: any(len(d["text"]) >= 300 for d in tg.drafts), timeout=20, what="text")
         tg.add_message(10, "/cancel")
         await eventually(lambda: texts.STOPPED in tg.texts_to(10), timeout=10, what="stopped")
     finally:

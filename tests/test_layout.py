@@ -20,6 +20,7 @@ FLOORS: list[set[str]] = [
     {"group_commit"},
     {"jobqueue"},
     {  # adapters
+        "pacing",
         "telegram_api",
         "formatting",
         "messenger",

@@ -21,7 +21,7 @@ from botcore.sqlite_storage import SqliteStorage
 from botcore.streaming import StreamingReply
 from botcore.telegram_api import make_bot
 
-from .conftest import TOKEN
+from .conftest import TOKEN, eventually
 from .fakes import FakeOpenAI, FakeTelegram, Scripted
 from .services import last_update, methods, receive, run_due, services
 
@@ -171,10 +171,15 @@ async def test_a_streamed_reply_says_thinking_until_the_answer_comes(
             Messenger(bot), 10, in_group=False, reply_to=None, thread_id=None, interval_s=0,
             on_new_message=remember, clock=ManualClock(),
         )  # fmt: skip
-        llm.script.append(Scripted(text=ANSWER, reasoning=THOUGHT, reasoning_shape="think", piece_chars=4))
+        llm.script.append(
+            Scripted(
+                text=ANSWER, reasoning=THOUGHT, reasoning_shape="think", piece_chars=4, piece_delay_s=0.02
+            )
+        )
         await model.stream("", [Turn("user", "hi")], live.update)
+        await eventually(lambda: tg.current_texts(10) == [ANSWER], what="the answer shown")
+        await live.close()
     assert tg.sent[0]["text"] == texts.THINKING  # the stream's first message, before any answer
-    assert tg.current_texts(10) == [ANSWER]  # then edited into the answer, as it grew
     assert not any("greets" in str(p.get("text", "")) for _, p in tg.calls)  # never the thinking
 
 

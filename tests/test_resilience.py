@@ -7,8 +7,8 @@ import socket
 from pathlib import Path
 
 import pytest
-import telegram
 from loguru import logger
+from telegram.ext import ExtBot
 from telegram.request import HTTPXRequest
 
 from botcore import texts
@@ -20,6 +20,7 @@ from botcore.errors import Cause, PermanentError, TransientError, UpstreamUnavai
 from botcore.llm import ChatModel
 from botcore.messenger import Messenger
 from botcore.models import Turn
+from botcore.pacing import PacedLimiter
 from botcore.telegram_api import make_bot
 
 from .botproc import BotProcess
@@ -257,7 +258,10 @@ async def test_a_rate_limit_that_becomes_an_outage_is_announced_once(
 async def test_a_telegram_timeout_or_5xx_spends_attempts_and_a_refused_connection_waits(
     tg: FakeTelegram,
 ) -> None:
-    bot = telegram.Bot(TOKEN, base_url=f"{tg.base_url}/bot", request=HTTPXRequest(read_timeout=0.3))
+    unpaced = PacedLimiter(rate_per_s=0, group_rate_per_min=0)
+    bot = ExtBot(
+        TOKEN, base_url=f"{tg.base_url}/bot", request=HTTPXRequest(read_timeout=0.3), rate_limiter=unpaced
+    )
     messenger = Messenger(bot)
     async with bot:
         tg.delay["sendMessage"] = [2.0]  # Telegram may have taken it: sending again may duplicate
@@ -273,7 +277,7 @@ async def test_a_telegram_timeout_or_5xx_spends_attempts_and_a_refused_connectio
         with socket.socket() as closed:
             closed.bind(("127.0.0.1", 0))
             port = closed.getsockname()[1]
-        unreachable = telegram.Bot(TOKEN, base_url=f"http://127.0.0.1:{port}/bot")
+        unreachable = make_bot(TOKEN, f"http://127.0.0.1:{port}")
         with pytest.raises(UpstreamUnavailable) as down:
             await Messenger(unreachable).send_text(10, "hi")
         assert down.value.cause is Cause.TELEGRAM

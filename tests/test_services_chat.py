@@ -190,6 +190,7 @@ async def test_a_conversation_too_long_is_asked_again_with_the_newer_half_then_t
 async def test_cancel_stops_a_streamed_answer_which_then_stays_stopped(
     tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI, clock: ManualClock
 ) -> None:
+    tg.no_drafts = True  # edits: the message shown is marked
     llm.script.append(Scripted(text="a long answer " * 40, piece_chars=10, piece_delay_s=0.2))
     async with services(tmp_path, tg, llm, clock, STREAM="true") as s:
         await say(s, tg, 10, "go on and on")

@@ -1,14 +1,13 @@
 """The operational services on a manual clock: budgets across UTC days and months and the daily
-cost alert (Spending), the pace of streamed edits (StreamingReply), what /cancel can stop
-(Cancels), how often a refused sender is told (Gate), and /healthz turning red when polling has
-gone quiet (HealthServer, through a real HTTP request)."""
+cost alert (Spending), what /cancel can stop (Cancels), how often a refused sender is told
+(Gate), and /healthz turning red when polling has gone quiet (HealthServer, through a real HTTP
+request)."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import socket
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,17 +24,15 @@ from botcore.health import HealthServer
 from botcore.incoming import Incoming, parse_update
 from botcore.intake import UpdatePoller
 from botcore.jobqueue import JobQueue
-from botcore.messenger import Messenger
 from botcore.metrics import Metrics
 from botcore.models import Usage
 from botcore.spending import Spending
 from botcore.sqlite_storage import SqliteStorage
-from botcore.streaming import StreamingReply
 from botcore.telegram_api import make_bot
 
 from .conftest import TOKEN, eventually, make_router, private_message
-from .fakes import Failure, FakeOpenAI, FakeTelegram
-from .services import Services, methods, services, spin
+from .fakes import FakeOpenAI, FakeTelegram
+from .services import Services, services
 
 ADMIN = 1
 PRICES = {"PRICE_INPUT_PER_1M": "100000", "PRICE_OUTPUT_PER_1M": "0"}  # $0.10 a prompt token
@@ -152,91 +149,6 @@ async def test_the_next_days_alert_comes_even_in_the_same_words_within_the_hour(
         await spend(s, 7, 6)  # $0.60 again: the same sentence
         alert = texts.ADMIN_ALERT.format(detail=texts.ALERT_DAILY_COST.format(spent=0.6, limit=0.5))
         assert tg.texts_to(ADMIN) == [alert, alert]
-
-
-# -- StreamingReply ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def messenger(tg: FakeTelegram) -> AsyncIterator[Messenger]:
-    async with make_bot(TOKEN, tg.base_url) as bot:
-        yield Messenger(bot)
-
-
-def streamed(messenger: Messenger, clock: ManualClock, chat_id: int, interval_s: float) -> StreamingReply:
-    async def remember(ids: list[int]) -> None:
-        pass
-
-    return StreamingReply(
-        messenger,
-        chat_id,
-        in_group=chat_id < 0,
-        reply_to=None,
-        thread_id=None,
-        interval_s=interval_s,
-        on_new_message=remember,
-        clock=clock,
-    )
-
-
-def shown(tg: FakeTelegram, chat_id: int) -> list[tuple[str, bool]]:
-    return [(m["text"], m["edited"]) for m in tg.sent if m["chat_id"] == chat_id]
-
-
-async def test_streamed_edits_keep_the_interval_of_the_clock_and_never_repeat(
-    tg: FakeTelegram, messenger: Messenger, clock: ManualClock
-) -> None:
-    live = streamed(messenger, clock, 10, interval_s=1.0)
-    await live.update("a")  # the first piece at once
-    await live.update("ab")  # the same instant: held back
-    clock.advance(0.5)
-    await live.update("abc")  # half the interval: held back
-    assert shown(tg, 10) == [("a", False)]
-    clock.advance(0.5)
-    await live.update("abcd")  # the interval has passed: one edit with all of it
-    clock.advance(1.0)
-    await live.update("abcd")  # nothing new: no edit, though one would be allowed
-    assert shown(tg, 10) == [("a", False), ("abcd", True)]
-    assert live.ids == [tg.sent[0]["message_id"]]
-    # wait_turn waits for the clock: one interval after that last show.
-    turn = asyncio.create_task(live.wait_turn())
-    await spin()
-    assert not turn.done()
-    clock.advance(0.9)
-    await spin()
-    assert not turn.done()
-    clock.advance(0.1)
-    await asyncio.wait_for(turn, 5)
-
-
-async def test_in_a_group_edits_come_no_more_than_every_three_seconds(
-    tg: FakeTelegram, messenger: Messenger, clock: ManualClock
-) -> None:
-    live = streamed(messenger, clock, -100, interval_s=1.0)
-    await live.update("one")
-    for n in range(2):
-        clock.advance(1.0)
-        await live.update(f"one {n}")
-    assert shown(tg, -100) == [("one", False)]
-    clock.advance(1.0)
-    await live.update("one two three")
-    assert shown(tg, -100) == [("one", False), ("one two three", True)]
-
-
-async def test_flood_control_widens_the_interval_instead_of_failing(
-    tg: FakeTelegram, messenger: Messenger, clock: ManualClock
-) -> None:
-    live = streamed(messenger, clock, 10, interval_s=1.0)
-    await live.update("a")
-    tg.fail["editMessageText"] = [Failure(429, "Too Many Requests: retry after 5", retry_after=5)]
-    clock.advance(1.0)
-    await live.update("ab")  # refused: Telegram asks for 5 s
-    clock.advance(4.9)
-    await live.update("abc")
-    assert len(methods(tg, "editMessageText", 10)) == 1  # only the refused one
-    clock.advance(0.1)
-    await live.update("abcd")
-    assert shown(tg, 10) == [("a", False), ("abcd", True)]
 
 
 # -- Cancels -----------------------------------------------------------------------------------

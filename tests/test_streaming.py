@@ -1,5 +1,7 @@
-"""Streaming replies, /retry and /cancel, with the fake OpenAI server sending SSE chunks."""
+"""Streaming replies (drafts in private chats; edits in groups and on a Bot API server without
+drafts), /retry and /cancel, with the fake OpenAI server sending SSE chunks."""
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,9 +35,14 @@ def edits_of(tg: FakeTelegram, chat_id: int) -> list[tuple[float, int, str]]:
     ]
 
 
+def drafts_to(tg: FakeTelegram, chat_id: int) -> list[tuple[int, str]]:
+    return [(d["draft_id"], d["text"]) for d in tg.drafts if d["chat_id"] == chat_id]
+
+
 async def test_edits_are_paced_never_repeat_and_end_formatted(
     tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
 ) -> None:
+    tg.no_drafts = True  # an older self-hosted Bot API server: edits instead
     answer = "**Bold** start. " + " ".join(f"word{i}" for i in range(120))
     llm.script.append(Scripted(text=answer, piece_chars=8, piece_delay_s=0.05))  # ~4 s of pieces
     async with streaming_bot(tmp_path, tg, llm):
@@ -51,11 +58,60 @@ async def test_edits_are_paced_never_repeat_and_end_formatted(
     final = tg.sent[-1]
     assert final["text"].startswith("Bold start.") and final["entities"]  # …formatted at the end
     assert "⚠️" not in final["text"]
+    assert [method for method, _ in tg.calls].count("sendMessageDraft") == 1  # asked once, remembered
+
+
+async def test_a_private_chat_streams_drafts_then_sends_the_answer_once_formatted(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    answer = "**Bold** start. " + " ".join(f"word{i}" for i in range(120))
+    llm.script.append(Scripted(text=answer, piece_chars=8, piece_delay_s=0.05))  # ~4 s of pieces
+    async with streaming_bot(tmp_path, tg, llm):
+        tg.add_message(10, "talk")
+        await eventually(lambda: tg.current_texts(10) == [render(answer)[0].text], timeout=30, what="the end")
+        await asyncio.sleep(0.5)  # nothing comes after the answer
+    drafts = drafts_to(tg, 10)
+    assert len(drafts) >= 3  # it was shown growing…
+    assert len({draft_id for draft_id, _ in drafts}) == 1  # …as one draft, animated
+    assert all(answer.startswith(text) for _, text in drafts)  # plain, as the model wrote it
+    times = [
+        t for (method, _), t in zip(tg.calls, tg.call_times, strict=True) if method == "sendMessageDraft"
+    ]
+    assert min(b - a for a, b in itertools.pairwise(times)) >= 0.9  # STREAM_EDIT_INTERVAL_S = 1 s
+    assert not edits_of(tg, 10)  # no edits at all…
+    assert len(tg.sent) == 1 and tg.sent[0]["entities"]  # …and one message: the answer, formatted
+
+
+async def test_a_long_answer_drafts_each_message_and_ends_as_two_complete_messages(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    answer = "\n\n".join(f"Paragraph {i}: " + "lorem ipsum dolor sit amet " * 8 for i in range(27))
+    llm.script.append(Scripted(text=answer, piece_chars=400, piece_delay_s=0.3))  # ~5 s
+    async with streaming_bot(tmp_path, tg, llm):
+        tg.add_message(10, "a lot please")
+        expected = [c.text for c in render(answer)]
+        assert len(expected) == 2
+        await eventually(lambda: tg.current_texts(10) == expected, timeout=30, what="two complete messages")
+    drafts = drafts_to(tg, 10)
+    assert all(0 < len(text) <= 4096 for _, text in drafts)
+    assert len({draft_id for draft_id, _ in drafts}) == 2  # the second message had a draft of its own
+    assert len({m["message_id"] for m in tg.sent}) == 2  # the first shown as a message once full
+
+
+async def test_a_group_streams_by_editing(tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI) -> None:
+    answer = " ".join(f"word{i}" for i in range(60))
+    llm.script.append(Scripted(text=answer, piece_chars=8, piece_delay_s=0.1))  # ~5 s of pieces
+    async with streaming_bot(tmp_path, tg, llm, ALLOWED_CHAT_IDS="-100"):
+        tg.add_message(-100, "@test_bot talk", chat_type="supergroup", user_id=7)
+        await eventually(lambda: tg.current_texts(-100) == [answer], timeout=30, what="the answer")
+    assert not tg.drafts and not [m for m, _ in tg.calls if m == "sendMessageDraft"]
+    assert edits_of(tg, -100)  # shown growing, by edits
 
 
 async def test_a_6000_character_answer_ends_as_two_complete_messages(
     tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
 ) -> None:
+    tg.no_drafts = True
     answer = "\n\n".join(f"Paragraph {i}: " + "lorem ipsum dolor sit amet " * 8 for i in range(27))
     assert 6000 <= len(answer) <= 6300
     llm.script.append(Scripted(text=answer, piece_chars=400, piece_delay_s=0.1))
@@ -75,6 +131,7 @@ async def test_a_6000_character_answer_ends_as_two_complete_messages(
 async def test_a_stream_cut_midway_is_retried_and_memory_holds_one_clean_answer(
     tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
 ) -> None:
+    tg.no_drafts = True  # edits: the interrupted message is marked, then finished
     answer = "The quick brown fox jumps over the lazy dog. " * 6
     llm.script += [
         Scripted(text=answer, piece_chars=10, piece_delay_s=0.3, cut_after=8),
@@ -100,6 +157,7 @@ async def test_a_stream_cut_midway_is_retried_and_memory_holds_one_clean_answer(
 async def test_kill_9_mid_stream_then_restart_gives_one_complete_answer(
     tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
 ) -> None:
+    tg.no_drafts = True
     answer = "Slowly, one piece at a time, the answer arrives. " * 4
     llm.script += [Scripted(text=answer, piece_chars=10, piece_delay_s=0.5), Scripted(text=answer)]
     process = BotProcess(tmp_path / "data", tg, llm, STREAM="true").start()
@@ -109,6 +167,22 @@ async def test_kill_9_mid_stream_then_restart_gives_one_complete_answer(
     async with streaming_bot(tmp_path, tg, llm):
         await eventually(lambda: tg.current_texts(10) == [answer.strip()], timeout=30, what="the answer")
     assert len({m["message_id"] for m in tg.sent if m["chat_id"] == 10}) == 1  # the same message, finished
+
+
+async def test_kill_9_mid_draft_then_restart_gives_one_final_answer(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    answer = "Slowly, one piece at a time, the answer arrives. " * 4
+    llm.script += [Scripted(text=answer, piece_chars=10, piece_delay_s=0.5), Scripted(text=answer)]
+    process = BotProcess(tmp_path / "data", tg, llm, STREAM="true").start()
+    tg.add_message(10, "slow one")
+    await eventually(lambda: len(drafts_to(tg, 10)) >= 2, timeout=20, what="the draft growing")
+    assert await process.kill() == -9
+    assert not tg.sent  # a draft is not a message: nothing to recover
+    async with streaming_bot(tmp_path, tg, llm):
+        await eventually(lambda: tg.current_texts(10) == [answer.strip()], timeout=30, what="the answer")
+        await asyncio.sleep(0.5)
+    assert len(tg.sent) == 1 and not edits_of(tg, 10)  # one final answer, sent once
 
 
 async def test_retry_regenerates_the_last_answer_and_replaces_it_in_memory(
@@ -142,7 +216,7 @@ async def test_cancel_stops_a_running_answer_which_is_not_retried(
     llm.script.append(Scripted(text="a very long answer " * 40, piece_chars=10, piece_delay_s=0.5))
     async with streaming_bot(tmp_path, tg, llm) as bot:
         tg.add_message(10, "go on and on")
-        await eventually(lambda: edits_of(tg, 10) or len(tg.sent) >= 1, timeout=20, what="the stream")
+        await eventually(lambda: drafts_to(tg, 10), timeout=20, what="the stream")
         tg.add_message(10, "/cancel")
         await eventually(lambda: texts.STOPPED in tg.texts_to(10), timeout=20, what="the stop")
         await eventually(

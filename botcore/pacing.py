@@ -1,0 +1,126 @@
+"""Telegram's flood limits for every Bot API call (overall per second, per group per minute, as
+python-telegram-bot's AIORateLimiter keeps them, with aiolimiter's buckets), in two lanes: an
+answer goes first; a cosmetic call (typing, a receipt, a streamed preview), made with a ``Lane``,
+takes only a turn no answer is waiting for, so under load it costs answers nothing, and a
+``Lane`` tells whether its call has left, so one that has not can still be called off."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from aiolimiter import AsyncLimiter
+from telegram.ext import BaseRateLimiter
+
+_GROUPS_KEPT = 512  # per-group buckets; beyond this, the idle ones are forgotten
+Result = bool | dict[str, Any] | list[dict[str, Any]]
+
+
+class Lane:
+    """One cosmetic call's place: passed as the call's ``rate_limit_args``; ``started`` once the
+    call has gone to Telegram (calling it off then could lose what it did)."""
+
+    __slots__ = ("started",)
+
+    def __init__(self) -> None:
+        self.started = False
+
+
+class PacedLimiter(BaseRateLimiter[Lane]):
+    """``rate_per_s`` 0 turns pacing off (a cosmetic call then goes at once, as any other).
+
+    Only calls to a chat are paced, as Telegram counts them. An answer to a group waits for that
+    group's bucket before it counts as waiting, so a busy group does not hold back the cosmetic
+    calls of other chats."""
+
+    def __init__(self, *, rate_per_s: float, group_rate_per_min: float) -> None:
+        self._overall = AsyncLimiter(rate_per_s, 1) if rate_per_s > 0 else None
+        self._group_rate = group_rate_per_min if rate_per_s > 0 else 0.0
+        self._groups: dict[int | str, AsyncLimiter] = {}
+        self._answers_waiting = 0
+        self._no_answer_waiting = asyncio.Event()
+        self._no_answer_waiting.set()
+        self._cosmetic: deque[asyncio.Future[None]] = deque()  # in the order they came
+        self._usher: asyncio.Task[None] | None = None
+
+    async def initialize(self) -> None:
+        pass
+
+    async def shutdown(self) -> None:
+        if self._usher is not None:
+            self._usher.cancel()
+            await asyncio.gather(self._usher, return_exceptions=True)
+
+    async def process_request(
+        self,
+        callback: Callable[..., Coroutine[Any, Any, Result]],
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: Lane | None,
+    ) -> Result:
+        chat_id = data.get("chat_id")
+        with contextlib.suppress(ValueError, TypeError):
+            chat_id = int(chat_id)  # type: ignore[arg-type]
+        group = self._group_bucket(chat_id) or contextlib.nullcontext()
+        paced = chat_id is not None and self._overall is not None
+        if rate_limit_args is None:  # an answer: its group's turn, then the overall one
+            async with group:
+                if paced:
+                    await self._answer_turn(self._overall)  # type: ignore[arg-type]
+                return await callback(*args, **kwargs)
+        # A cosmetic call: the overall turn first, so one called off while it waits has taken
+        # nothing from its group's 20 a minute.
+        if paced:
+            await self._cosmetic_turn(self._overall)  # type: ignore[arg-type]
+        async with group:
+            rate_limit_args.started = True
+            return await callback(*args, **kwargs)
+
+    def _group_bucket(self, chat_id: Any) -> AsyncLimiter | None:
+        is_group = (isinstance(chat_id, int) and chat_id < 0) or isinstance(chat_id, str)
+        if not is_group or not self._group_rate:
+            return None
+        if chat_id not in self._groups and len(self._groups) >= _GROUPS_KEPT:
+            for key, bucket in list(self._groups.items()):
+                if bucket.has_capacity(bucket.max_rate):  # idle for a whole minute: nothing to keep
+                    del self._groups[key]
+        bucket = self._groups.get(chat_id)
+        if bucket is None:
+            bucket = self._groups[chat_id] = AsyncLimiter(self._group_rate, 60)
+        return bucket
+
+    async def _answer_turn(self, overall: AsyncLimiter) -> None:
+        self._answers_waiting += 1
+        self._no_answer_waiting.clear()
+        try:
+            await overall.acquire()
+        finally:
+            self._answers_waiting -= 1
+            if not self._answers_waiting:
+                self._no_answer_waiting.set()
+
+    async def _cosmetic_turn(self, overall: AsyncLimiter) -> None:
+        if not self._answers_waiting and not self._cosmetic and overall.has_capacity():
+            await overall.acquire()  # a free turn: at once
+            return
+        turn = asyncio.get_running_loop().create_future()
+        self._cosmetic.append(turn)
+        if self._usher is None or self._usher.done():
+            self._usher = asyncio.get_running_loop().create_task(self._let_in(overall))
+        await turn  # called off (cancelled) while waiting: the usher passes it over
+
+    async def _let_in(self, overall: AsyncLimiter) -> None:
+        """Cosmetic calls, one at a time, each when no answer waits and the bucket has room."""
+        while self._cosmetic:
+            await self._no_answer_waiting.wait()
+            await overall.acquire()  # this turn is taken for the next cosmetic call still waiting
+            while self._cosmetic:
+                turn = self._cosmetic.popleft()
+                if not turn.done():
+                    turn.set_result(None)
+                    break
