@@ -195,6 +195,8 @@ class ChatService:
                     breaker.call(caller=where.chat_id),
                     self._messenger.typing(where.chat_id, in_group=incoming.in_group),
                 ):
+                    if self._receipts is not None:
+                        self._receipts.working(where.chat_id, where.message_id)
                     try:
                         completion = await self._complete(ask, live, call.first_token)
                         call.tokens = completion.usage.completion_tokens  # the limit judges time per token

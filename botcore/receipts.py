@@ -55,6 +55,13 @@ class Receipts:
         if await self._set(*key, SEEN, lane):
             self._shown.add(key)
 
+    def working(self, chat_id: int, message_id: int) -> None:
+        """Its answer is being written (the typing indicator or the stream shows it): a receipt
+        that has not left is not needed any more."""
+        waiting = self._waiting.get((chat_id, message_id))
+        if waiting is not None and not waiting[1].started:
+            waiting[0].cancel()
+
     def answered(self, chat_id: int, message_id: int) -> None:
         """Its answer is delivered: the receipt to come is called off if its call has not left,
         and the one shown (or on its way) is cleared, in the background."""

@@ -181,7 +181,6 @@ class StreamingReply:
             and now - self._draft[2] < KEEP_ALIVE_S
         ):
             return  # unchanged, and not about to fade
-        self._last_show = now
         self._call = lane = Lane()
         try:
             known = await self._messenger.send_draft(
@@ -198,7 +197,7 @@ class StreamingReply:
             self._log.debug("could not show the draft: {}", exc)
             return
         finally:
-            self._call = None
+            self._left(lane)
         if not known and self._drafts is not None:
             self._drafts.unavailable()
         if self.drafting:
@@ -207,7 +206,6 @@ class StreamingReply:
             await self._show(text or texts.THINKING, painting=True)
 
     async def _show(self, text: str, *, painting: bool) -> None:
-        self._last_show = self._clock.monotonic()
         await self._show_parts([chunk.text for chunk in plain_chunks(text)], painting=painting)
 
     async def _show_parts(self, parts: list[str], *, painting: bool) -> None:
@@ -233,7 +231,7 @@ class StreamingReply:
                 self._log.debug("could not show the answer so far: {}", exc)
                 return
             finally:
-                self._call = None
+                self._left(lane)
 
     async def _show_part(self, index: int, part: str, lane: Lane | None) -> int | None:
         """Message ``index`` edited to ``part``; or sent, then its id (it is a new message)."""
@@ -255,6 +253,13 @@ class StreamingReply:
             self.ids.append(message_id)
             self._shown.append(part)
         return message_id
+
+    def _left(self, lane: Lane | None) -> None:
+        """A call is over: the interval counts from it if it went to Telegram (one called off
+        before it left takes nothing from the chat's pace)."""
+        self._call = None
+        if lane is None or lane.started:
+            self._last_show = self._clock.monotonic()
 
     def _slow_down(self, exc: UpstreamUnavailable) -> None:
         """Flood control: slow down rather than fail."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from botcore import texts
 from botcore.clock import ManualClock
 
 from .conftest import eventually
-from .fakes import FakeOpenAI, FakeTelegram
+from .fakes import FakeOpenAI, FakeTelegram, Scripted
 from .services import Services, last_update, receive, run_due, services, spin
 
 
@@ -83,7 +84,22 @@ async def test_a_message_still_waiting_gets_a_receipt_cleared_once_answered(
     await eventually(lambda: tg.reactions, what="the receipt")
     assert tg.reactions == [(10, update, "👀")]
     await run_due(s)
-    assert tg.reactions[-1] == (10, update, None)
+    await eventually(lambda: tg.reactions[-1] == (10, update, None), what="the receipt cleared")
+
+
+async def test_a_message_whose_answer_is_being_written_needs_no_receipt(
+    s: Services, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    llm.script.append(Scripted(delay_s=0.5))  # the model takes its time; "typing…" shows meanwhile
+    tg.add_message(10, "hello")
+    await receive(s, last_update(tg))
+    await spin()
+    answering = asyncio.create_task(run_due(s))
+    await eventually(lambda: llm.requests, what="the answer being written")
+    s.clock.advance(1.5)
+    await asyncio.wait_for(answering, 10)
+    await asyncio.sleep(0.1)
+    assert tg.texts_to(10) == ["echo: hello"] and tg.reactions == []
 
 
 async def test_an_answer_within_the_moment_costs_no_reaction_at_all(
