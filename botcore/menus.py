@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from botcore import texts
+from botcore.i18n import gettext
 from botcore.personas import Persona
 
 Keyboard = list[list[tuple[str, str]]]  # rows of (label, callback data)
@@ -97,15 +98,15 @@ def settings_screen(view: View, note: str = "") -> Screen:
     text = texts.SETTINGS.format(
         model=model,
         persona=view.persona.name,
-        description=view.persona.description,
-        stream=texts.ON if view.stream else texts.OFF,
+        description=gettext(view.persona.description),  # a built-in one's is translated
+        stream=_state(view.stream),
         memory=memory,
         voice=view.voice,
     )
-    stream = texts.BUTTON_STREAM.format(state=_state(not view.stream))
+    stream = texts.BUTTON_STREAM_OFF if view.stream else texts.BUTTON_STREAM_ON
     toggles = [(stream, f"{TOGGLE}:stream={int(not view.stream)}")]
     if view.history_messages > 0:  # else the owner turned memory off for every chat
-        memory_button = texts.BUTTON_MEMORY.format(state=_state(not view.memory))
+        memory_button = texts.BUTTON_MEMORY_OFF if view.memory else texts.BUTTON_MEMORY_ON
         toggles.append((memory_button, f"{TOGGLE}:memory={int(not view.memory)}"))
     keyboard = [[(texts.BUTTON_MODEL, f"{MODELS}:0"), (texts.BUTTON_PERSONA, f"{PERSONAS}:")], toggles]
     return _noted(note, text), keyboard
@@ -134,7 +135,7 @@ def personas_screen(personas: Sequence[Persona], view: View, note: str = "") -> 
         [(("✅ " if p.name == view.persona.name else "") + p.name, f"{PERSONA}:{p.name}")] for p in personas
     ]
     keyboard.append([(texts.BUTTON_BACK, f"{SETTINGS}:")])
-    lines = "\n".join(f"• {p.name} — {p.description}" for p in personas)
+    lines = "\n".join(f"• {p.name} — {gettext(p.description)}" for p in personas)
     if len(lines) > _TEXT_CHARS:  # many personas with long descriptions: the buttons name them
         lines = ""
     return _noted(note, texts.PERSONAS.format(persona=view.persona.name, lines=lines).rstrip()), keyboard

@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 import yaml
 
 from botcore.errors import ConfigError
+from botcore.i18n import N_
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +50,10 @@ _CONCISE = (
 def built_in(system_prompt: str) -> dict[str, Persona]:
     """The built-in personas, in menu order; ``assistant`` speaks with the SYSTEM_PROMPT setting."""
     personas = (
-        Persona(DEFAULT_PERSONA, "a helpful general assistant", system_prompt),
-        Persona("translator", "translates into English, or the language you name", _TRANSLATOR),
-        Persona("coder", "programming help, code in fenced blocks", _CODER),
-        Persona("concise", "answers in as few words as possible", _CONCISE),
+        Persona(DEFAULT_PERSONA, N_("a helpful general assistant"), system_prompt),
+        Persona("translator", N_("translates into English, or the language you name"), _TRANSLATOR),
+        Persona("coder", N_("programming help, code in fenced blocks"), _CODER),
+        Persona("concise", N_("answers in as few words as possible"), _CONCISE),
     )
     return {persona.name: persona for persona in personas}
 

@@ -204,14 +204,13 @@ class ChatSettings:
         return texts.PERSONA_SET.format(persona=name)
 
     async def _set_toggle(self, chat_id: int, what: str, on: bool) -> str:
-        state = texts.ON if on else texts.OFF
         if what == "stream":
             await self._change(chat_id, stream=None if on == self._stream else on)
-            return texts.STREAM_SET.format(state=state)
+            return texts.STREAM_ON if on else texts.STREAM_OFF
         if not on:
             await self._conversations.reset(chat_id)
         await self._change(chat_id, memory=None if on else False)
-        return texts.MEMORY_SET.format(state=state) if on else texts.MEMORY_OFF_NOTE
+        return texts.MEMORY_SET_ON if on else texts.MEMORY_OFF_NOTE
 
     async def _change(self, chat_id: int, **changes: Any) -> None:
         prefs = await self._store.get(chat_id)

@@ -16,6 +16,7 @@ from botcore.chat import ChatService
 from botcore.commands import Commands, Request
 from botcore.drawing import IMAGE_KIND
 from botcore.gate import Gate
+from botcore.i18n import N_, gettext
 from botcore.incoming import Command, Incoming, parse_update
 from botcore.jobqueue import JobQueue
 from botcore.media import ALBUM_WINDOW_S, MEDIA_ACK_KIND, MEDIA_KIND, in_album, media_ack_key, media_key
@@ -51,63 +52,100 @@ async def _help(_: Commands, request: Request) -> str:
 
 
 COMMANDS: tuple[CommandSpec, ...] = (
-    CommandSpec("start", Commands.start, menu="Start the bot"),
+    CommandSpec("start", Commands.start, menu=N_("Start the bot")),
     CommandSpec(
-        "reset", Commands.reset, "Forget our conversation", "forget our conversation", ordered=True, once=True
+        "reset",
+        Commands.reset,
+        N_("Forget our conversation"),
+        N_("forget our conversation"),
+        ordered=True,
+        once=True,
     ),
     CommandSpec(
-        "retry", Commands.retry, "Answer the last message again", "answer my last message again", ordered=True
+        "retry",
+        Commands.retry,
+        N_("Answer the last message again"),
+        N_("answer my last message again"),
+        ordered=True,
     ),
     CommandSpec(
-        "cancel", Commands.cancel, "Stop the current answer", "stop the answer I am writing", once=True
+        "cancel",
+        Commands.cancel,
+        N_("Stop the current answer"),
+        N_("stop the answer I am writing"),
+        once=True,
     ),
     CommandSpec(
         "settings",
         Commands.settings,
-        "This chat's settings",
-        "this chat's settings, with buttons",
+        N_("This chat's settings"),
+        N_("this chat's settings, with buttons"),
         ordered=True,
     ),
     CommandSpec(
-        "model", Commands.model, "Choose the AI model", "choose the AI model for this chat", ordered=True
+        "model",
+        Commands.model,
+        N_("Choose the AI model"),
+        N_("choose the AI model for this chat"),
+        ordered=True,
     ),
     CommandSpec(
-        "model", Commands.model, help="switch to that model", argument="<name>", ordered=True, once=True
+        "model",
+        Commands.model,
+        help=N_("switch to that model"),
+        argument=N_("<name>"),
+        ordered=True,
+        once=True,
     ),
     CommandSpec(
-        "persona", Commands.persona, "Choose a persona", "choose who I am in this chat", ordered=True
+        "persona", Commands.persona, N_("Choose a persona"), N_("choose who I am in this chat"), ordered=True
     ),
     CommandSpec(
         "persona",
         Commands.persona,
-        help="switch to that persona (a fresh conversation)",
-        argument="<name>",
+        help=N_("switch to that persona (a fresh conversation)"),
+        argument=N_("<name>"),
         ordered=True,
         once=True,
     ),
     CommandSpec(
         "image",
         None,
-        "Draw a picture",
-        "draw what you describe",
-        argument="<description>",
+        N_("Draw a picture"),
+        N_("draw what you describe"),
+        argument=N_("<description>"),
         kind=IMAGE_KIND,
     ),
-    CommandSpec("img", None, argument="<description>", kind=IMAGE_KIND),
-    CommandSpec("voice", Commands.voice, "Voice replies", "voice replies: on, auto or off", ordered=True),
-    CommandSpec("voice", Commands.voice, help="set them", argument="on|auto|off", ordered=True, once=True),
+    CommandSpec("img", None, argument=N_("<description>"), kind=IMAGE_KIND),
     CommandSpec(
-        "export", Commands.export, "Export our conversation", "our conversation as a file", ordered=True
+        "voice", Commands.voice, N_("Voice replies"), N_("voice replies: on, auto or off"), ordered=True
     ),
-    CommandSpec("export", Commands.export, help="the same, as JSON", argument="json", ordered=True),
-    CommandSpec("usage", Commands.usage, "What you have used", "what you have used today and this month"),
-    CommandSpec("help", _help, "What I can do", "this message"),
-    CommandSpec("status", Commands.status, help="queue, services, today's use", admin=True, once=True),
-    CommandSpec("dead", Commands.dead, help="the latest failed jobs", admin=True, once=True),
     CommandSpec(
-        "retry", Commands.revive, help="run a failed job again", admin=True, argument="<job id>", once=True
+        "voice", Commands.voice, help=N_("set them"), argument="on|auto|off", ordered=True, once=True
     ),
-    CommandSpec("cleanup", Commands.cleanup, help="clean the database now", admin=True, once=True),
+    CommandSpec(
+        "export",
+        Commands.export,
+        N_("Export our conversation"),
+        N_("our conversation as a file"),
+        ordered=True,
+    ),
+    CommandSpec("export", Commands.export, help=N_("the same, as JSON"), argument="json", ordered=True),
+    CommandSpec(
+        "usage", Commands.usage, N_("What you have used"), N_("what you have used today and this month")
+    ),
+    CommandSpec("help", _help, N_("What I can do"), N_("this message")),
+    CommandSpec("status", Commands.status, help=N_("queue, services, today's use"), admin=True, once=True),
+    CommandSpec("dead", Commands.dead, help=N_("the latest failed jobs"), admin=True, once=True),
+    CommandSpec(
+        "retry",
+        Commands.revive,
+        help=N_("run a failed job again"),
+        admin=True,
+        argument=N_("<job id>"),
+        once=True,
+    ),
+    CommandSpec("cleanup", Commands.cleanup, help=N_("clean the database now"), admin=True, once=True),
 )
 
 
@@ -122,8 +160,14 @@ def find_command(command: Command) -> CommandSpec | None:
 
 
 def help_text(*, admin: bool) -> str:
+    """/help in the language in force."""
+
+    def line(spec: CommandSpec) -> str:
+        argument = f" {gettext(spec.argument)}" if spec.argument else ""
+        return f"/{spec.name}{argument} — {gettext(spec.help or '')}"
+
     def lines(specs: Collection[CommandSpec]) -> str:
-        return "\n".join(f"/{s.name}{f' {s.argument}' if s.argument else ''} — {s.help}" for s in specs)
+        return "\n".join(line(spec) for spec in specs)
 
     text = texts.HELP_INTRO + lines([s for s in COMMANDS if s.help and not s.admin])
     if admin:
@@ -132,8 +176,8 @@ def help_text(*, admin: bool) -> str:
 
 
 def menu() -> list[tuple[str, str]]:
-    """Telegram's command menu (setMyCommands)."""
-    return [(spec.name, spec.menu) for spec in COMMANDS if spec.menu]
+    """Telegram's command menu (setMyCommands), in the language in force."""
+    return [(spec.name, gettext(spec.menu)) for spec in COMMANDS if spec.menu]
 
 
 @dataclass(frozen=True, slots=True)

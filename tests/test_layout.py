@@ -9,7 +9,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "botcore"
 FLOORS: list[set[str]] = [
-    {"errors", "models", "attachments", "incoming", "reasoning", "clock", "texts"},  # leaves
+    {"errors", "models", "attachments", "incoming", "reasoning", "clock", "i18n", "texts"},  # leaves
     {"prices", "personas", "config_reader", "config"},
     {"logs"},
     {"storage"},  # the protocols
