@@ -34,6 +34,7 @@ from botcore.build import (
 from botcore.clock import SystemClock
 from botcore.config import Settings, load_settings
 from botcore.errors import StartupError
+from botcore.i18n import Languages, speaking
 from botcore.lockfile import DataDirLock
 from botcore.logs import setup_logging, setup_sentry
 from botcore.messenger import Messenger
@@ -52,6 +53,8 @@ async def run(settings: Settings) -> None:
     _install_signal_handlers(stops)
     async with AsyncExitStack() as stack:
         stack.enter_context(DataDirLock(settings.data_dir))
+        # What is said outside a user's update or job (an admin alert) is in BOT_LANGUAGE, if set.
+        stack.enter_context(speaking(Languages(settings.bot_language).default))
         storage = await SqliteStorage.open(settings.db_path, synchronous=settings.sqlite_synchronous)
         stack.push_async_callback(storage.close)
         bot = await build_bot(settings)

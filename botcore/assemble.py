@@ -3,7 +3,7 @@ and the table of job kinds the worker runs them by. Only ``app.run`` (and tests)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from botcore import __version__
 from botcore.acks import Acks
@@ -20,11 +20,13 @@ from botcore.concurrency import LlmLimits
 from botcore.config import Settings
 from botcore.drawing import IMAGE_KIND, DrawingService
 from botcore.exporting import Exporter
+from botcore.i18n import Languages, speaking
 from botcore.imagegen import ImageGenerator
+from botcore.incoming import language_of
 from botcore.llm import ChatModel
 from botcore.media import MEDIA_ACK_KIND, MEDIA_KIND, MediaService
 from botcore.metrics import Metrics
-from botcore.models import Prices
+from botcore.models import Job, Prices
 from botcore.notices import NOTICE_KIND, Notices
 from botcore.prefs import ChatSettings
 from botcore.receipts import Receipts
@@ -284,7 +286,26 @@ def build_services(
 
 
 def job_kinds(settings: Settings, services: Services) -> dict[str, JobKind]:
-    """The table of job kinds the worker runs the services by."""
+    """The table of job kinds the worker runs the services by, each job in the language of
+    whoever sent its update (BOT_LANGUAGE if set)."""
+    languages = Languages(settings.bot_language)
+    return {name: _in_their_language(kind, languages) for name, kind in _kinds(settings, services).items()}
+
+
+def _in_their_language(kind: JobKind, languages: Languages) -> JobKind:
+    async def run(job: Job) -> None:
+        with speaking(languages.of(language_of(job.payload))):
+            await kind.run(job)
+
+    async def on_dead(job: Job, error: BaseException | None) -> None:
+        assert kind.on_dead is not None
+        with speaking(languages.of(language_of(job.payload))):
+            await kind.on_dead(job, error)
+
+    return replace(kind, run=run, on_dead=on_dead if kind.on_dead is not None else None)
+
+
+def _kinds(settings: Settings, services: Services) -> dict[str, JobKind]:
     updates, voice, media = services.updates, services.voice, services.media
     return {
         # LLM calls are bounded by the chat service's slots (LLM_CONCURRENCY, voice answers

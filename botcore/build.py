@@ -15,6 +15,7 @@ from botcore.config import Settings
 from botcore.errors import StartupError
 from botcore.gate import Gate, RateLimits
 from botcore.health import HealthServer
+from botcore.i18n import SHIPPED, Languages, speaking, telegram_code
 from botcore.imagegen import ImageGenerator
 from botcore.intake import UpdatePoller
 from botcore.jobqueue import JobQueue
@@ -85,7 +86,7 @@ async def build_bot(settings: Settings) -> telegram.Bot:
         local_mode=settings.telegram_local_mode,
     )
     try:
-        await connect(bot, settings.telegram_api_url, menu())
+        await connect(bot, settings.telegram_api_url, menus(Languages(settings.bot_language)))
     except BaseException:
         await bot.shutdown()
         raise
@@ -217,7 +218,19 @@ def build_intake(base: Base, receipts: Receipts | None = None) -> UpdatePoller:
         messenger=base.messenger,
         unstorable_notice=unstorable_notice,
         receipts=receipts,
+        languages=Languages(base.settings.bot_language),
     )
+
+
+def menus(languages: Languages) -> dict[str | None, list[tuple[str, str]]]:
+    """The command menu for each language Telegram may show it in (None: the one for everyone
+    else), as ``languages`` would answer its users."""
+    codes = sorted({telegram_code(language) for language in SHIPPED})
+    by_code: dict[str | None, list[tuple[str, str]]] = {}
+    for code in [None, *codes]:
+        with speaking(languages.of(code)):
+            by_code[code] = menu()
+    return by_code
 
 
 def build_receipts(base: Base) -> Receipts | None:

@@ -72,6 +72,7 @@ class Settings:
     image_size: str  # WxH, or auto
     image_concurrency: int  # generations running at once in one chat
     reactions: str  # private (the default), on (groups too) or off: the 👀 receipt
+    bot_language: str | None  # a catalog every user is spoken to in; None: each user's own
     voice_reply_default: str  # off, on or auto: a chat's voice replies until it chooses (/voice)
     tts_mode: str  # openai, local or off
     local_tts_voice: str | None  # a piper .onnx voice; None: the bundled one
@@ -223,6 +224,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         image_size=_image_size(reader.get("IMAGE_SIZE", "1024x1024")),
         image_concurrency=reader.number("IMAGE_CONCURRENCY", 2, int, minimum=1),
         reactions=reader.choice("REACTIONS", "PRIVATE", ("PRIVATE", "ON", "OFF")).lower(),
+        bot_language=reader.language("BOT_LANGUAGE"),
         voice_reply_default=reader.choice("VOICE_REPLY_DEFAULT", "OFF", ("OFF", "ON", "AUTO")).lower(),
         tts_mode=tts_mode,
         local_tts_voice=reader.get("LOCAL_TTS_VOICE", "") or None,

@@ -10,6 +10,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from botcore.errors import ConfigError
+from botcore.i18n import SHIPPED, shipped
 
 T = TypeVar("T")
 
@@ -44,6 +45,17 @@ class EnvReader:
         if value not in allowed:
             raise ConfigError(name, "one of " + ", ".join(allowed), self._env.get(name))
         return value
+
+    def language(self, name: str) -> str | None:
+        """A shipped catalog by its language tag ("es", "pt-BR"), or None when not set."""
+        value = self.get(name, "")
+        if not value:
+            return None
+        language = shipped(value)
+        if language is None:
+            tags = ", ".join(name.replace("_", "-") for name in SHIPPED)
+            raise ConfigError(name, f"one of {tags} (or empty: each user's own language)", value)
+        return language
 
     def ids(self, name: str) -> frozenset[int]:
         """Telegram ids separated by commas or spaces (group chat ids are negative)."""

@@ -61,6 +61,7 @@ class Sender:
 
     id: int
     name: str
+    language: str | None = None  # the IETF tag of their Telegram app's language ("es", "pt-br")
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +201,7 @@ def _press(update: Mapping[str, Any]) -> Incoming | None:
         chat_kind=_chat_kind(chat.get("type")),
         message_id=message_id,
         thread_id=thread_id if valid_id(thread_id) else None,
-        sender=Sender(user["id"], _name(user)),  # a press is always a person's, never anonymous
+        sender=Sender(user["id"], _name(user), _language(user)),  # a press is a person's, never anonymous
         button=Button(query_id, clean_text(data)),
     )
 
@@ -212,8 +213,25 @@ def sender_of(message: Mapping[str, Any]) -> Sender | None:
     for field in ("sender_chat", "from"):
         source = message.get(field)
         if isinstance(source, dict) and valid_id(source.get("id")):
-            return Sender(int(source["id"]), _name(source))
+            return Sender(int(source["id"]), _name(source), _language(source))
     return None
+
+
+def language_of(update: Mapping[str, Any]) -> str | None:
+    """The language of whoever an update is from (a message's sender, or who pressed a button),
+    by the same rules as ``parse_update``, without parsing the rest."""
+    query = update.get("callback_query")
+    if isinstance(query, dict):
+        user = query.get("from")
+        return _language(user) if isinstance(user, dict) else None
+    message = update.get("message")
+    sender = sender_of(message) if isinstance(message, dict) else None
+    return sender.language if sender is not None else None
+
+
+def _language(user: Mapping[str, Any]) -> str | None:
+    code = user.get("language_code")
+    return code if isinstance(code, str) and 0 < len(code) <= 35 else None  # BCP 47 tags are short
 
 
 def _string(value: object) -> str:

@@ -20,7 +20,8 @@ from botcore.attachments import valid_id
 from botcore.clock import Clock
 from botcore.courtesy import Courtesy
 from botcore.errors import StorageUnavailable
-from botcore.incoming import Incoming, clean, parse_update
+from botcore.i18n import Languages, speaking
+from botcore.incoming import Incoming, clean, language_of, parse_update
 from botcore.jobqueue import JobQueue, describe_error
 from botcore.messenger import Messenger
 from botcore.models import Enqueued, NewJob
@@ -79,7 +80,9 @@ class UpdatePoller:
         max_pause_s: float = _PAUSE_MAX_S,
         unstorable_notice: Callable[[Incoming], NewJob] | None = None,
         receipts: Receipts | None = None,  # the 👀 on a message once it is stored (REACTIONS)
+        languages: Languages | None = None,  # who is answered in which language (BOT_LANGUAGE)
     ) -> None:
+        self._languages = languages or Languages()
         self._bot = bot
         self._queue = queue
         self._kv = kv
@@ -211,31 +214,10 @@ class UpdatePoller:
         presses: list[str] = []  # the queries of the presses let in, answered once they are stored
         for position, raw in enumerate(updates):
             update = clean(raw)
-            try:
-                incoming = parse_update(update)
-                decision = self._route(incoming) if incoming is not None else Decision(refused="no message")
-            except Exception as exc:  # a bug: this update must not hold up the others
-                self._log.opt(exception=exc).error("update {} could not be routed", update.get("update_id"))
-                dead.append(dead_letter(update, f"could not be routed: {describe_error(exc)}"))
-                outcomes.append(Outcome.DEAD)
-                continue
-            if decision.refused is not None:
-                self._log.debug("update {} stored no job: {}", update.get("update_id"), decision.refused)
-            if incoming is not None and incoming.button is not None:
-                if decision.jobs:
-                    presses.append(incoming.button.query_id)
-                else:
-                    self._courtesy.answer(incoming.button.query_id, decision.reply)
-            elif incoming is not None and decision.reply is not None:
-                self._courtesy.reply(incoming.target, decision.reply)
-            elif incoming is None and (query_id := _query_id(update)) is not None:
-                self._courtesy.answer(query_id)  # a press we cannot act on: its spinner stops all the same
-            jobs = [
-                NewJob(p.kind, update, dedup_key=p.dedup_key, group_key=p.group_key, delay_s=p.delay_s)
-                for p in decision.jobs
-            ]
-            routed.append((position, update, incoming, jobs))
-            outcomes.append(Outcome.STORED if jobs else Outcome.REFUSED)
+            with speaking(self._languages.of(language_of(update))):  # what is said at once, in theirs
+                routed_update = self._decide(update, outcomes, dead, presses)
+            if routed_update is not None:
+                routed.append((position, *routed_update))
         jobs = [job for *_, update_jobs in routed for job in update_jobs] + dead
         try:
             results = await self._queue.enqueue_many(jobs)
@@ -256,6 +238,37 @@ class UpdatePoller:
             sum(r.created for r in results),
         )
         return outcomes
+
+    def _decide(
+        self, update: dict[str, Any], outcomes: list[Outcome], dead: list[NewJob], presses: list[str]
+    ) -> tuple[dict[str, Any], Incoming | None, list[NewJob]] | None:
+        """One update parsed and routed: its jobs (None if it became a dead letter instead); a
+        refusal's reply sent at once; a press noted, to be answered once stored."""
+        try:
+            incoming = parse_update(update)
+            decision = self._route(incoming) if incoming is not None else Decision(refused="no message")
+        except Exception as exc:  # a bug: this update must not hold up the others
+            self._log.opt(exception=exc).error("update {} could not be routed", update.get("update_id"))
+            dead.append(dead_letter(update, f"could not be routed: {describe_error(exc)}"))
+            outcomes.append(Outcome.DEAD)
+            return None
+        if decision.refused is not None:
+            self._log.debug("update {} stored no job: {}", update.get("update_id"), decision.refused)
+        if incoming is not None and incoming.button is not None:
+            if decision.jobs:
+                presses.append(incoming.button.query_id)
+            else:
+                self._courtesy.answer(incoming.button.query_id, decision.reply)
+        elif incoming is not None and decision.reply is not None:
+            self._courtesy.reply(incoming.target, decision.reply)
+        elif incoming is None and (query_id := _query_id(update)) is not None:
+            self._courtesy.answer(query_id)  # a press we cannot act on: its spinner stops all the same
+        jobs = [
+            NewJob(p.kind, update, dedup_key=p.dedup_key, group_key=p.group_key, delay_s=p.delay_s)
+            for p in decision.jobs
+        ]
+        outcomes.append(Outcome.STORED if jobs else Outcome.REFUSED)
+        return update, incoming, jobs
 
     async def _isolate(
         self, routed: list[_Routed], dead: list[NewJob], outcomes: list[Outcome]

@@ -4,7 +4,7 @@ self-hosted one), owns the library-wide settings that go with it, and connects i
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 import httpx
@@ -56,9 +56,10 @@ def retry_after_seconds(exc: telegram.error.RetryAfter) -> float:
     return wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
 
 
-async def connect(bot: telegram.Bot, api_url: str, commands: list[tuple[str, str]]) -> None:
+async def connect(bot: telegram.Bot, api_url: str, menus: Mapping[str | None, list[tuple[str, str]]]) -> None:
     """getMe (fatal if it fails), then drop any webhook (it excludes polling) and register the
-    command menu (both only worth a warning: the bot works without them)."""
+    command menu, in each language of ``menus`` (by Telegram's two-letter language code; None:
+    for everyone else). Both only worth a warning: the bot works without them."""
     try:
         await bot.initialize()
     except telegram.error.InvalidToken:
@@ -74,10 +75,11 @@ async def connect(bot: telegram.Bot, api_url: str, commands: list[tuple[str, str
         await bot.delete_webhook()
     except telegram.error.TelegramError as exc:
         log.warning("could not remove a webhook ({}); polling fails while one is set", type(exc).__name__)
-    try:
-        await bot.set_my_commands(commands)
-    except telegram.error.TelegramError as exc:
-        log.warning("could not register the command menu ({})", type(exc).__name__)
+    for code, commands in menus.items():
+        try:
+            await bot.set_my_commands(commands, language_code=code)
+        except telegram.error.TelegramError as exc:
+            log.warning("could not register the command menu for {} ({})", code or "all", type(exc).__name__)
 
 
 def reply_parameters(reply_to: int | None) -> telegram.ReplyParameters | None:

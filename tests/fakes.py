@@ -381,12 +381,15 @@ class FakeTelegram:
         chat_type: str = "private",
         first_name: str = "Ada",
         extra: dict[str, Any] | None = None,
+        language_code: str | None = None,
     ) -> int:
         """Queue an incoming message (``text`` None: a non-text one, e.g. with ``extra={"sticker":
-        …}``); returns its update_id."""
+        …}``); returns its update_id. ``language_code``: the sender's app language ("es")."""
         update_id = self._next_update_id
         self._next_update_id += 1
-        user = {"id": user_id or chat_id, "is_bot": False, "first_name": first_name}
+        user: dict[str, Any] = {"id": user_id or chat_id, "is_bot": False, "first_name": first_name}
+        if language_code is not None:
+            user["language_code"] = language_code
         message: dict[str, Any] = {
             "message_id": update_id,
             "date": int(time.time()),
