@@ -16,7 +16,7 @@ import telegram
 from loguru import logger
 
 from botcore import __version__
-from botcore.assemble import build_services, job_kinds
+from botcore.assemble import build_services
 from botcore.build import (
     Base,
     build_bot,
@@ -35,6 +35,7 @@ from botcore.clock import SystemClock
 from botcore.config import Settings, load_settings
 from botcore.errors import StartupError
 from botcore.i18n import Languages, speaking
+from botcore.jobkinds import job_kinds
 from botcore.lockfile import DataDirLock
 from botcore.logs import setup_logging, setup_sentry
 from botcore.messenger import Messenger

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from botcore.errors import Cause, PermanentError
+from botcore.i18n import N_
 
-SUPPORTED = (
+SUPPORTED = N_(  # in the reply to a file of another kind, in the user's language
     "PDF, plain text, Markdown, CSV, JSON, source code files (.py, .js, …) "
     "and images (JPEG, PNG, WebP, GIF, BMP)"
 )

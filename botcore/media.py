@@ -16,6 +16,7 @@ from botcore.acks import REFUSED, Acks, with_file
 from botcore.attachments import Attachment
 from botcore.chat import ChatService
 from botcore.documents import SUPPORTED, document_kind, extract_text
+from botcore.i18n import gettext
 from botcore.images import readable
 from botcore.incoming import Incoming
 from botcore.jobqueue import JobQueue
@@ -83,10 +84,10 @@ class MediaService:
     def _refusal(self, file: Attachment) -> str | None:
         """Decided from the message alone, before anything is downloaded."""
         kind = _kind(file)
-        if kind is None:
-            return texts.DOCUMENT_UNSUPPORTED.format(supported=SUPPORTED)
-        if kind == "image" and file.kind == "document" and not readable(file.filename, file.mime):
-            return texts.DOCUMENT_UNSUPPORTED.format(supported=SUPPORTED)  # e.g. HEIC without its plugin
+        # An image sent as a file we cannot decode (e.g. HEIC without its plugin) is unsupported too.
+        unreadable = kind == "image" and file.kind == "document" and not readable(file.filename, file.mime)
+        if kind is None or unreadable:
+            return texts.DOCUMENT_UNSUPPORTED.format(supported=gettext(SUPPORTED))
         if kind == "image" and not self._vision:
             return texts.VISION_OFF
         if file.kind == "document" and file.size is not None and file.size > self._max_mb * _MB:

@@ -15,7 +15,7 @@ from typing import Any
 import telegram
 
 from botcore.alerts import Alerts
-from botcore.assemble import build_services, job_kinds
+from botcore.assemble import build_services
 from botcore.breaker import CircuitBreaker
 from botcore.build import (
     Base,
@@ -37,6 +37,7 @@ from botcore.clock import ManualClock
 from botcore.config import Settings, parse_settings
 from botcore.incoming import Incoming, parse_update
 from botcore.intake import UpdatePoller
+from botcore.jobkinds import job_kinds
 from botcore.jobqueue import JobQueue
 from botcore.messenger import Messenger
 from botcore.metrics import Metrics

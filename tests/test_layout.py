@@ -74,6 +74,7 @@ FLOORS: list[set[str]] = [
     {"health"},
     {"build"},
     {"assemble"},
+    {"jobkinds"},
     {"app"},
 ]
 

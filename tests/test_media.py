@@ -16,6 +16,7 @@ from botcore import texts
 from botcore.clock import ManualClock
 from botcore.documents import SUPPORTED
 from botcore.errors import Cause
+from botcore.i18n import gettext
 from botcore.media import MEDIA_ACK_KIND, MEDIA_KIND
 from botcore.models import JobState
 
@@ -168,7 +169,7 @@ async def test_unsupported_files_and_scans_get_a_clear_word(
 ) -> None:
     tg.add_document(10, b"PK\x03\x04zip", file_name="archive.zip", mime_type="application/zip")
     await arrive(s, tg)
-    assert tg.current_texts(10) == [texts.DOCUMENT_UNSUPPORTED.format(supported=SUPPORTED)]
+    assert tg.current_texts(10) == [texts.DOCUMENT_UNSUPPORTED.format(supported=gettext(SUPPORTED))]
     tg.add_document(
         10, (FIXTURES / "scan.pdf").read_bytes(), file_name="scan.pdf", mime_type="application/pdf"
     )
@@ -345,7 +346,7 @@ async def test_a_picture_format_this_install_cannot_read_is_refused_at_once(
 ) -> None:
     tg.add_document(10, b"\x00\x00\x00\x18ftypheic", file_name="IMG_0001.HEIC", mime_type="image/heic")
     await arrive(s, tg)
-    assert tg.current_texts(10) == [texts.DOCUMENT_UNSUPPORTED.format(supported=SUPPORTED)]
+    assert tg.current_texts(10) == [texts.DOCUMENT_UNSUPPORTED.format(supported=gettext(SUPPORTED))]
     assert methods(tg, "getFile") == []
 
 
