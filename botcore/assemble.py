@@ -20,6 +20,7 @@ from botcore.concurrency import LlmLimits
 from botcore.config import Settings
 from botcore.drawing import DrawingService
 from botcore.exporting import Exporter
+from botcore.i18n import Languages
 from botcore.imagegen import ImageGenerator
 from botcore.llm import ChatModel
 from botcore.media import MediaService
@@ -255,7 +256,8 @@ def build_services(
     speech: Synth | None = None,
     receipts: Receipts | None = None,
 ) -> Services:
-    alerts = Alerts(base.messenger, base.settings.admin_user_ids, clock=base.clock)
+    language = Languages(base.settings.bot_language).default
+    alerts = Alerts(base.messenger, base.settings.admin_user_ids, clock=base.clock, language=language)
     notices = Notices(queue=base.queue, messenger=base.messenger, alerts=alerts)
     shared = Shared(
         alerts=alerts,

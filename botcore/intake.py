@@ -287,7 +287,8 @@ class UpdatePoller:
                 self._log.opt(exception=exc).error("update {} could not be stored", update.get("update_id"))
                 dead.append(dead_letter(update, f"could not be stored: {describe_error(exc)}"))
                 if self._unstorable_notice is not None and incoming is not None:
-                    dead.append(self._unstorable_notice(incoming))
+                    with speaking(self._languages.of(language_of(update))):
+                        dead.append(self._unstorable_notice(incoming))
                 outcomes[position] = Outcome.DEAD
         if dead:
             results += await self._queue.enqueue_many(dead)

@@ -102,10 +102,11 @@ class Notices:
                     self._log.warning("could not tell chat {} in place: {}", where.chat_id, send_exc)
             if not shown:
                 await self.durable(job, where, text(cause))
-        if isinstance(exc, JobError) and exc.cause in (Cause.QUOTA, Cause.AUTH):
-            await self._alerts.send(texts.ALERT_UPSTREAM.format(detail=exc))
-        elif isinstance(exc, JobError) and exc.cause is Cause.NO_SUCH_MODEL:
-            await self._alerts.send(texts.ALERT_MODEL.format(detail=exc))
+        if isinstance(exc, JobError) and exc.cause in (Cause.QUOTA, Cause.AUTH, Cause.NO_SUCH_MODEL):
+            with self._alerts.speaking():
+                alert = texts.ALERT_MODEL if exc.cause is Cause.NO_SUCH_MODEL else texts.ALERT_UPSTREAM
+                detail = alert.format(detail=exc)
+            await self._alerts.send(detail)
 
 
 def notice_job(where: ReplyTarget, text: str, *, dedup_key: str) -> NewJob:

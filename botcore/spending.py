@@ -117,6 +117,7 @@ class Spending:
             return
         key = cost_alert_key(utc_date(now))
         if await self._kv.add(key, f"{spent:.4f}"):  # once a day, even across restarts
-            text = texts.ALERT_DAILY_COST.format(spent=spent, limit=self._daily_alert)
+            with self._alerts.speaking():
+                text = texts.ALERT_DAILY_COST.format(spent=spent, limit=self._daily_alert)
             if not await self._alerts.send(text, repeat_guard=False):  # the key makes it once a day
                 await self._kv.delete(key)  # not delivered: the next call tries again

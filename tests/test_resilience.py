@@ -17,6 +17,7 @@ from botcore.breaker import BreakerState, CircuitBreaker
 from botcore.clock import ManualClock
 from botcore.completion import Completion
 from botcore.errors import Cause, PermanentError, TransientError, UpstreamUnavailable
+from botcore.i18n import speaking
 from botcore.llm import ChatModel
 from botcore.messenger import Messenger
 from botcore.models import Turn
@@ -122,6 +123,8 @@ async def test_each_kind_of_llm_failure_gets_its_own_message_and_admins_hear_the
     }
     # All different, but for quota and key: to users both just mean "unavailable".
     assert len({tuple(replies) for _, replies in expected.values()}) == 5
+    with speaking("es"):  # the quota's victim speaks Spanish; the admins still read English
+        expected[4] = ("quota", [texts.failed(Cause.QUOTA)])
     process = BotProcess(
         tmp_path / "data",
         tg,
@@ -134,7 +137,7 @@ async def test_each_kind_of_llm_failure_gets_its_own_message_and_admins_hear_the
     ).start()
     try:
         for chat, (prompt, _) in expected.items():
-            tg.add_message(chat, prompt)
+            tg.add_message(chat, prompt, language_code="es" if prompt == "quota" else None)
         await eventually(
             lambda: all(tg.texts_to(chat) == replies for chat, (_, replies) in expected.items()),
             timeout=60,
@@ -146,6 +149,7 @@ async def test_each_kind_of_llm_failure_gets_its_own_message_and_admins_hear_the
     alerts = sorted(tg.texts_to(99))
     assert "check OPENAI_API_KEY" in alerts[0] and "HTTP 401" in alerts[0]
     assert "insufficient_quota" in alerts[1] and "billing" in alerts[1]
+    assert all(alert.startswith("⚠️ Bot alert: ") for alert in alerts)  # in the bot's own language
     log = process.log()
     assert log.count("ALERT for the bot's owner") == 2
     assert "sk-abc" not in log and "unprocessable" not in log  # the server's words go nowhere
