@@ -120,6 +120,8 @@ class ChatService:
         where, user_id = incoming.target, incoming.sender_id
         text = self.speaker_text(incoming) if text is None else text
         view = await self._settings.view(where.chat_id)
+        live: StreamingReply | None = None
+        completion: Completion | None = None  # None: an earlier attempt's answer is in the checkpoint
         if "answer" not in checkpoint:
             refusal = await self._spending.refusal(user_id)
             if refusal is not None:
@@ -129,21 +131,25 @@ class ChatService:
             if generated is None:
                 return
             completion, live = generated
-            checkpoint.update(answer=completion.text, sent=0, usage=asdict(completion.usage))
-            if self._show_reasoning and completion.reasoning:  # shown, never kept in memory
-                checkpoint["reasoning"] = completion.reasoning
-            await self._queue.save_checkpoint(job, checkpoint)
-        else:
-            live = None
-        # On every attempt: recording is idempotent per job, and a failure here must not lose it.
-        await self._spending.record(
-            Usage(**checkpoint["usage"]),
-            key=billing_key(job, "chat"),
-            job_id=job.id,
-            chat_id=where.chat_id,
-            user_id=user_id,
-        )
-        await self._delivery.deliver(job, where, checkpoint, live)
+        try:
+            if completion is not None:
+                checkpoint.update(answer=completion.text, sent=0, usage=asdict(completion.usage))
+                if self._show_reasoning and completion.reasoning:  # shown, never kept in memory
+                    checkpoint["reasoning"] = completion.reasoning
+                await self._queue.save_checkpoint(job, checkpoint)
+            # On every attempt: recording is idempotent per job, and a failure here must not lose it.
+            await self._spending.record(
+                Usage(**checkpoint["usage"]),
+                key=billing_key(job, "chat"),
+                job_id=job.id,
+                chat_id=where.chat_id,
+                user_id=user_id,
+            )
+            await self._delivery.deliver(job, where, checkpoint, live)
+        except BaseException:
+            if live is not None:  # whatever failed on the way, its painter stops with it
+                live.abandon()
+            raise
         if self._receipts is not None:
             self._receipts.answered(where.chat_id, where.message_id)
         if view.memory:  # else each message stands alone in this chat
@@ -200,8 +206,6 @@ class ChatService:
                     try:
                         completion = await self._complete(ask, live, call.first_token)
                         call.tokens = completion.usage.completion_tokens  # the limit judges time per token
-                        answered = True
-                        return completion, live  # the slot is free now: the delivery waits for Telegram
                     except JobError as exc:  # a failure the provider may have billed
                         partial = ask.partial_usage(live)
                         await self._record_failed_call(job, where, user_id, exc.usage or partial)
@@ -209,12 +213,14 @@ class ChatService:
                     except asyncio.CancelledError:  # /cancel or shutdown: what was written was billed
                         await self._record_failed_call(job, where, user_id, ask.partial_usage(live))
                         raise
+            answered = True
+            return completion, live  # the slot is free now: the delivery waits for Telegram
         except LeaseLostError:
             raise  # a newer attempt owns the job and its messages now: leave them alone
         except UpstreamUnavailable as exc:
             if live is not None:
                 await live.mark(texts.STREAM_INTERRUPTED, final=False)
-            await self._tell_wait(job, where, checkpoint, exc, view.model)
+            await self._tell_wait(job, incoming, checkpoint, exc, view.model)
             raise  # the queue waits for the service without spending an attempt
         except ContextTooLongError:
             await self._notices.once(job, checkpoint, where, texts.CONTEXT_TOO_LONG)
@@ -232,7 +238,7 @@ class ChatService:
                     texts.STREAM_INTERRUPTED if retries else texts.STREAM_FAILED, final=not retries
                 )
             if retries:  # this failure may have opened the circuit: then the user hears why
-                await self._tell_wait(job, where, checkpoint, exc, view.model)
+                await self._tell_wait(job, incoming, checkpoint, exc, view.model)
             raise
         except JobError:
             if live is not None:
@@ -286,8 +292,13 @@ class ChatService:
             return await replace(ask, history=unseen).complete(live, first_token)
 
     async def _tell_wait(
-        self, job: Job, where: ReplyTarget, checkpoint: dict[str, Any], exc: JobError, model: str
+        self, job: Job, incoming: Incoming, checkpoint: dict[str, Any], exc: JobError, model: str
     ) -> None:
+        """The job will wait and run again: the user hears why (once), and sees the receipt again."""
+        where = incoming.target
+        if self._receipts is not None:  # it was called off when the answer began
+            self._receipts.received(where.chat_id, where.message_id, in_group=incoming.in_group)
+
         async def show(text: str) -> None:
             await self._notices.reply(where, text)
 

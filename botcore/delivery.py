@@ -55,12 +55,12 @@ class Delivery:
         """The answer, rendered, in as many messages as it needs: the streamed messages are
         edited into it (extra ones deleted), the rest sent. Resumes where an earlier attempt
         stopped."""
-        chunks = render(checkpoint["answer"])
-        if checkpoint.get("reasoning"):
-            chunks = with_reasoning(chunks, checkpoint["reasoning"])
         if live is not None:
             await live.close()  # a preview still to come is called off; one under way lands
             checkpoint["stream_ids"] = live.ids
+        chunks = render(checkpoint["answer"])
+        if checkpoint.get("reasoning"):
+            chunks = with_reasoning(chunks, checkpoint["reasoning"])
         shown: list[int] = checkpoint.get("stream_ids", [])
         paced = False
         for index in range(checkpoint["sent"], len(chunks)):

@@ -84,15 +84,14 @@ def _when(at: float) -> str:
 
 
 def _markdown(turns: list[StoredTurn], view: View) -> bytes:
-    lines = [
-        "# Conversation",
-        "",
-        f"Model: {view.model} · Persona: {view.persona.name} · Exported {_when(turns[-1].created_at)}",
-        "",
-    ]
+    """The conversation for people to read, in the user's language."""
+    about = texts.EXPORT_ABOUT.format(
+        model=view.model, persona=view.persona.name, time=_when(turns[-1].created_at)
+    )
+    lines = [f"# {texts.EXPORT_HEADING}", "", about, ""]
     for turn in turns:
-        who = "You" if turn.role == "user" else "Assistant"
-        images = f" ({len(turn.images)} image(s))" if turn.images else ""
+        who = texts.EXPORT_YOU if turn.role == "user" else texts.EXPORT_ASSISTANT
+        images = f" ({texts.EXPORT_IMAGES.format(count=len(turn.images))})" if turn.images else ""
         lines += [f"## {who}, {_when(turn.created_at)}{images}", "", turn.content, ""]
     return "\n".join(lines).encode()
 

@@ -222,7 +222,7 @@ def _shown_name(name: str) -> str:
     """A file's name as we repeat it: no control or format characters (a right-to-left override
     can make "gpj.exe" read as "exe.jpg"), and not too long."""
     shown = "".join(c for c in name if unicodedata.category(c) not in ("Cc", "Cf")).strip()
-    return (shown[:60] + "…" if len(shown) > 60 else shown) or "the file"
+    return (shown[:60] + "…" if len(shown) > 60 else shown) or texts.UNNAMED_FILE
 
 
 def _photo_id(file: Attachment, max_side: int) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -33,13 +33,15 @@ class PacedLimiter(BaseRateLimiter[Lane]):
     """``rate_per_s`` 0 turns pacing off (a cosmetic call then goes at once, as any other).
 
     Only calls to a chat are paced, as Telegram counts them. An answer to a group waits for that
-    group's bucket before it counts as waiting, so a busy group does not hold back the cosmetic
-    calls of other chats."""
+    group's bucket before it counts as waiting overall, so a busy group does not hold back the
+    cosmetic calls of other chats; within the group, a cosmetic call takes only a turn that no
+    answer to the group is waiting for."""
 
     def __init__(self, *, rate_per_s: float, group_rate_per_min: float) -> None:
-        self._overall = AsyncLimiter(rate_per_s, 1) if rate_per_s > 0 else None
+        self._overall = _bucket(rate_per_s, 1) if rate_per_s > 0 else None
         self._group_rate = group_rate_per_min if rate_per_s > 0 else 0.0
         self._groups: dict[int | str, AsyncLimiter] = {}
+        self._group_answers: Counter[int | str] = Counter()  # answers waiting for a group's turn
         self._answers_waiting = 0
         self._no_answer_waiting = asyncio.Event()
         self._no_answer_waiting.set()
@@ -53,6 +55,8 @@ class PacedLimiter(BaseRateLimiter[Lane]):
         if self._usher is not None:
             self._usher.cancel()
             await asyncio.gather(self._usher, return_exceptions=True)
+        while self._cosmetic:  # no turn will come: their calls are called off
+            self._cosmetic.popleft().cancel()
 
     async def process_request(
         self,
@@ -66,20 +70,22 @@ class PacedLimiter(BaseRateLimiter[Lane]):
         chat_id = data.get("chat_id")
         with contextlib.suppress(ValueError, TypeError):
             chat_id = int(chat_id)  # type: ignore[arg-type]
-        group = self._group_bucket(chat_id) or contextlib.nullcontext()
+        group = self._group_bucket(chat_id)
         paced = chat_id is not None and self._overall is not None
         if rate_limit_args is None:  # an answer: its group's turn, then the overall one
-            async with group:
-                if paced:
-                    await self._answer_turn(self._overall)  # type: ignore[arg-type]
-                return await callback(*args, **kwargs)
+            if group is not None:
+                await self._group_answer_turn(chat_id, group)
+            if paced:
+                await self._answer_turn(self._overall)  # type: ignore[arg-type]
+            return await callback(*args, **kwargs)
         # A cosmetic call: the overall turn first, so one called off while it waits has taken
         # nothing from its group's 20 a minute.
         if paced:
             await self._cosmetic_turn(self._overall)  # type: ignore[arg-type]
-        async with group:
-            rate_limit_args.started = True
-            return await callback(*args, **kwargs)
+        if group is not None:
+            await self._spare(group, lambda: not self._group_answers[chat_id])
+        rate_limit_args.started = True
+        return await callback(*args, **kwargs)
 
     def _group_bucket(self, chat_id: Any) -> AsyncLimiter | None:
         is_group = (isinstance(chat_id, int) and chat_id < 0) or isinstance(chat_id, str)
@@ -91,8 +97,17 @@ class PacedLimiter(BaseRateLimiter[Lane]):
                     del self._groups[key]
         bucket = self._groups.get(chat_id)
         if bucket is None:
-            bucket = self._groups[chat_id] = AsyncLimiter(self._group_rate, 60)
+            bucket = self._groups[chat_id] = _bucket(self._group_rate, 60)
         return bucket
+
+    async def _group_answer_turn(self, chat_id: int | str, group: AsyncLimiter) -> None:
+        self._group_answers[chat_id] += 1
+        try:
+            await group.acquire()
+        finally:
+            self._group_answers[chat_id] -= 1
+            if not self._group_answers[chat_id]:
+                del self._group_answers[chat_id]
 
     async def _answer_turn(self, overall: AsyncLimiter) -> None:
         self._answers_waiting += 1
@@ -118,9 +133,24 @@ class PacedLimiter(BaseRateLimiter[Lane]):
         """Cosmetic calls, one at a time, each when no answer waits and the bucket has room."""
         while self._cosmetic:
             await self._no_answer_waiting.wait()
-            await overall.acquire()  # this turn is taken for the next cosmetic call still waiting
-            while self._cosmetic:
+            await self._spare(overall, lambda: not self._answers_waiting)
+            while self._cosmetic:  # the turn is the next cosmetic call's still waiting
                 turn = self._cosmetic.popleft()
                 if not turn.done():
                     turn.set_result(None)
                     break
+
+    @staticmethod
+    async def _spare(bucket: AsyncLimiter, free: Callable[[], bool]) -> None:
+        """A turn from ``bucket`` taken only when it has room now and ``free()`` (no answer waits
+        for it): never queued in the bucket, where it would go ahead of answers that come later."""
+        # Room comes with time, and no event says so: a look each time a turn may have come.
+        while not (free() and bucket.has_capacity()):  # noqa: ASYNC110
+            await asyncio.sleep(bucket.time_period / bucket.max_rate)
+        await bucket.acquire()  # at once: it has room
+
+
+def _bucket(rate: float, period: float) -> AsyncLimiter:
+    """``rate`` calls per ``period`` seconds; under one, as one call per longer period (aiolimiter
+    cannot take a turn from a bucket smaller than one)."""
+    return AsyncLimiter(rate, period) if rate >= 1 else AsyncLimiter(1, period / rate)

@@ -17,7 +17,7 @@ from botcore.pacing import Lane
 
 SEEN = "👀"
 WAIT_S = 1.0  # a message answered within this gets no receipt: it needs none
-_MAX_PENDING = 1000  # receipts waiting or shown; beyond this, new ones are skipped
+_MAX_PENDING = 1000  # receipts waiting (beyond this, new ones are skipped), and shown ones kept
 _REFUSERS_KEPT = 10_000
 
 
@@ -33,7 +33,7 @@ class Receipts:
         self._refused: set[int] = set()  # chats where reactions are off
         # message -> its receipt to come, and the lane its call waits in
         self._waiting: dict[tuple[int, int], tuple[asyncio.Task[None], Lane]] = {}
-        self._shown: set[tuple[int, int]] = set()  # messages that show the receipt now
+        self._shown: dict[tuple[int, int], None] = {}  # messages that show the receipt now, oldest first
         self._clearing: set[asyncio.Task[None]] = set()
         self._log = logger.bind(component="receipts")
 
@@ -43,8 +43,9 @@ class Receipts:
     def received(self, chat_id: int, message_id: int, *, in_group: bool) -> None:
         """A message was stored: mark it if it is still waiting in a moment."""
         key = (chat_id, message_id)
-        busy = len(self._waiting) + len(self._shown) >= _MAX_PENDING
-        if self.wanted(chat_id, in_group=in_group) and not busy and key not in self._waiting:
+        busy = len(self._waiting) >= _MAX_PENDING
+        known = key in self._waiting or key in self._shown
+        if self.wanted(chat_id, in_group=in_group) and not busy and not known:
             lane = Lane()
             task = asyncio.get_running_loop().create_task(self._later(key, lane))
             self._waiting[key] = (task, lane)
@@ -53,7 +54,9 @@ class Receipts:
     async def _later(self, key: tuple[int, int], lane: Lane) -> None:
         await self._clock.wait(asyncio.Event(), self._wait_s)
         if await self._set(*key, SEEN, lane):
-            self._shown.add(key)
+            self._shown[key] = None
+            if len(self._shown) > _MAX_PENDING:  # messages never answered (failed for good): forgotten
+                del self._shown[next(iter(self._shown))]
 
     def working(self, chat_id: int, message_id: int) -> None:
         """Its answer is being written (the typing indicator or the stream shows it): a receipt
@@ -78,7 +81,7 @@ class Receipts:
         if setting is not None:
             await asyncio.gather(setting[0], return_exceptions=True)  # the 👀 lands first
         if key in self._shown:
-            self._shown.discard(key)
+            del self._shown[key]
             await self._set(*key, None, Lane())
 
     async def _set(self, chat_id: int, message_id: int, emoji: str | None, lane: Lane) -> bool:

@@ -164,7 +164,7 @@ def help_text(*, admin: bool) -> str:
 
     def line(spec: CommandSpec) -> str:
         argument = f" {gettext(spec.argument)}" if spec.argument else ""
-        return f"/{spec.name}{argument} — {gettext(spec.help or '')}"
+        return f"/{spec.name}{argument} — {gettext(spec.help) if spec.help else ''}"
 
     def lines(specs: Collection[CommandSpec]) -> str:
         return "\n".join(line(spec) for spec in specs)

@@ -28,6 +28,11 @@ KEEP_ALIVE_S = 20.0  # a draft fades about 30 s after it last changed: shown aga
 DRAFT_IDS_PER_JOB = 64  # one id per message of the answer, so each is a draft of its own
 
 
+def _retrieved(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 class Drafts:
     """Whether streamed replies in private chats are drafts: yes, until the Bot API server says
     it does not know ``sendMessageDraft``; then edits, for as long as the bot runs."""
@@ -126,12 +131,16 @@ class StreamingReply:
                 raise error
 
     def abandon(self) -> None:
-        """Painting stops at once, whatever is under way (the answer is given up here)."""
+        """Painting stops without being waited for (the answer is given up here, or the bot is
+        stopping): a call that has not left is called off; one under way ends by itself, so
+        the message it makes is still checkpointed."""
         self._stopped = True
-        if self._painter is not None:
-            self._painter.cancel()
-            if self._painter.done() and not self._painter.cancelled():
-                self._painter.exception()  # already raised, or of no interest now
+        painter = self._painter
+        if painter is None:
+            return
+        if not painter.done() and not (self._call is not None and self._call.started):
+            painter.cancel()
+        painter.add_done_callback(_retrieved)  # already raised, or of no interest now
 
     async def mark(self, note: str, *, final: bool = True) -> None:
         """The answer stops here (interrupted, stopped): what this attempt showed, with ``note``.
@@ -171,8 +180,10 @@ class StreamingReply:
     async def _show_draft(self, text: str) -> None:
         """Every message of ``text`` but the last as a message (as edits do), the last as a draft."""
         parts = [chunk.text for chunk in plain_chunks(text)] if text else [""]
-        if len(parts) > 1:
-            await self._show_parts(parts[:-1], painting=True)
+        if len(parts) > 1 and not await self._show_parts(parts[:-1], painting=True):
+            return  # stopped, or refused: not one more call now
+        if self._stopped:
+            return
         draft_id = self._draft_id + min(len(parts) - 1, DRAFT_IDS_PER_JOB - 1)
         now = self._clock.monotonic()
         if (
@@ -208,45 +219,54 @@ class StreamingReply:
     async def _show(self, text: str, *, painting: bool) -> None:
         await self._show_parts([chunk.text for chunk in plain_chunks(text)], painting=painting)
 
-    async def _show_parts(self, parts: list[str], *, painting: bool) -> None:
+    async def _show_parts(self, parts: list[str], *, painting: bool) -> bool:
         """Each part as message ``index``: edited, or sent when there is none (or it is gone).
         ``painting``: the painter's own calls, cosmetic, which stop once it is closed; else the
-        answer's own (a mark)."""
+        answer's own (a mark). False if it stopped before the end (closed, or refused)."""
         for index, part in enumerate(parts):
             if index < len(self.ids) and self._shown[index] == part:
                 continue  # never an edit that changes nothing
             if painting and self._stopped:
-                return
-            self._call = lane = Lane() if painting else None
+                return False
             try:
-                message_id = await self._show_part(index, part, lane)
+                message_id = await self._show_part(index, part, painting=painting)
                 if message_id is not None:  # a new message: its id is kept before anything else
                     await self._on_new_message(list(self.ids))
             except UpstreamUnavailable as exc:
                 self._slow_down(exc)
-                return
+                return False
             except LeaseLostError:
                 raise  # a newer attempt shows the answer now: this one stops
             except JobError as exc:
                 self._log.debug("could not show the answer so far: {}", exc)
-                return
+                return False
+            finally:
+                self._call = None
+        return True
+
+    async def _show_part(self, index: int, part: str, *, painting: bool) -> int | None:
+        """Message ``index`` edited to ``part``; or sent, then its id (it is a new message).
+        Each call in a lane of its own, if cosmetic, so ``close`` knows whether it has left."""
+        if index < len(self.ids):
+            self._call = lane = Lane() if painting else None
+            try:
+                edited = await self._messenger.edit_text(self._chat_id, self.ids[index], part, lane=lane)
             finally:
                 self._left(lane)
-
-    async def _show_part(self, index: int, part: str, lane: Lane | None) -> int | None:
-        """Message ``index`` edited to ``part``; or sent, then its id (it is a new message)."""
-        if index < len(self.ids) and await self._messenger.edit_text(
-            self._chat_id, self.ids[index], part, lane=lane
-        ):
-            self._shown[index] = part
-            return None
-        message_id = await self._messenger.send_text(
-            self._chat_id,
-            part,
-            reply_to=self._reply_to if index == 0 else None,
-            thread_id=self._thread_id,
-            lane=lane,
-        )
+            if edited:
+                self._shown[index] = part
+                return None
+        self._call = lane = Lane() if painting else None
+        try:
+            message_id = await self._messenger.send_text(
+                self._chat_id,
+                part,
+                reply_to=self._reply_to if index == 0 else None,
+                thread_id=self._thread_id,
+                lane=lane,
+            )
+        finally:
+            self._left(lane, keep=True)  # until its id is checkpointed, it counts as under way
         if index < len(self.ids):  # the message was deleted: its replacement takes its place
             self.ids[index], self._shown[index] = message_id, part
         else:
@@ -254,10 +274,12 @@ class StreamingReply:
             self._shown.append(part)
         return message_id
 
-    def _left(self, lane: Lane | None) -> None:
+    def _left(self, lane: Lane | None, *, keep: bool = False) -> None:
         """A call is over: the interval counts from it if it went to Telegram (one called off
-        before it left takes nothing from the chat's pace)."""
-        self._call = None
+        before it left takes nothing from the chat's pace). ``keep``: it still counts as under
+        way (its message's id is not kept yet)."""
+        if not keep:
+            self._call = None
         if lane is None or lane.started:
             self._last_show = self._clock.monotonic()
 

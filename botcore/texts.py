@@ -110,6 +110,7 @@ class _English:
     ALBUM_ACK = N_("🖼 Looking at your photos…")
     ALBUM_CUT = N_("🖼 I looked at the first {count} photos of that album.")
     DOCUMENT_ACK = N_("📄 Reading {name}…")
+    UNNAMED_FILE = N_("the file")  # {name} above, for a file sent without a name
     VISION_OFF = N_("I can't look at pictures here. Please describe it in words.")
     DOCUMENT_UNSUPPORTED = N_("📎 I can't read that kind of file. I can read {supported}.")
     DOCUMENT_TOO_BIG = N_("📄 That file is too large for me ({size:.1f} MB; the limit is {limit:g} MB).")
@@ -130,6 +131,12 @@ class _English:
     EXPORT_NOTHING = N_("There is nothing to export: I don't remember any conversation here.")
     EXPORT_CAPTION = N_("📄 Our conversation as I remember it: {count} messages.")
     EXPORT_CUT = N_(" The oldest {count} were left out to keep the file small.")
+    # Inside the exported Markdown file.
+    EXPORT_HEADING = N_("Conversation")
+    EXPORT_ABOUT = N_("Model: {model} · Persona: {persona} · Exported {time}")
+    EXPORT_YOU = N_("You")
+    EXPORT_ASSISTANT = N_("Assistant")
+    EXPORT_IMAGES = N_("images: {count}")
     IMAGE_USAGE = N_(
         "🎨 Tell me what to draw: /image followed by a description, like /image a lighthouse at dawn."
     )

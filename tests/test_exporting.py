@@ -87,6 +87,18 @@ async def test_a_message_still_waiting_gets_a_receipt_cleared_once_answered(
     await eventually(lambda: tg.reactions[-1] == (10, update, None), what="the receipt cleared")
 
 
+async def test_a_message_whose_answer_must_wait_gets_its_receipt_after_all(
+    s: Services, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    llm.script.append(Scripted(status=503))  # the answer began, failed, and will be tried again
+    update = tg.add_message(10, "hello")
+    await receive(s, last_update(tg))
+    await spin()
+    await run_due(s)
+    s.clock.advance(1.5)
+    await eventually(lambda: tg.reactions == [(10, update, "👀")], what="the receipt")
+
+
 async def test_a_message_whose_answer_is_being_written_needs_no_receipt(
     s: Services, tg: FakeTelegram, llm: FakeOpenAI
 ) -> None:

@@ -238,3 +238,33 @@ async def test_a_cosmetic_call_called_off_before_its_turn_never_reaches_telegram
         # With the line empty, a cosmetic call goes at once.
         await asyncio.wait_for(messenger.react(10, 1, None, lane=Lane()), 5)
     assert [m for m, _ in tg.calls].count("setMessageReaction") == 1
+
+
+async def test_a_long_draft_closed_while_its_first_part_is_sent_sends_no_more(
+    tg: FakeTelegram, messenger: Messenger, clock: ManualClock
+) -> None:
+    tg.delay["sendMessage"] = [0.3]  # the first full part is on its way when the answer is ready
+    live = streamed(messenger, clock, 10, drafts=Drafts())
+    await live.update("word " * 1000)  # past one message: the first part becomes a message
+    await eventually(lambda: methods(tg, "sendMessage", 10), what="the first part under way")
+    await live.close()  # waits for that part (its id is needed), then nothing more
+    await asyncio.sleep(0.2)
+    assert len(live.ids) == 1 and not tg.drafts
+
+
+async def test_a_cosmetic_call_to_a_group_leaves_its_turn_to_the_groups_answers(tg: FakeTelegram) -> None:
+    async with make_bot(TOKEN, tg.base_url, rate_per_s=1000, group_rate_per_min=60) as bot:
+        messenger = Messenger(bot)
+        await asyncio.gather(*(messenger.send_text(-1001, f"answer {n}") for n in range(60)))  # none left
+        receipt = asyncio.create_task(messenger.react(-1001, 1, "👀", lane=Lane()))  # it came first…
+        await spin()
+        answer = asyncio.create_task(messenger.send_text(-1001, "the last answer"))
+        await asyncio.wait_for(asyncio.gather(receipt, answer), 10)
+    order = [m for m, _ in tg.calls if m in ("sendMessage", "setMessageReaction")]
+    assert order[60:] == ["sendMessage", "setMessageReaction"]  # …but the next turn was the answer's
+
+
+async def test_a_rate_under_one_a_second_still_sends(tg: FakeTelegram) -> None:
+    async with make_bot(TOKEN, tg.base_url, rate_per_s=0.5) as bot:
+        await asyncio.wait_for(Messenger(bot).send_text(10, "slowly"), 5)
+    assert tg.texts_to(10) == ["slowly"]
