@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +20,7 @@ from botcore.sqlite_db import Database
 from botcore.sqlite_jobs import SqliteJobStore
 from botcore.worker import Worker
 
+from . import postgres as pg
 from .fakes import FakeOpenAI, FakeTelegram
 
 if TYPE_CHECKING:
@@ -28,6 +29,20 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "123456789:AAH4kq-EXAMPLE_token_value_abcdefghi"  # shaped like a real one, never valid
 KEY = "sk-test-key-0123456789"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[pg.Cluster]:
+    """A real PostgreSQL for the whole run: a throwaway cluster (or TEST_DATABASE_URL's server);
+    the tests that use it skip, with the reason, where neither is possible."""
+    reason = pg.unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    cluster = pg.start()
+    try:
+        yield cluster
+    finally:
+        pg.stop(cluster)
 
 
 @pytest.fixture
