@@ -19,7 +19,7 @@ from botcore.errors import LeaseLostError
 from botcore.jobqueue import JobQueue
 from botcore.llm import ChatModel
 from botcore.messenger import Messenger
-from botcore.models import Prices
+from botcore.models import Job, Prices
 from botcore.notices import Notices
 from botcore.personas import built_in
 from botcore.prefs import ChatSettings
@@ -78,6 +78,19 @@ async def service(
     await model.aclose()
 
 
+async def a_stale_attempt(queue: JobQueue, clock: ManualClock, llm: FakeOpenAI) -> Job:
+    """A job claimed, then its lease run out (the worker stalled) and the job claimed again: the
+    first claim, whose attempt no longer owns the job. The model will stream a long answer."""
+    llm.script.append(Scripted(text="a long answer " * 40, piece_chars=40, piece_delay_s=0.05))
+    await queue.enqueue("tg-update", {"n": 1})
+    [stale] = await queue.claim({"tg-update": 1}, 1)
+    clock.advance(queue.lease_s + 1)
+    await queue.recover_expired()
+    [newer] = await queue.claim({"tg-update": 1}, 1)
+    assert newer.id == stale.id and newer.lease_token != stale.lease_token
+    return stale
+
+
 async def test_a_stream_whose_job_lost_its_lease_stops_and_blames_nobody(
     service: tuple[ChatService, list[str]],
     queue: JobQueue,
@@ -87,13 +100,7 @@ async def test_a_stream_whose_job_lost_its_lease_stops_and_blames_nobody(
 ) -> None:
     chat, outcomes = service
     tg.no_drafts = True  # edits: the streamed message's id is checkpointed as soon as it is sent
-    llm.script.append(Scripted(text="a long answer " * 40, piece_chars=40, piece_delay_s=0.05))
-    await queue.enqueue("tg-update", {"n": 1})
-    [stale] = await queue.claim({"tg-update": 1}, 1)
-    clock.advance(queue.lease_s + 1)  # the worker stalled: its lease ran out
-    await queue.recover_expired()
-    [newer] = await queue.claim({"tg-update": 1}, 1)
-    assert newer.id == stale.id and newer.lease_token != stale.lease_token
+    stale = await a_stale_attempt(queue, clock, llm)
     with pytest.raises(LeaseLostError):  # at the first checkpoint (the streamed message's id)
         await chat.answer(stale, private_message(10, "hi"), {})
     assert outcomes == []  # neither a failure nor a success of the LLM: the breaker ignores it
@@ -109,12 +116,7 @@ async def test_a_drafted_answer_whose_job_lost_its_lease_is_never_sent(
     llm: FakeOpenAI,
 ) -> None:
     chat, outcomes = service
-    llm.script.append(Scripted(text="a long answer " * 40, piece_chars=40, piece_delay_s=0.05))
-    await queue.enqueue("tg-update", {"n": 1})
-    [stale] = await queue.claim({"tg-update": 1}, 1)
-    clock.advance(queue.lease_s + 1)
-    await queue.recover_expired()
-    await queue.claim({"tg-update": 1}, 1)
+    stale = await a_stale_attempt(queue, clock, llm)
     with pytest.raises(LeaseLostError):  # a draft is no message: at the answer's checkpoint
         await chat.answer(stale, private_message(10, "hi"), {})
     assert outcomes == ["ok"]  # the model did answer
