@@ -185,7 +185,7 @@ class SqliteUsage:
     async def top_users(self, *, since: float, limit: int = 5) -> list[tuple[int, UsageSummary]]:
         rows = await self._db.fetchall(
             f"SELECT user_id, {_SUMS} FROM usage WHERE created_at >= ? AND user_id IS NOT NULL"
-            " GROUP BY user_id ORDER BY sum(cost_usd) DESC, count(*) DESC LIMIT ?",
+            " GROUP BY user_id ORDER BY sum(cost_usd) DESC, count(*) DESC, user_id LIMIT ?",
             (since, limit),
         )
         return [(row[0], UsageSummary(*row[1:])) for row in rows]

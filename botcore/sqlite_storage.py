@@ -3,6 +3,8 @@ hands out its stores. The default backend: one file, no server."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 from botcore.sqlite_data import SqliteChatPrefs, SqliteConversations, SqliteKeyValue, SqliteUsage
@@ -11,7 +13,19 @@ from botcore.sqlite_jobs import SqliteJobStore
 from botcore.storage import ChatPrefsStore, ConversationStore, JobStore, KeyValueStore, UsageStore
 
 
+class SoleLeadership:
+    """A process that holds the data directory's lock is the only one: it holds every role."""
+
+    async def hold(self) -> bool:
+        return True
+
+    async def release(self) -> None:
+        pass
+
+
 class SqliteStorage:
+    shared = False  # one process: the data directory's lock proves it
+
     def __init__(self, db: Database) -> None:
         self.db = db
         # Typed as the protocols: a caller of the bundle sees only what every backend offers.
@@ -28,6 +42,12 @@ class SqliteStorage:
     @property
     def description(self) -> str:
         return f"SQLite at {self.db.path}"
+
+    def leadership(self, name: str) -> SoleLeadership:
+        return SoleLeadership()
+
+    async def watch_enqueues(self, wake: Callable[[], None], stop: asyncio.Event) -> None:
+        """No other process queues jobs here."""
 
     async def maintain(self) -> None:
         await self.db.maintain()

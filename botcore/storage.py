@@ -8,7 +8,8 @@ full, an I/O error), and its own exception when one piece of data is refused."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import asyncio
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from botcore.models import (
@@ -188,6 +189,17 @@ class ChatPrefsStore(Protocol):
         ...
 
 
+class Leadership(Protocol):
+    """One named role ("cleanup", "polling") that exactly one process holds at a time."""
+
+    async def hold(self) -> bool:
+        """True while this process holds the role: takes it when free, confirms it when held.
+        Never raises; an unreachable database means not held. Called every few seconds."""
+        ...
+
+    async def release(self) -> None: ...
+
+
 class Storage(Protocol):
     """One backend's stores, opened together, closed together."""
 
@@ -196,6 +208,16 @@ class Storage(Protocol):
     usage: UsageStore
     kv: KeyValueStore
     prefs: ChatPrefsStore
+    # Other processes may work the same data at the same time: recovery then takes back only
+    # jobs whose lease ran out, never all 'running' ones (False: a lockfile proves we are alone).
+    shared: bool
+
+    def leadership(self, name: str) -> Leadership: ...
+
+    async def watch_enqueues(self, wake: Callable[[], None], stop: asyncio.Event) -> None:
+        """Call ``wake`` whenever another process queues jobs, until ``stop`` (returns at once
+        when no other process can)."""
+        ...
 
     @property
     def description(self) -> str:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from botcore.models import ChatPrefs
 from botcore.storage import Storage
 
-from .storage_backends import BACKENDS, storage_fixture  # noqa: F401
+from .storage_backends import Opener, open_backend_fixture, storage_fixture  # noqa: F401
 
 T0 = 1_000.0
 
@@ -46,14 +44,13 @@ async def test_any_text_is_kept_as_it_was_chosen(storage: Storage) -> None:
     assert await storage.prefs.get(7) == odd
 
 
-@pytest.mark.parametrize("backend", list(BACKENDS))
-async def test_choices_survive_a_restart(tmp_path: Path, backend: str) -> None:
-    first = await BACKENDS[backend](tmp_path)
+async def test_choices_survive_a_restart(tmp_path: Path, open_backend: Opener) -> None:
+    first = await open_backend(tmp_path)
     try:
         await first.prefs.put(5, ChatPrefs(model="deepseek-r1", memory=False), now=T0)
     finally:
         await first.close()
-    again = await BACKENDS[backend](tmp_path)
+    again = await open_backend(tmp_path)
     try:
         assert await again.prefs.get(5) == ChatPrefs(model="deepseek-r1", memory=False)
     finally:

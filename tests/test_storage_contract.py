@@ -10,10 +10,20 @@ from pathlib import Path
 import pytest
 
 from botcore.errors import StorageUnavailable
-from botcore.models import Job, JobState, NewJob, PurgeResult, StoredTurn, Turn, Usage, UsageSummary
+from botcore.models import (
+    ChatPrefs,
+    Job,
+    JobState,
+    NewJob,
+    PurgeResult,
+    StoredTurn,
+    Turn,
+    Usage,
+    UsageSummary,
+)
 from botcore.storage import COST_ALERT_PREFIX, HEALTH_PROBE_KEY, OFFSET_KEY, Lease, Storage, cost_alert_key
 
-from .storage_backends import BACKENDS, Opener, storage_fixture  # noqa: F401
+from .storage_backends import Opener, open_backend_fixture, storage_fixture  # noqa: F401
 
 QUEUED, RUNNING, DONE, DEAD = JobState.QUEUED, JobState.RUNNING, JobState.DONE, JobState.DEAD
 T0 = 1_000.0
@@ -615,6 +625,25 @@ async def test_a_retried_job_stores_its_exchange_once(storage: Storage) -> None:
     assert [t.content for t in await store.history(5, limit=10, since=0)] == ["hi", "hello"]
 
 
+async def test_a_nul_character_in_free_text_is_stored_not_refused(storage: Storage) -> None:
+    # SQLite keeps a NUL; PostgreSQL's text refuses one, so that backend stores U+FFFD instead.
+    # Either way the message, the error and the setting are kept, and nothing else changes.
+    kept = ("a\x00b", "a\ufffdb")
+    await storage.conversations.add_exchange(1, job_id=1, user_text="a\x00b", answer="a\x00b", now=T0)
+    assert [t.content in kept for t in await storage.conversations.history(1, limit=10, since=0)] == [
+        True
+    ] * 2
+    [job] = await put(storage, NewJob("chat", {"text": "a\x00b"}))
+    assert (await storage.jobs.get(job.id)).payload == {"text": "a\x00b"}  # JSON escapes it
+    [running] = await claim(storage)
+    buried = await storage.jobs.bury(running.id, running.lease_token or "", error="bad \x00 byte", now=T0)
+    assert buried is not None and buried.last_error in ("bad \x00 byte", "bad \ufffd byte")
+    await storage.kv.put("k", "v\x00")
+    assert await storage.kv.get("k") in ("v\x00", "v\ufffd")
+    await storage.prefs.put(1, ChatPrefs(persona="p\x00"), now=T0)
+    assert (await storage.prefs.get(1)).persona in ("p\x00", "p\ufffd")
+
+
 async def test_a_photo_question_is_remembered_with_its_images_references(storage: Storage) -> None:
     store = storage.conversations
     await store.add_exchange(
@@ -728,7 +757,7 @@ async def test_top_users_rank_by_cost_then_by_requests(storage: Storage) -> None
     ]
     for n, (user_id, usage) in enumerate(calls):
         await store.record(usage, key=f"k{n}", job_id=None, chat_id=None, user_id=user_id, now=T0 + n)
-    # 2 and 3 spent alike (2 made more requests); a call with no user is nobody's.
+    # 2 and 3 spent alike (2 made more requests), 1 and 4 too (by id); a call with no user is nobody's.
     assert [user for user, _ in await store.top_users(since=T0)] == [2, 3, 1, 4]
     assert [user for user, _ in await store.top_users(since=T0, limit=2)] == [2, 3]
     assert [user for user, _ in await store.top_users(since=T0 + 3)] == [3, 4]
@@ -799,7 +828,6 @@ async def test_maintain_is_safe_at_any_time_and_keeps_the_data(storage: Storage)
     assert await storage.kv.get(OFFSET_KEY) == "7"
 
 
-@pytest.mark.parametrize("open_backend", list(BACKENDS.values()), ids=list(BACKENDS))
 async def test_the_data_survives_a_restart(open_backend: Opener, tmp_path: Path) -> None:
     first = await open_backend(tmp_path)
     try:

@@ -1,0 +1,348 @@
+"""All SQL of the ``jobs`` table in PostgreSQL: the ``storage.JobStore`` protocol, safe with any
+number of processes working the same table.
+
+How several processes keep each chat's order: a job may be claimed only when no older job of
+its group is queued or running, and claims lock rows with ``FOR UPDATE SKIP LOCKED``. That holds
+only if a group's ids follow the order its jobs became visible; an identity is drawn at insert,
+not at commit, so an insert takes a transaction-scoped advisory lock per group first: two
+processes storing messages of one chat store them one after the other."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from botcore.models import Enqueued, Job, JobState, NewJob, PurgeResult, QueueStats
+from botcore.pg_db import JOBS_CHANNEL, PgDatabase, text
+
+COLUMNS = (
+    "id, kind, payload, dedup_key, group_key, state, attempts, max_attempts, run_at, created_at,"
+    " updated_at, lease_token, lease_until, deferred_since, finished_at, last_error, checkpoint"
+)
+_STATES = {state.value: state for state in JobState}
+# A job is ready when due and no older job of its group is still queued or running.
+_UNBLOCKED = """(j.group_key IS NULL OR NOT EXISTS (
+    SELECT 1 FROM jobs o WHERE o.group_key = j.group_key
+    AND o.state IN ('queued', 'running') AND o.id < j.id))"""
+_FENCED = "state = 'running' AND (id, lease_token) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))"
+_NEW_TOKEN = "md5(random()::text || clock_timestamp()::text)"
+# Finish the leased jobs and claim ready ones, in one statement: both CTEs read the table as it
+# was, so a finish frees its group for the next statement only (as in SQLite).
+_FINISH_AND_CLAIM = f"""
+WITH finished AS (
+    UPDATE jobs SET state = 'done', lease_token = NULL, lease_until = NULL, finished_at = $3,
+                    last_error = NULL, updated_at = $3
+    WHERE {_FENCED}
+    RETURNING id
+), picked AS (
+    SELECT p.id FROM unnest($4::text[], $5::int[]) AS w(kind, n)
+    CROSS JOIN LATERAL (
+        SELECT j.id, j.run_at FROM jobs j
+        WHERE j.state = 'queued' AND j.kind = w.kind AND j.run_at <= $3 AND {_UNBLOCKED}
+        ORDER BY j.run_at, j.id LIMIT w.n
+        FOR UPDATE OF j SKIP LOCKED
+    ) p
+    ORDER BY p.run_at, p.id LIMIT $6
+), claimed AS (
+    UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = {_NEW_TOKEN},
+                    lease_until = $7, updated_at = $3
+    WHERE id IN (SELECT id FROM picked)
+    RETURNING {COLUMNS}
+)
+SELECT NULL::bigint AS finished, claimed.* FROM claimed
+UNION ALL
+SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL FROM finished
+"""
+_RECOVER = f"""
+UPDATE jobs SET
+    state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
+    finished_at = CASE WHEN attempts >= max_attempts THEN $1::float8 END,
+    lease_token = NULL, lease_until = NULL, last_error = $3, updated_at = $1::float8
+WHERE id IN (SELECT id FROM jobs WHERE state = 'running' AND lease_until <= $2 FOR UPDATE SKIP LOCKED)
+RETURNING {COLUMNS}
+"""
+_INSERT = """
+INSERT INTO jobs (kind, payload, dedup_key, group_key, state, max_attempts, run_at, created_at,
+                  updated_at, finished_at, last_error)
+SELECT kind, payload, dedup_key, group_key, state, max_attempts, run_at, $10, $10, finished_at, error
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
+            $7::float8[], $8::float8[], $9::text[])
+     WITH ORDINALITY AS n(kind, payload, dedup_key, group_key, state, max_attempts, run_at,
+                         finished_at, error, position)
+ORDER BY position
+ON CONFLICT (dedup_key) DO NOTHING
+RETURNING id, dedup_key
+"""
+
+
+def dump(value: Mapping[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def job_from_row(row: Sequence[Any]) -> Job:
+    checkpoint = None if row[16] is None else json.loads(row[16])
+    return Job(row[0], row[1], json.loads(row[2]), row[3], row[4], _STATES[row[5]], *row[6:16], checkpoint)
+
+
+def _leases(leases: Sequence[tuple[int, str]]) -> tuple[list[int], list[str]]:
+    return [job_id for job_id, _ in leases], [token for _, token in leases]
+
+
+class PgJobStore:
+    def __init__(self, db: PgDatabase) -> None:
+        self._db = db
+
+    async def insert_many(
+        self, new_jobs: Sequence[NewJob], *, max_attempts: int, now: float
+    ) -> list[Enqueued]:
+        """All or nothing, in one transaction that takes each group's insert lock first (in
+        sorted order, so two inserts never wait on each other in a circle), and notifies
+        every process's idle workers when it commits."""
+        if not new_jobs:
+            return []
+        columns: list[list[Any]] = [[] for _ in range(9)]
+        for new in new_jobs:
+            dead = new.dead_reason is not None
+            values = (
+                new.kind, dump(new.payload), new.dedup_key, new.group_key, "dead" if dead else "queued",
+                new.max_attempts or max_attempts, now + max(0.0, new.delay_s), now if dead else None,
+                text(new.dead_reason),
+            )  # fmt: skip
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        groups = sorted({new.group_key for new in new_jobs if new.group_key is not None})
+        async with self._db.transaction() as conn:
+            if groups:
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended('bot-group:' || g, 0))"
+                    " FROM unnest($1::text[]) AS g ORDER BY g",
+                    groups,
+                )
+            stored = await conn.fetch(_INSERT, *columns, now)
+            created = {row[1]: row[0] for row in stored if row[1] is not None}
+            plain = iter(sorted(row[0] for row in stored if row[1] is None))
+            keys = [n.dedup_key for n in new_jobs if n.dedup_key is not None and n.dedup_key not in created]
+            found = {}
+            if keys:
+                rows = await conn.fetch(f"SELECT {COLUMNS} FROM jobs WHERE dedup_key = ANY($1::text[])", keys)
+                found = {row[3]: job_from_row(row) for row in rows}
+            if stored and any(new.dead_reason is None for new in new_jobs):
+                await conn.execute("SELECT pg_notify($1, '')", JOBS_CHANNEL)
+        out: list[Enqueued] = []
+        mine: dict[str, Job] = {}  # a dedup key this call stored: later asks in the batch get it
+        for i, new in enumerate(new_jobs):
+            key = new.dedup_key
+            if key is not None and key in mine:
+                out.append(Enqueued(mine[key], created=False))
+            elif key is None or key in created:
+                job = self._new_job(created[key] if key is not None else next(plain), columns, i, now)
+                if key is not None:
+                    mine[key] = job
+                out.append(Enqueued(job, created=True))
+            else:
+                out.append(Enqueued(found[key], created=False))
+        return out
+
+    @staticmethod
+    def _new_job(job_id: int, columns: list[list[Any]], i: int, now: float) -> Job:
+        kind, payload, dedup_key, group_key, state, max_attempts, run_at, finished_at, error = (
+            column[i] for column in columns
+        )
+        return Job(
+            job_id, kind, json.loads(payload), dedup_key, group_key, _STATES[state], 0, max_attempts,
+            run_at, now, now, None, None, None, finished_at, error, None,
+        )  # fmt: skip
+
+    async def finish_and_claim(
+        self,
+        leases: Sequence[tuple[int, str]],
+        wants: Mapping[str, int],
+        *,
+        limit: int,
+        now: float,
+        lease_s: float,
+    ) -> tuple[set[int], list[Job]]:
+        wants = {kind: n for kind, n in wants.items() if n > 0}
+        if not wants or limit <= 0:
+            wants, limit = {}, 0
+        if not leases and not wants:
+            return set(), []
+        ids, tokens = _leases(leases)
+        rows = await self._db.fetch(
+            _FINISH_AND_CLAIM, ids, tokens, now, list(wants), list(wants.values()), limit, now + lease_s
+        )
+        finished: set[int] = set()
+        claimed: list[Job] = []
+        for row in rows:
+            if row[0] is not None:
+                finished.add(row[0])
+            else:
+                claimed.append(job_from_row(row[1:]))
+        claimed.sort(key=lambda j: (j.run_at, j.id))
+        return finished, claimed
+
+    async def next_run_at(self, kinds: Iterable[str], *, after: float) -> float | None:
+        kinds = list(kinds)
+        if not kinds:
+            return None
+        row = await self._db.fetchrow(
+            "SELECT min(r) FROM unnest($1::text[]) AS k(kind) CROSS JOIN LATERAL ("
+            "SELECT run_at AS r FROM jobs WHERE state = 'queued' AND kind = k.kind AND run_at > $2"
+            " ORDER BY run_at LIMIT 1) x",
+            kinds,
+            after,
+        )
+        return None if row is None else row[0]
+
+    async def renew(self, leases: Sequence[tuple[int, str]], *, lease_until: float, now: float) -> set[int]:
+        if not leases:
+            return set()
+        rows = await self._db.fetch(
+            f"UPDATE jobs SET lease_until = $3, updated_at = $4 WHERE {_FENCED} RETURNING id",
+            *_leases(leases),
+            lease_until,
+            now,
+        )
+        return {r[0] for r in rows}
+
+    async def reschedule(
+        self, job_id: int, token: str, *, run_at: float, error: str, now: float, deferred: bool
+    ) -> Job | None:
+        async with self._db.transaction() as conn:
+            row = await conn.fetchrow(
+                f"""UPDATE jobs SET state = 'queued', run_at = $1, last_error = $2,
+                       lease_token = NULL, lease_until = NULL, updated_at = $3,
+                       attempts = attempts - $4::int,
+                       deferred_since = CASE WHEN $4::int = 1 THEN coalesce(deferred_since, $3) END
+                   WHERE id = $5 AND lease_token = $6 AND state = 'running'
+                   RETURNING {COLUMNS}""",
+                run_at,
+                text(error),
+                now,
+                int(deferred),
+                job_id,
+                token,
+            )
+            if row is None:
+                return None
+            job = job_from_row(row)
+            if job.group_key is not None:
+                await conn.execute(
+                    "UPDATE jobs SET run_at = $1 WHERE group_key = $2 AND state = 'queued'"
+                    " AND id > $3 AND run_at < $1",
+                    run_at,
+                    job.group_key,
+                    job_id,
+                )
+        return job
+
+    async def bury(self, job_id: int, token: str, *, error: str, now: float) -> Job | None:
+        row = await self._db.fetchrow(
+            f"""UPDATE jobs SET state = 'dead', finished_at = $1, updated_at = $1, last_error = $2,
+                   lease_token = NULL, lease_until = NULL
+               WHERE id = $3 AND lease_token = $4 AND state = 'running'
+               RETURNING {COLUMNS}""",
+            now,
+            text(error),
+            job_id,
+            token,
+        )
+        return None if row is None else job_from_row(row)
+
+    async def release_many(self, leases: Sequence[tuple[int, str]], *, now: float) -> int:
+        if not leases:
+            return 0
+        rows = await self._db.fetch(
+            "UPDATE jobs SET state = 'queued', attempts = attempts - 1, lease_token = NULL,"
+            f" lease_until = NULL, updated_at = $3 WHERE {_FENCED} RETURNING id",
+            *_leases(leases),
+            now,
+        )
+        if rows:
+            await self._db.execute("SELECT pg_notify($1, '')", JOBS_CHANNEL)
+        return len(rows)
+
+    async def recover(self, *, now: float, expired_before: float, error: str) -> list[Job]:
+        rows = await self._db.fetch(_RECOVER, now, expired_before, text(error))
+        return [job_from_row(r) for r in rows]
+
+    async def save_checkpoint(self, job_id: int, token: str, data: Mapping[str, Any], *, now: float) -> bool:
+        row = await self._db.fetchrow(
+            "UPDATE jobs SET checkpoint = $1, updated_at = $2, deferred_since = NULL"
+            " WHERE id = $3 AND lease_token = $4 AND state = 'running' RETURNING id",
+            dump(data),
+            now,
+            job_id,
+            token,
+        )
+        return row is not None
+
+    async def by_dedup_key(self, key: str) -> Job | None:
+        row = await self._db.fetchrow(f"SELECT {COLUMNS} FROM jobs WHERE dedup_key = $1", key)
+        return None if row is None else job_from_row(row)
+
+    async def get(self, job_id: int) -> Job | None:
+        row = await self._db.fetchrow(f"SELECT {COLUMNS} FROM jobs WHERE id = $1", job_id)
+        return None if row is None else job_from_row(row)
+
+    async def queued_in_group(self, group_key: str, kind: str, *, limit: int = 100) -> list[Job]:
+        rows = await self._db.fetch(
+            f"SELECT {COLUMNS} FROM jobs WHERE group_key = $1 AND state = 'queued' AND kind = $2"
+            " ORDER BY id LIMIT $3",
+            group_key,
+            kind,
+            limit,
+        )
+        return [job_from_row(row) for row in rows]
+
+    async def latest_dead(self, limit: int) -> list[Job]:
+        rows = await self._db.fetch(
+            f"SELECT {COLUMNS} FROM jobs WHERE state = 'dead' ORDER BY finished_at DESC, id DESC LIMIT $1",
+            limit,
+        )
+        return [job_from_row(row) for row in rows]
+
+    async def revive(self, job_id: int, *, now: float) -> Job | None:
+        async with self._db.transaction() as conn:
+            old = await conn.fetchrow(
+                "DELETE FROM jobs WHERE id = $1 AND state = 'dead'"
+                " RETURNING kind, payload, dedup_key, group_key, max_attempts, checkpoint",
+                job_id,
+            )
+            if old is None:
+                return None
+            if old["group_key"] is not None:
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended('bot-group:' || $1::text, 0))",
+                    old["group_key"],
+                )
+            row = await conn.fetchrow(
+                f"""INSERT INTO jobs (kind, payload, dedup_key, group_key, state, max_attempts, run_at,
+                                      created_at, updated_at, checkpoint)
+                    VALUES ($1, $2, $3, $4, 'queued', $5, $6, $6, $6, $7) RETURNING {COLUMNS}""",
+                old["kind"],
+                old["payload"],
+                old["dedup_key"],
+                old["group_key"],
+                old["max_attempts"],
+                now,
+                old["checkpoint"],
+            )
+            await conn.execute("SELECT pg_notify($1, '')", JOBS_CHANNEL)
+        return job_from_row(row)
+
+    async def stats(self, *, now: float) -> QueueStats:
+        rows = await self._db.fetch("SELECT state, kind, count(*) FROM jobs GROUP BY state, kind")
+        oldest = await self._db.fetchrow("SELECT min(created_at) FROM jobs WHERE state = 'queued'")
+        age = None if oldest is None or oldest[0] is None else max(0.0, now - oldest[0])
+        return QueueStats(counts={(s, k): n for s, k, n in rows}, oldest_waiting_age_s=age)
+
+    async def purge(self, *, done_before: float, dead_before: float, batch: int = 1000) -> PurgeResult:
+        removed = {}
+        for state, before in (("done", done_before), ("dead", dead_before)):
+            removed[state] = await self._db.delete_in_batches(
+                "jobs", "state = $2 AND finished_at < $3", state, before, batch=batch
+            )
+        return PurgeResult(done=removed["done"], dead=removed["dead"])
