@@ -29,6 +29,7 @@ from botcore.build import (
     build_receipts,
     build_speech,
     build_transcriber,
+    open_storage,
     start_health,
 )
 from botcore.clock import SystemClock
@@ -36,12 +37,13 @@ from botcore.config import Settings, load_settings
 from botcore.errors import StartupError
 from botcore.i18n import Languages, speaking
 from botcore.jobkinds import job_kinds
+from botcore.leading import Leading
 from botcore.lockfile import DataDirLock
 from botcore.logs import setup_logging, setup_sentry
 from botcore.messenger import Messenger
 from botcore.metrics import Metrics
-from botcore.sqlite_storage import SqliteStorage
 from botcore.storage import Storage
+from botcore.webhook import WebhookServer, register
 from botcore.worker import Worker
 
 
@@ -52,14 +54,18 @@ async def run(settings: Settings) -> None:
     stop_requested = asyncio.Event()
     stops: list[Callable[[], None]] = [stop_requested.set]
     _install_signal_handlers(stops)
+    scale = settings.scale
     async with AsyncExitStack() as stack:
-        stack.enter_context(DataDirLock(settings.data_dir))
+        if scale.database_url is None:  # SQLite: one process per data directory
+            stack.enter_context(DataDirLock(settings.data_dir))
         # What is said outside a user's update or job (an admin alert) is in BOT_LANGUAGE, if set.
         stack.enter_context(speaking(Languages(settings.bot_language).default))
-        storage = await SqliteStorage.open(settings.db_path, synchronous=settings.sqlite_synchronous)
+        storage = await open_storage(settings)
         stack.push_async_callback(storage.close)
         bot = await build_bot(settings)
         stack.push_async_callback(bot.shutdown)
+        if scale.webhook is not None and scale.takes_updates:
+            await register(bot, scale.webhook)
         model = build_model(settings, storage, clock)
         stack.push_async_callback(model.aclose)
         stt = build_transcriber(settings)
@@ -92,36 +98,62 @@ async def run(settings: Settings) -> None:
             concurrency=settings.worker_concurrency,
             grace_s=settings.shutdown_grace_s,
             observe=metrics.job_finished,
+            alone=not storage.shared,
         )
         stack.push_async_callback(_stop_task, cleanup.stop, asyncio.create_task(cleanup.run()))
+        if storage.shared:  # jobs queued by other processes wake this one's workers
+            stop_listening = asyncio.Event()
+            listening = asyncio.create_task(storage.watch_enqueues(queue.wake.set, stop_listening))
+            stack.push_async_callback(_stop_task, stop_listening.set, listening)
         poller = build_intake(base, receipts)
         stack.push_async_callback(poller.aclose)
-        stack.push_async_callback(_stop_task, poller.stop, asyncio.create_task(poller.run()))
+        polling: Leading | None = None
+        if scale.takes_updates and scale.webhook is not None:
+            webhook = WebhookServer(scale.webhook, poller, clock)
+            await webhook.start()
+            stack.push_async_callback(webhook.aclose)
+        elif scale.takes_updates:  # polling, by one process at a time
+            polling = Leading("polling", storage.leadership("polling"), poller.run, clock)
+            stack.push_async_callback(_stop_task, polling.stop, asyncio.create_task(polling.run()))
         metrics.watch(
             breakers=base.breakers,
             updates_received=lambda: poller.received,
             llm_limit=services.shared.llm_limit,
         )
         if settings.metrics_port is not None:
-            stack.push_async_callback((await start_health(base, poller, worker)).aclose)
+            health = await start_health(
+                base,
+                poller,
+                workers_running=lambda: worker.alive or not scale.works_jobs,
+                polling=lambda: polling is not None and polling.leading,
+            )
+            stack.push_async_callback(health.aclose)
         stops += [poller.stop, worker.request_stop]
+        if polling is not None:
+            stops.append(polling.stop)
         if stop_requested.is_set():  # a signal came while starting
             for stop in stops:
                 stop()
         _log_started(settings, bot, storage)
-        await worker.run()
+        if scale.works_jobs:
+            await worker.run()
+        else:
+            await stop_requested.wait()
     logger.bind(component="app").info("stopped cleanly")
 
 
 def _log_started(settings: Settings, bot: telegram.Bot, storage: Storage) -> None:
     log = logger.bind(component="app")
+    scale = settings.scale
     log.info(
-        "bot {} started as @{}: model {} at {}, {}; press Ctrl-C to stop",
+        "bot {} started as @{}: model {} at {}, {}; {}, role {}; press Ctrl-C to stop",
         __version__,
         bot.username,
         settings.openai_model,
         settings.openai_base_url,
         storage.description,
+        f"webhook at {scale.webhook.url}" if scale.webhook else "polling",
+        scale.role.value,
     )
     if not settings.admin_user_ids:
         log.warning(

@@ -25,13 +25,13 @@ from botcore.metrics import Metrics
 from botcore.notices import unstorable_notice
 from botcore.receipts import Receipts
 from botcore.routing import Router, menu
+from botcore.sqlite_storage import SqliteStorage
 from botcore.storage import Storage
 from botcore.stt import OpenAITranscriber, SpeechApiTranscriber, SpeechToText, WhisperApiTranscriber
 from botcore.stt_local import LocalWhisperTranscriber, resolve_model
 from botcore.telegram_api import connect, make_bot
 from botcore.tts import SpeechSynth, Synth
 from botcore.tts_local import LocalSpeechSynth, resolve_voice
-from botcore.worker import Worker
 
 _MODEL_BREAKERS = 32  # models with a circuit breaker of their own
 
@@ -86,7 +86,9 @@ async def build_bot(settings: Settings) -> telegram.Bot:
         local_mode=settings.telegram_local_mode,
     )
     try:
-        await connect(bot, settings.telegram_api_url, menus(Languages(settings.bot_language)))
+        # Only a process that polls drops a webhook: a worker's must never undo the intake's.
+        polls = settings.scale.takes_updates and settings.scale.webhook is None
+        await connect(bot, settings.telegram_api_url, menus(Languages(settings.bot_language)), polls=polls)
     except BaseException:
         await bot.shutdown()
         raise
@@ -176,7 +178,19 @@ def build_cleanup(settings: Settings, storage: Storage, queue: JobQueue) -> Clea
         usage_retention_days=settings.usage_retention_days,
         full_every_s=settings.cleanup_interval_hours * 3600,
         spools=(settings.data_dir / "images", settings.data_dir / "speech"),
+        leadership=storage.leadership("cleanup"),
     )
+
+
+async def open_storage(settings: Settings) -> Storage:
+    """PostgreSQL when ``DATABASE_URL`` is set (shared by several processes), else SQLite in
+    ``DATA_DIR``. The PostgreSQL driver is imported only then: it is an optional install."""
+    url = settings.scale.database_url
+    if url is None:
+        return await SqliteStorage.open(settings.db_path, synchronous=settings.sqlite_synchronous)
+    from botcore.pg_storage import PgStorage
+
+    return await PgStorage.open(url, max_connections=settings.scale.database_pool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +252,9 @@ def build_receipts(base: Base) -> Receipts | None:
     return None if mode == "off" else Receipts(base.messenger, base.clock, private=True, groups=mode == "on")
 
 
-async def start_health(base: Base, poller: UpdatePoller, worker: Worker) -> HealthServer:
+async def start_health(
+    base: Base, poller: UpdatePoller, workers_running: Callable[[], bool], polling: Callable[[], bool]
+) -> HealthServer:
     settings = base.settings
     assert settings.metrics_port is not None
     health = HealthServer(
@@ -249,8 +265,9 @@ async def start_health(base: Base, poller: UpdatePoller, worker: Worker) -> Heal
         queue=base.queue,
         usage=base.storage.usage,
         metrics=base.metrics,
-        workers_running=lambda: worker.alive,
+        workers_running=workers_running,
         clock=base.clock,
+        polling=polling,
     )
     try:
         await health.start()

@@ -17,7 +17,7 @@ from botcore.clock import DAY_S, utc_date
 from botcore.errors import StorageUnavailable
 from botcore.jobqueue import JobQueue
 from botcore.models import CleanupResult
-from botcore.storage import COST_ALERT_PREFIX, Storage, cost_alert_key
+from botcore.storage import COST_ALERT_PREFIX, Leadership, Storage, cost_alert_key
 
 
 class Cleanup:
@@ -33,8 +33,10 @@ class Cleanup:
         every_s: float = 60.0,
         full_every_s: float = DAY_S,
         spools: Sequence[Path] = (),  # folders of files kept between paying and sending
+        leadership: Leadership | None = None,  # with several processes: the one that cleans up
     ) -> None:
         self._spools = tuple(spools)
+        self._leadership = leadership
         self._storage = storage
         self._queue = queue
         self._done_after_s = done_after_s
@@ -46,8 +48,14 @@ class Cleanup:
         self._stop = asyncio.Event()
         self._log = logger.bind(component="cleanup")
 
-    async def run_once(self, *, full: bool = True) -> CleanupResult:
-        """The job purge; with ``full``, also expired memory, old usage and file maintenance."""
+    async def run_once(self, *, full: bool = True, database: bool = True) -> CleanupResult:
+        """The job purge; with ``full``, also expired memory, old usage and file maintenance.
+        Without ``database`` (another process leads the cleanup), only this machine's files."""
+        if not database:
+            if full:
+                for folder in self._spools:
+                    await spool.sweep(folder, older_than_s=DAY_S)
+            return CleanupResult(0, 0)
         jobs = await self._queue.purge(done_after_s=self._done_after_s, dead_after_s=self._dead_after_s)
         messages = usage = 0
         if full:
@@ -79,7 +87,8 @@ class Cleanup:
         while not self._stop.is_set():
             full = clock.now() >= next_full
             try:
-                await self.run_once(full=full)
+                leading = self._leadership is None or await self._leadership.hold()
+                await self.run_once(full=full, database=leading)
                 if full:
                     next_full = clock.now() + self._full_every_s
             except Exception as exc:
@@ -88,6 +97,8 @@ class Cleanup:
                 else:
                     self._log.opt(exception=exc).error("cleanup failed; will try again")
             await clock.wait(self._stop, self._every_s)
+        if self._leadership is not None:
+            await self._leadership.release()
 
     def stop(self) -> None:
         self._stop.set()

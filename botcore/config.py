@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 
 from botcore.config_reader import EnvReader
+from botcore.config_scale import Scale, parse_scale
 from botcore.errors import ConfigError, StartupError
 from botcore.personas import Persona, load_personas
 from botcore.prices import ModelPrices, parse_model_prices
@@ -124,6 +125,7 @@ class Settings:
     daily_cost_alert_usd: float | None
     telegram_rate_per_s: float  # outgoing messages per second overall; 0 turns the limiter off
     telegram_group_rate_per_min: float
+    scale: Scale = field(default_factory=Scale)  # DATABASE_URL, BOT_ROLE, WEBHOOK_*: several processes
 
     @property
     def db_path(self) -> Path:
@@ -138,6 +140,7 @@ class Settings:
             self.whisper_api_key,
             self.sentry_dsn,
             sentry_key,
+            *self.scale.secrets(),
         )
         return tuple(s for s in values if s)
 
@@ -283,6 +286,9 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         daily_cost_alert_usd=reader.optional_number("DAILY_COST_ALERT_USD", 50.0),
         telegram_rate_per_s=reader.number("TELEGRAM_RATE_PER_S", 30.0, float, minimum=0),
         telegram_group_rate_per_min=reader.number("TELEGRAM_GROUP_RATE_PER_MIN", 20.0, float, minimum=1),
+        scale=parse_scale(
+            reader, telegram_api_url=reader.url("TELEGRAM_API_URL", "https://api.telegram.org")
+        ),
     )
 
 

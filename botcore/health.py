@@ -35,7 +35,10 @@ class HealthServer:
         clock: Clock,
         poll_stale_s: float = 90.0,
         store_stale_s: float = 60.0,
+        polling: Callable[[], bool] = lambda: True,  # whether this process polls Telegram now
     ) -> None:
+        self._polling = polling
+        self._polled_since = clock.now()  # when this process last started to poll
         self._host, self._port = host, port
         self._poller = poller
         self._kv = kv
@@ -68,9 +71,12 @@ class HealthServer:
         """Why the bot is unhealthy; empty when it is well."""
         found = []
         now = self._clock.now()
-        last_poll = self._poller.last_poll_at
-        if now - (last_poll if last_poll is not None else self._started) > self._poll_stale_s:
-            found.append("polling Telegram has not succeeded lately")
+        if not self._polling():  # a webhook, a worker, or another process polls
+            self._polled_since = now
+        else:
+            last_poll = max(self._poller.last_poll_at or self._started, self._polled_since)
+            if now - last_poll > self._poll_stale_s:
+                found.append("polling Telegram has not succeeded lately")
         failing_since = self._poller.store_failing_since
         if failing_since is not None and now - failing_since > self._store_stale_s:
             found.append(f"updates could not be stored for {now - failing_since:.0f} s")

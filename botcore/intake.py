@@ -96,6 +96,7 @@ class UpdatePoller:
         # The notice (a job) that tells a sender their message could not be kept, if any.
         self._unstorable_notice = unstorable_notice
         self._stop = asyncio.Event()
+        self._halt = self._stop  # what ends the current run: stop, or its leadership lost
         self._log = logger.bind(component="intake")
         self.last_poll_at: float | None = None  # for health checks
         # Since when batches that came could not be stored (None: the last one was), for health.
@@ -104,6 +105,7 @@ class UpdatePoller:
 
     def stop(self) -> None:
         self._stop.set()
+        self._halt.set()
 
     async def aclose(self) -> None:
         """Let courtesy replies in flight finish briefly, then drop the rest."""
@@ -111,12 +113,17 @@ class UpdatePoller:
         if self._receipts is not None:
             await self._receipts.aclose()
 
-    async def run(self) -> None:
+    async def run(self, until: asyncio.Event | None = None) -> None:
+        """Poll until ``stop``, or until ``until`` is set (this process no longer leads polling).
+        Each run reads the stored offset afresh: another process may have polled meanwhile."""
+        self._halt = until if until is not None else self._stop
+        if self._stop.is_set():
+            self._halt.set()
         stored = await self._read_offset()
         offset: int | None = int(stored) if stored is not None else None
         unreadable = False  # the last batch broke python-telegram-bot's parser
         pause = self._first_pause_s
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             storing = False
             try:
                 updates = await (self._poll_raw(offset) if unreadable else self._poll(offset))
@@ -145,7 +152,7 @@ class UpdatePoller:
     async def _read_offset(self) -> str | None:
         """The stored offset; a database that refuses even this is waited for, not fatal."""
         pause = self._first_pause_s
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 return await self._kv.get(OFFSET_KEY)
             except Exception as exc:
@@ -158,7 +165,7 @@ class UpdatePoller:
         30 s, or as long as Telegram asked), never re-poll at once. Returns the next pause."""
         wait = self._pause_after(exc, pause)
         self._log.warning("intake failed: {}; retrying in {:g} s", _describe(exc), wait)
-        await self._clock.wait(self._stop, wait)
+        await self._clock.wait(self._halt, wait)
         return min(pause * 2, self._max_pause_s)
 
     @staticmethod
@@ -191,7 +198,7 @@ class UpdatePoller:
 
     async def _unless_stopped(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         call = asyncio.ensure_future(coroutine)
-        stopping = asyncio.ensure_future(self._stop.wait())
+        stopping = asyncio.ensure_future(self._halt.wait())
         try:
             await asyncio.wait({call, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -56,10 +56,13 @@ def retry_after_seconds(exc: telegram.error.RetryAfter) -> float:
     return wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
 
 
-async def connect(bot: telegram.Bot, api_url: str, menus: Mapping[str | None, list[tuple[str, str]]]) -> None:
-    """getMe (fatal if it fails), then drop any webhook (it excludes polling) and register the
-    command menu, in each language of ``menus`` (by Telegram's two-letter language code; None:
-    for everyone else). Both only worth a warning: the bot works without them."""
+async def connect(
+    bot: telegram.Bot, api_url: str, menus: Mapping[str | None, list[tuple[str, str]]], *, polls: bool = True
+) -> None:
+    """getMe (fatal if it fails), then, if this process ``polls``, drop any webhook (it excludes
+    polling), and register the command menu, in each language of ``menus`` (by Telegram's
+    two-letter language code; None: for everyone else). Both only worth a warning: the bot works
+    without them."""
     try:
         await bot.initialize()
     except telegram.error.InvalidToken:
@@ -72,7 +75,8 @@ async def connect(bot: telegram.Bot, api_url: str, menus: Mapping[str | None, li
         ) from None
     log = logger.bind(component="telegram")
     try:
-        await bot.delete_webhook()
+        if polls:
+            await bot.delete_webhook()
     except telegram.error.TelegramError as exc:
         log.warning("could not remove a webhook ({}); polling fails while one is set", type(exc).__name__)
     for code, commands in menus.items():

@@ -43,8 +43,10 @@ class Worker:
         grace_s: float = 10.0,
         idle_poll_s: float = 5.0,
         observe: Observer | None = None,
+        alone: bool = True,  # no other process works this queue (SQLite, under its lockfile)
     ) -> None:
         self._queue = queue
+        self._alone = alone
         self._kinds = dict(kinds)
         self._concurrency = concurrency
         self._grace_s = grace_s
@@ -73,8 +75,9 @@ class Worker:
         self._queue.wake.set()
 
     async def run(self) -> None:
-        """Run until ``request_stop``. Assumes this process alone owns the database (the app
-        holds the data-directory lock), so jobs left 'running' by a dead process are recovered."""
+        """Run until ``request_stop``. Alone (the app holds the data-directory lock), every job
+        left 'running' belongs to a dead process and is recovered at once; with other processes
+        alive, only the jobs whose lease ran out are (a live process keeps renewing its own)."""
         await self._recover()
         heartbeat = asyncio.create_task(self._heartbeat())
         self._alive = True
@@ -92,7 +95,10 @@ class Worker:
         pause = _PAUSE_FIRST_S
         while not self._stopping.is_set():
             try:
-                await self._notify_dead(await self._queue.recover_after_crash())
+                queue = self._queue
+                await self._notify_dead(
+                    await (queue.recover_after_crash() if self._alone else queue.recover_expired())
+                )
                 return
             except Exception as exc:
                 self._database_failed(exc, f"could not recover interrupted jobs; retrying in {pause:g} s")

@@ -10,13 +10,16 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "botcore"
 FLOORS: list[set[str]] = [
     {"errors", "models", "attachments", "incoming", "reasoning", "clock", "i18n", "texts"},  # leaves
-    {"prices", "personas", "config_reader", "config"},
+    {"prices", "personas", "config_reader", "config_scale", "config"},
     {"logs"},
     {"storage"},  # the protocols
     {"migrations", "sqlite_db"},  # the SQLite backend…
     {"sqlite_rows"},
     {"sqlite_jobs", "sqlite_data"},
     {"sqlite_storage"},
+    {"pg_migrations", "pg_db"},  # …and the PostgreSQL one, for several processes
+    {"pg_jobs", "pg_data"},
+    {"pg_storage"},
     {"group_commit"},
     {"jobqueue"},
     {  # adapters
@@ -68,14 +71,15 @@ FLOORS: list[set[str]] = [
         "admin",
         "commands",
     },
-    {"worker", "cleanup"},
+    {"worker", "cleanup", "leading"},
     {"gate", "routing"},
     {"intake"},
+    {"webhook"},
     {"health"},
     {"build"},
     {"assemble"},
     {"jobkinds"},
-    {"app"},
+    {"app", "migrate_to_postgres"},  # the commands
 ]
 
 
