@@ -351,6 +351,9 @@ class FakeTelegram:
         self.admins: dict[int, set[int]] = {}  # chat id -> user ids of its administrators
         self.creators: dict[int, int] = {}  # chat id -> user id of its creator
         self.member_checks = 0  # getChatMember calls
+        # setWebhook's parameters while a webhook is set (getUpdates then answers 409, as Telegram
+        # does); deliveries are made by ``tests.webhook_delivery.Delivery``.
+        self.webhook: dict[str, Any] | None = None
         self._queries: set[str] = set()  # callback query ids sent and not yet answered
         self._next_update_id = 1000
         self._next_message_id = 1
@@ -534,6 +537,11 @@ class FakeTelegram:
             media["length"] = 240
         return self.add_message(chat_id, None, extra={kind: media})
 
+    async def next_update(self) -> None:
+        """Wait until an update is added (or the server closes)."""
+        self._new_update.clear()
+        await self._new_update.wait()
+
     def texts_to(self, chat_id: int) -> list[str]:
         return [m["text"] for m in self.sent if m["chat_id"] == chat_id]
 
@@ -606,7 +614,18 @@ class FakeTelegram:
     async def _m_getMe(self, params: dict[str, Any]) -> Any:
         return self.BOT_USER
 
+    async def _m_setWebhook(self, params: dict[str, Any]) -> Any:
+        self.webhook = params
+        self._new_update.set()
+        return True
+
+    async def _m_deleteWebhook(self, params: dict[str, Any]) -> Any:
+        self.webhook = None
+        return True
+
     async def _m_getUpdates(self, params: dict[str, Any]) -> Any:
+        if self.webhook is not None:
+            raise _Refused(409, "Conflict: can't use getUpdates method while webhook is active")
         offset = int(params.get("offset") or 0)
         if offset:
             if self.on_confirm is not None:
