@@ -424,8 +424,18 @@ def render(rows: list[Row], args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    backend = argparse.ArgumentParser(add_help=False)
+    backend.add_argument(
+        "--backend", choices=("sqlite", "postgres"), default="sqlite", help="postgres: benchmarks.pg_queue"
+    )
+    chosen, rest = backend.parse_known_args(argv)
+    if chosen.backend == "postgres":
+        from benchmarks import pg_queue
+
+        pg_queue.main(rest)
+        return
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[backend]
     )
     parser.add_argument("--n", type=int, default=20_000, help="jobs in the large backlog (20,000)")
     parser.add_argument("--small", type=int, default=1_000, help="jobs in the small backlog (1,000)")

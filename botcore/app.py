@@ -42,6 +42,8 @@ from botcore.lockfile import DataDirLock
 from botcore.logs import setup_logging, setup_sentry
 from botcore.messenger import Messenger
 from botcore.metrics import Metrics
+from botcore.pacing import PacedLimiter
+from botcore.peers import Peers
 from botcore.storage import Storage
 from botcore.webhook import WebhookServer, register
 from botcore.worker import Worker
@@ -101,7 +103,9 @@ async def run(settings: Settings) -> None:
             alone=not storage.shared,
         )
         stack.push_async_callback(_stop_task, cleanup.stop, asyncio.create_task(cleanup.run()))
-        if storage.shared:  # jobs queued by other processes wake this one's workers
+        if storage.shared:
+            await _share_telegram_pace(stack, bot, storage, clock)
+            # Jobs queued by other processes wake this one's workers.
             stop_listening = asyncio.Event()
             listening = asyncio.create_task(storage.watch_enqueues(queue.wake.set, stop_listening))
             stack.push_async_callback(_stop_task, stop_listening.set, listening)
@@ -140,6 +144,20 @@ async def run(settings: Settings) -> None:
         else:
             await stop_requested.wait()
     logger.bind(component="app").info("stopped cleanly")
+
+
+async def _share_telegram_pace(
+    stack: AsyncExitStack, bot: telegram.Bot, storage: Storage, clock: SystemClock
+) -> None:
+    """Telegram's limits are the bot's, not the process's: each process takes its part, counted
+    before the first update is taken, then kept up to date."""
+    limiter = getattr(bot, "rate_limiter", None)
+    if not isinstance(limiter, PacedLimiter):
+        return
+    peers = Peers(storage.kv, clock, limiter.share)
+    with contextlib.suppress(Exception):  # the database refuses for now: the loop tries again
+        await peers.beat()
+    stack.push_async_callback(_stop_task, peers.stop, asyncio.create_task(peers.run()))
 
 
 def _log_started(settings: Settings, bot: telegram.Bot, storage: Storage) -> None:

@@ -61,6 +61,8 @@ def build_spending(
         global_daily_usd=settings.global_daily_budget_usd,
         daily_alert_usd=settings.daily_cost_alert_usd,
         on_recorded=metrics.spent,
+        # Other processes' spending is seen within seconds (a sum of today's rows, not per message).
+        reread_s=5.0 if storage.shared else None,
     )
 
 

@@ -13,7 +13,7 @@ from botcore.cleanup import Cleanup
 from botcore.clock import Clock
 from botcore.config import Settings
 from botcore.errors import StartupError
-from botcore.gate import Gate, RateLimits
+from botcore.gate import Gate, RateLimits, SharedRateLimits
 from botcore.health import HealthServer
 from botcore.i18n import SHIPPED, Languages, speaking, telegram_code
 from botcore.imagegen import ImageGenerator
@@ -209,6 +209,12 @@ class Base:
 
 def build_gate(base: Base) -> Gate:
     settings = base.settings
+    rates = base.storage.rates
+    shared = None
+    if rates is not None:  # several processes: the limits are counted in the database
+        shared = SharedRateLimits(
+            rates, base.clock, settings.rate_limit_user_per_min, settings.rate_limit_global_per_min
+        )
     return Gate(
         clock=base.clock,
         bot_id=base.bot.id,
@@ -218,16 +224,19 @@ def build_gate(base: Base) -> Gate:
         allowed_chat_ids=settings.allowed_chat_ids,
         rate_limits=RateLimits(settings.rate_limit_user_per_min, settings.rate_limit_global_per_min),
         exempt_admins=settings.rate_limit_exempt_admins,
+        shared=shared,
     )
 
 
 def build_intake(base: Base, receipts: Receipts | None = None) -> UpdatePoller:
     """The intake; ``receipts`` shared with the chat service, which clears them."""
+    gate = build_gate(base)
     return UpdatePoller(
         base.bot,
         base.queue,
         base.storage.kv,
-        route=Router(build_gate(base)).route,
+        route=Router(gate).route,
+        prepare=gate.prepare if base.storage.rates is not None else None,
         clock=base.clock,
         messenger=base.messenger,
         unstorable_notice=unstorable_notice,

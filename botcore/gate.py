@@ -20,6 +20,7 @@ from loguru import logger
 from botcore import texts
 from botcore.clock import Clock
 from botcore.incoming import ChatKind, Incoming
+from botcore.storage import RateCounter
 
 _DECISIONS_KEPT = 4096  # rate-limit verdicts remembered by update id (a batch holds at most 100)
 _ALBUMS_KEPT, _ALBUM_S = 1024, 60.0  # albums let in, remembered this long for their other parts
@@ -56,6 +57,26 @@ class RateLimits:
         return None
 
 
+class SharedRateLimits:
+    """The same limits as ``RateLimits``, counted in the database (``storage.RateCounter``), so
+    they hold for all the bot's processes together. Its verdicts are found before routing
+    (``Gate.prepare``), since counting is a database call."""
+
+    def __init__(
+        self, counter: RateCounter, clock: Clock, per_user: int, overall: int, *, window_s: int = 60
+    ) -> None:
+        self._counter = counter
+        self._clock = clock
+        self._window_s = window_s
+        self._limits = [("user", per_user), ("global", overall)]
+
+    async def hit(self, user_id: int) -> tuple[str, float] | None:
+        limits = [(f"user:{user_id}" if name == "user" else "*", n) for name, n in self._limits if n]
+        names = [name for name, n in self._limits if n]
+        over = await self._counter.hit(limits, window_s=self._window_s, now=self._clock.now())
+        return None if over is None else (names[over[0]], over[1])
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """Why a message is not served (for the log), and what to tell its sender now, if anything
@@ -78,7 +99,9 @@ class Gate:
         rate_limits: RateLimits,
         exempt_admins: bool = True,
         notice_every_s: float = 60.0,
+        shared: SharedRateLimits | None = None,  # several processes: the limits in the database
     ) -> None:
+        self._shared = shared
         self._clock = clock
         self._bot_id = bot_id
         self._username = bot_username.lower()
@@ -97,22 +120,13 @@ class Gate:
         """None when ``incoming`` is served; else why not. Rate limits are decided once per
         update: one Telegram delivers again (its batch was not stored) gets the decision it had,
         and spends no quota a second time."""
+        screened = self._screen(incoming)
+        if screened is not None:
+            reason, what, text = screened
+            return Refusal(reason, None if text is None else self._notice(incoming.chat_id, what, text))
         sender = incoming.sender
-        if sender is None or incoming.chat_kind is ChatKind.CHANNEL:
-            return Refusal("nobody to serve")  # channel posts and the like
-        is_admin = sender.id in self._admins
-        album = self._album_let_in(incoming)
-        if incoming.in_group:
-            if not (album or self.addressed(incoming)):
-                return Refusal("not addressed to the bot")
-            if self._chats is not None and incoming.chat_id not in self._chats:
-                text = texts.GROUP_NOT_ALLOWED.format(chat_id=incoming.chat_id)
-                return Refusal("group not allowed", self._notice(incoming.chat_id, "group", text))
-        elif not is_admin and self._users is not None and sender.id not in self._users:
-            self._log.info("refused user {} (not in ALLOWED_USER_IDS)", sender.id)
-            text = texts.NOT_ALLOWED.format(user_id=sender.id)
-            return Refusal("user not allowed", self._notice(incoming.chat_id, "refused", text))
-        if not ((is_admin and self._exempt_admins) or album):  # an album counts once
+        assert sender is not None  # screened
+        if self._rate_counted(incoming):
             over = self._rate_decision(incoming.update_id, sender.id)
             if over is not None:
                 which, wait = over
@@ -128,6 +142,39 @@ class Gate:
                 self._albums.popitem(last=False)
         return None
 
+    async def prepare(self, incoming: Incoming) -> None:
+        """With rate limits shared by several processes (in the database): count this update
+        now, so ``admit`` finds its verdict. Without them, or for an update not counted, nothing."""
+        if self._shared is None or incoming.update_id in self._decided:
+            return
+        if self._screen(incoming) is not None or not self._rate_counted(incoming):
+            return
+        assert incoming.sender is not None  # screened
+        self._remember(incoming.update_id, await self._shared.hit(incoming.sender.id))
+
+    def _screen(self, incoming: Incoming) -> tuple[str, str, str | None] | None:
+        """Whether ``incoming`` is refused before any rate limit: its reason, the kind of notice
+        and the notice's text (None: nothing to tell). Decides only: no notice is counted."""
+        sender = incoming.sender
+        if sender is None or incoming.chat_kind is ChatKind.CHANNEL:
+            return "nobody to serve", "", None  # channel posts and the like
+        if incoming.in_group:
+            if not (self._album_let_in(incoming) or self.addressed(incoming)):
+                return "not addressed to the bot", "", None
+            if self._chats is not None and incoming.chat_id not in self._chats:
+                return "group not allowed", "group", texts.GROUP_NOT_ALLOWED.format(chat_id=incoming.chat_id)
+        elif sender.id not in self._admins and self._users is not None and sender.id not in self._users:
+            self._log.info("refused user {} (not in ALLOWED_USER_IDS)", sender.id)
+            return "user not allowed", "refused", texts.NOT_ALLOWED.format(user_id=sender.id)
+        return None
+
+    def _rate_counted(self, incoming: Incoming) -> bool:
+        """Whether a message let in counts against the rate limits: not an exempt admin's, not
+        the second part of an album (an album counts once)."""
+        assert incoming.sender is not None
+        is_admin = incoming.sender.id in self._admins
+        return not ((is_admin and self._exempt_admins) or self._album_let_in(incoming))
+
     def _album_let_in(self, incoming: Incoming) -> bool:
         """A part of an album another part of which was let in lately: it is let in too (in a
         group its photos come uncaptioned, and only the captioned one names the bot)."""
@@ -141,10 +188,13 @@ class Gate:
         if update_id in self._decided:
             return self._decided[update_id]
         verdict = self._limits.hit(user_id)
+        self._remember(update_id, verdict)
+        return verdict
+
+    def _remember(self, update_id: int, verdict: tuple[str, float] | None) -> None:
         self._decided[update_id] = verdict
         if len(self._decided) > _DECISIONS_KEPT:  # a redelivery comes within a few batches
             self._decided.popitem(last=False)
-        return verdict
 
     def addressed(self, incoming: Incoming) -> bool:
         """In a group: a command (not another bot's), a reply to one of our messages, a mention

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import warnings
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -81,7 +81,9 @@ class UpdatePoller:
         unstorable_notice: Callable[[Incoming], NewJob] | None = None,
         receipts: Receipts | None = None,  # the 👀 on a message once it is stored (REACTIONS)
         languages: Languages | None = None,  # who is answered in which language (BOT_LANGUAGE)
+        prepare: Callable[[Incoming], Awaitable[None]] | None = None,  # before routing (shared limits)
     ) -> None:
+        self._prepare = prepare
         self._languages = languages or Languages()
         self._bot = bot
         self._queue = queue
@@ -219,8 +221,10 @@ class UpdatePoller:
         dead: list[NewJob] = []
         outcomes: list[Outcome] = []
         presses: list[str] = []  # the queries of the presses let in, answered once they are stored
-        for position, raw in enumerate(updates):
-            update = clean(raw)
+        cleaned = [clean(raw) for raw in updates]
+        if self._prepare is not None:
+            await self._prepared(cleaned)
+        for position, update in enumerate(cleaned):
             with speaking(self._languages.of(language_of(update))):  # what is said at once, in theirs
                 routed_update = self._decide(update, outcomes, dead, presses)
             if routed_update is not None:
@@ -245,6 +249,18 @@ class UpdatePoller:
             sum(r.created for r in results),
         )
         return outcomes
+
+    async def _prepared(self, updates: Sequence[dict[str, Any]]) -> None:
+        """What routing needs from the database first (rate limits shared by several processes).
+        An update that cannot be parsed is left to ``_decide``, which makes it a dead letter."""
+        assert self._prepare is not None
+        for update in updates:
+            try:
+                incoming = parse_update(update)
+            except Exception:
+                continue
+            if incoming is not None:
+                await self._prepare(incoming)
 
     def _decide(
         self, update: dict[str, Any], outcomes: list[Outcome], dead: list[NewJob], presses: list[str]

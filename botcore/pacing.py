@@ -38,9 +38,12 @@ class PacedLimiter(BaseRateLimiter[Lane]):
     answer to the group is waiting for."""
 
     def __init__(self, *, rate_per_s: float, group_rate_per_min: float) -> None:
+        self._rate_per_s = rate_per_s
+        self._group_rate_per_min = group_rate_per_min
         self._overall = _bucket(rate_per_s, 1) if rate_per_s > 0 else None
         self._group_rate = group_rate_per_min if rate_per_s > 0 else 0.0
         self._groups: dict[int | str, AsyncLimiter] = {}
+        self.shares = 1  # how many processes share the bot's limits (this one takes its part)
         self._group_answers: Counter[int | str] = Counter()  # answers waiting for a group's turn
         self._answers_waiting = 0
         self._no_answer_waiting = asyncio.Event()
@@ -50,6 +53,17 @@ class PacedLimiter(BaseRateLimiter[Lane]):
 
     async def initialize(self) -> None:
         pass
+
+    def share(self, processes: int) -> None:
+        """Take one ``processes``-th of Telegram's limits: that many processes send for this bot.
+        Calls already waiting finish at the old pace; the next ones take the new one."""
+        processes = max(1, processes)
+        if processes == self.shares or self._overall is None:
+            return
+        self.shares = processes
+        self._overall = _bucket(self._rate_per_s / processes, 1)
+        self._group_rate = self._group_rate_per_min / processes
+        self._groups.clear()  # new buckets at the new rate, as groups come
 
     async def shutdown(self) -> None:
         if self._usher is not None:

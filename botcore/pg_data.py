@@ -46,6 +46,15 @@ class PgKeyValue:
     async def delete(self, key: str) -> None:
         await self._db.execute("DELETE FROM kv WHERE key = $1", key)
 
+    async def with_prefix(self, prefix: str, *, limit: int = 1000) -> dict[str, str]:
+        rows = await self._db.fetch(
+            "SELECT key, value FROM kv WHERE key >= $1 AND left(key, $2) = $1 ORDER BY key LIMIT $3",
+            prefix,
+            len(prefix),
+            limit,
+        )
+        return {str(k): str(v) for k, v in rows}
+
     async def delete_before(self, prefix: str, before: str) -> int:
         rows = await self._db.fetch(
             "DELETE FROM kv WHERE key >= $1 AND key < $2 RETURNING key", prefix, before
@@ -236,3 +245,59 @@ def _images(stored: object) -> tuple[str, ...]:
     except ValueError:
         return ()
     return tuple(i for i in images if isinstance(i, str)) if isinstance(images, list) else ()
+
+
+class PgRateCounter:
+    """The ``rate_hits`` table: per-user and overall message limits that hold across processes.
+    A sliding-window counter, as the ``limits`` library's in-memory one that a single process
+    uses: the current window's hits plus the previous window's, weighted by how much of it the
+    sliding window still covers."""
+
+    def __init__(self, db: PgDatabase) -> None:
+        self._db = db
+
+    async def hit(
+        self, limits: Sequence[tuple[str, int]], *, window_s: int, now: float
+    ) -> tuple[int, float] | None:
+        """Count one message against every ``(key, limit)`` if all have room (atomic across
+        processes); else count nothing and return which limit is full (its index) and the
+        seconds until its window moves on."""
+        if not limits:
+            return None
+        start = int(now // window_s) * window_s
+        covered = 1.0 - (now - start) / window_s  # of the previous window
+        keys = sorted(key for key, _ in limits)  # rows are locked in one order: no deadlock
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO rate_hits (key, window_start, hits) SELECT k, $2, 0 FROM unnest($1::text[]) k"
+                " ORDER BY k ON CONFLICT DO NOTHING",
+                keys,
+                start,
+            )
+            rows = await conn.fetch(
+                "SELECT key, window_start, hits FROM rate_hits WHERE key = ANY($1::text[])"
+                " AND window_start >= $2 ORDER BY key, window_start FOR UPDATE",
+                keys,
+                start - window_s,
+            )
+            counted: dict[str, float] = {}
+            for key, window_start, hits in rows:
+                counted[key] = counted.get(key, 0.0) + hits * (1.0 if window_start == start else covered)
+            for index, (key, limit) in enumerate(limits):
+                if counted.get(key, 0.0) + 1 > limit:
+                    return index, max(1.0, start + window_s - now)
+            await conn.execute(
+                "UPDATE rate_hits SET hits = hits + 1 WHERE key = ANY($1::text[]) AND window_start = $2",
+                keys,
+                start,
+            )
+            await conn.execute(
+                "DELETE FROM rate_hits WHERE key = ANY($1::text[]) AND window_start < $2",
+                keys,
+                start - window_s,
+            )
+        return None
+
+    async def purge(self, *, before: float) -> int:
+        """Forget the windows that ended before ``before`` (users who stopped writing)."""
+        return await self._db.delete_in_batches("rate_hits", "window_start < $2", int(before))

@@ -85,4 +85,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    # 2: per-user and overall rate limits, counted across processes (sliding-window counters: the
+    # hits of each key in its current and previous window, which starts at ``window_start``).
+    (
+        """
+        CREATE TABLE rate_hits (
+            key          TEXT    NOT NULL,
+            window_start BIGINT  NOT NULL,  -- seconds since the epoch
+            hits         INTEGER NOT NULL,
+            PRIMARY KEY (key, window_start)
+        )
+        """,
+    ),
 )

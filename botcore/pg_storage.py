@@ -6,15 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 
 import asyncpg
 from loguru import logger
 
-from botcore.pg_data import PgChatPrefs, PgConversations, PgKeyValue, PgUsage
+from botcore.pg_data import PgChatPrefs, PgConversations, PgKeyValue, PgRateCounter, PgUsage
 from botcore.pg_db import JOBS_CHANNEL, PgDatabase, lock_key, translated
 from botcore.pg_jobs import PgJobStore
-from botcore.storage import ChatPrefsStore, ConversationStore, JobStore, KeyValueStore, UsageStore
+from botcore.storage import (
+    ChatPrefsStore,
+    ConversationStore,
+    JobStore,
+    KeyValueStore,
+    RateCounter,
+    UsageStore,
+)
 
 
 class PgLeadership:
@@ -68,6 +76,7 @@ class PgStorage:
         self.usage: UsageStore = PgUsage(db)
         self.kv: KeyValueStore = PgKeyValue(db)
         self.prefs: ChatPrefsStore = PgChatPrefs(db)
+        self.rates: RateCounter | None = PgRateCounter(db)
 
     @classmethod
     async def open(cls, url: str, *, schema: str | None = None, max_connections: int = 10) -> PgStorage:
@@ -84,7 +93,8 @@ class PgStorage:
         await self.db.listen(JOBS_CHANNEL, wake, stop)
 
     async def maintain(self) -> None:
-        """Nothing: PostgreSQL's autovacuum keeps statistics and files in shape."""
+        """Forget rate-limit windows over an hour old; PostgreSQL's autovacuum does the rest."""
+        await PgRateCounter(self.db).purge(before=time.time() - 3600)
 
     async def close(self) -> None:
         await self.db.close()

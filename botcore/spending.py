@@ -42,7 +42,10 @@ class Spending:
         global_daily_usd: float | None = None,
         daily_alert_usd: float | None = None,
         on_recorded: Callable[[Usage], None] | None = None,
+        reread_s: float | None = None,  # other processes spend too: read today's total this often
     ) -> None:
+        self._reread_s = reread_s
+        self._read_at = 0.0  # monotonic time of the last read of today's total
         self._usage = usage
         self._prices = prices
         self._kv = kv
@@ -77,8 +80,10 @@ class Spending:
 
     async def _spent_today(self, now: float) -> float:
         today = day_start(now)
-        if self._today is None or self._today[0] != today:
+        stale = self._reread_s is not None and self._clock.monotonic() - self._read_at >= self._reread_s
+        if self._today is None or self._today[0] != today or stale:
             self._today = (today, (await self._usage.summary(since=today)).cost_usd)
+            self._read_at = self._clock.monotonic()
         return self._today[1]
 
     async def of_user(self, user_id: int) -> tuple[UsageSummary, UsageSummary]:

@@ -44,6 +44,13 @@ class SqliteKeyValue:
         )
         return len(rows)
 
+    async def with_prefix(self, prefix: str, *, limit: int = 1000) -> dict[str, str]:
+        rows = await self._db.fetchall(
+            "SELECT key, value FROM kv WHERE key >= ? AND substr(key, 1, ?) = ? ORDER BY key LIMIT ?",
+            (prefix, len(prefix), prefix, limit),
+        )
+        return {str(k): str(v) for k, v in rows}
+
     async def add(self, key: str, value: str) -> bool:
         """Store ``value`` unless ``key`` exists; True if this call stored it (atomic)."""
         rows = await self._db.fetchall(

@@ -10,7 +10,14 @@ from pathlib import Path
 from botcore.sqlite_data import SqliteChatPrefs, SqliteConversations, SqliteKeyValue, SqliteUsage
 from botcore.sqlite_db import Database
 from botcore.sqlite_jobs import SqliteJobStore
-from botcore.storage import ChatPrefsStore, ConversationStore, JobStore, KeyValueStore, UsageStore
+from botcore.storage import (
+    ChatPrefsStore,
+    ConversationStore,
+    JobStore,
+    KeyValueStore,
+    RateCounter,
+    UsageStore,
+)
 
 
 class SoleLeadership:
@@ -34,6 +41,7 @@ class SqliteStorage:
         self.usage: UsageStore = SqliteUsage(db)
         self.kv: KeyValueStore = SqliteKeyValue(db)
         self.prefs: ChatPrefsStore = SqliteChatPrefs(db)
+        self.rates: RateCounter | None = None  # one process: its in-memory limits are the bot's
 
     @classmethod
     async def open(cls, path: Path, *, synchronous: str = "NORMAL") -> SqliteStorage:

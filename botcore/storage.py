@@ -29,6 +29,7 @@ from botcore.models import (
 OFFSET_KEY = "intake.offset"  # where polling resumes after a restart
 HEALTH_PROBE_KEY = "health.probe"  # a small write that proves the database takes writes
 COST_ALERT_PREFIX = "cost-alert:"  # + the UTC date: that day's cost alert was sent
+PEER_PREFIX = "peer:"  # + a process's id: when it was last alive (several processes share limits)
 
 
 def ack_decision_key(chat_id: int, message_id: int) -> str:
@@ -176,6 +177,10 @@ class KeyValueStore(Protocol):
 
     async def delete_before(self, prefix: str, before: str) -> int: ...
 
+    async def with_prefix(self, prefix: str, *, limit: int = 1000) -> dict[str, str]:
+        """The keys that start with ``prefix`` and their values, the first ``limit`` in key order."""
+        ...
+
 
 class ChatPrefsStore(Protocol):
     """Each chat's own choices (/model, /persona, /settings); a chat that chose nothing has none."""
@@ -186,6 +191,17 @@ class ChatPrefsStore(Protocol):
 
     async def put(self, chat_id: int, prefs: ChatPrefs, *, now: float) -> None:
         """Replace this chat's choices; all defaults forgets the chat."""
+        ...
+
+
+class RateCounter(Protocol):
+    """Message rate limits counted in the database, for several processes (None with one)."""
+
+    async def hit(
+        self, limits: Sequence[tuple[str, int]], *, window_s: int, now: float
+    ) -> tuple[int, float] | None:
+        """Count one message against every ``(key, limit)`` if all have room, atomically; else
+        count nothing and return the index of the full one and the seconds until it has room."""
         ...
 
 
@@ -208,6 +224,7 @@ class Storage(Protocol):
     usage: UsageStore
     kv: KeyValueStore
     prefs: ChatPrefsStore
+    rates: RateCounter | None  # shared rate limits; None: this process's own are the bot's
     # Other processes may work the same data at the same time: recovery then takes back only
     # jobs whose lease ran out, never all 'running' ones (False: a lockfile proves we are alone).
     shared: bool

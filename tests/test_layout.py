@@ -71,7 +71,7 @@ FLOORS: list[set[str]] = [
         "admin",
         "commands",
     },
-    {"worker", "cleanup", "leading"},
+    {"worker", "cleanup", "leading", "peers"},
     {"gate", "routing"},
     {"intake"},
     {"webhook"},

@@ -14,6 +14,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from botcore import texts
+
 from .botproc import BotProcess
 from .conftest import KEY, TOKEN, eventually
 from .fakes import FakeOpenAI, FakeTelegram, Scripted
@@ -190,3 +192,50 @@ async def test_one_process_polls_and_another_takes_over_when_it_dies(
         )
     finally:
         await stop_all([b for b in bots if b.proc is not None and b.proc.poll() is None])
+
+
+async def test_rate_limits_and_telegrams_pace_hold_across_processes(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI, database: str
+) -> None:
+    ports = [free_port(), free_port()]
+    hook = {"WEBHOOK_URL": "http://bot.example/hook", "WEBHOOK_SECRET": SECRET}
+    limits = {
+        "RATE_LIMIT_USER_PER_MIN": "3",
+        "RATE_LIMIT_GLOBAL_PER_MIN": "1000",
+        "TELEGRAM_RATE_PER_S": "10",
+    }
+    bots = processes(tmp_path, tg, llm, database, list(ports), **hook, **limits)
+    try:
+        await eventually(
+            lambda: all("taking updates at" in b.log() for b in bots), timeout=30, what="endpoints"
+        )
+        await eventually(
+            lambda: all("2 bot process(es) share the database" in b.log() for b in bots),
+            timeout=15,
+            what="each process counting two",
+        )
+        async with Delivery(tg, [f"http://127.0.0.1:{port}" for port in ports]):
+            for i in range(6):  # one user, six messages, spread over both processes
+                tg.add_message(9, f"c9 m{i}")
+            await eventually(lambda: len(tg.texts_to(9)) >= 4, timeout=30, what="answers and a notice")
+            await asyncio.sleep(1.0)
+            assert sorted(t for t in tg.texts_to(9) if t.startswith("echo:")) == [
+                f"echo: c9 m{i}" for i in range(3)
+            ]
+            notice = texts.RATE_LIMITED_USER.split("{")[0]
+            assert any(t.startswith(notice) for t in tg.texts_to(9)), tg.texts_to(9)
+
+            tg.calls.clear()
+            tg.call_times.clear()
+            for chat in range(100, 160):  # 60 answers at once, from two processes
+                tg.add_message(chat, f"c{chat} m0")
+            await eventually(lambda: answered(tg) >= 63, timeout=60, what="sixty answers")
+        sends = sorted(
+            t for (method, _), t in zip(tg.calls, tg.call_times, strict=True) if method == "sendMessage"
+        )
+        busiest = max(sum(1 for t in sends if start <= t < start + 1.0) for start in sends)
+        # 10 a second for the bot: each process paces at 5, after a first burst of 5 each.
+        assert busiest <= 12, busiest
+        assert sends[-1] - sends[0] >= 4.0
+    finally:
+        await stop_all(bots)

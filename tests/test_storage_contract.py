@@ -810,6 +810,20 @@ async def test_delete_before_removes_the_older_dated_keys_of_one_prefix(storage:
 # -- Storage --------------------------------------------------------------------------------------
 
 
+async def test_keys_are_listed_by_prefix_in_key_order(storage: Storage) -> None:
+    kv = storage.kv
+    for key in ("peer:b", "peer:a", "peer", "peers:x", "pee", "other:peer:c", "peer:%", "peer:_z"):
+        await kv.put(key, key.upper())
+    assert await kv.with_prefix("peer:") == {
+        "peer:%": "PEER:%",
+        "peer:_z": "PEER:_Z",
+        "peer:a": "PEER:A",
+        "peer:b": "PEER:B",
+    }
+    assert list(await kv.with_prefix("peer:", limit=2)) == ["peer:%", "peer:_z"]
+    assert await kv.with_prefix("nothing:") == {}
+
+
 async def test_description_says_where_the_data_lives(storage: Storage) -> None:
     assert isinstance(storage.description, str) and storage.description.strip()
 
