@@ -144,7 +144,7 @@ async def ours_worker(url: str, concurrency: int, signals: Signals) -> int:
         nonlocal runs
         runs += 1
 
-    worker = Worker(queue, {KIND: JobKind(noop)}, concurrency=concurrency)
+    worker = Worker(queue, {KIND: JobKind(noop)}, concurrency=concurrency, alone=False)
     unlisten = asyncio.Event()
     listener = asyncio.create_task(storage.watch_enqueues(queue.wake.set, unlisten))
     try:

@@ -38,6 +38,13 @@ _OUTAGE = (
 )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a connection back in the pool needs beyond asyncpg's own rollback of an unfinished
+    transaction: nothing. The pool's connections keep no session state (listening and advisory
+    session locks have connections of their own), so asyncpg's reset query would only cost a
+    round trip on every release."""
+
+
 def redacted(url: str) -> str:
     """``url`` without its password, for logs and the startup line."""
     parts = urlsplit(url)
@@ -91,6 +98,7 @@ class PgDatabase:
                 timeout=10,
                 command_timeout=60,
                 server_settings=settings,
+                reset=_keep_session,
             )
         except (*_OUTAGE, asyncpg.PostgresError, ValueError) as exc:
             raise StartupError(f"{redacted(url)}: cannot connect: {_describe(exc)}") from None

@@ -63,17 +63,31 @@ UPDATE jobs SET
 WHERE id IN (SELECT id FROM jobs WHERE state = 'running' AND lease_until <= $2 FOR UPDATE SKIP LOCKED)
 RETURNING {COLUMNS}
 """
-_INSERT = """
-INSERT INTO jobs (kind, payload, dedup_key, group_key, state, max_attempts, run_at, created_at,
-                  updated_at, finished_at, last_error)
-SELECT kind, payload, dedup_key, group_key, state, max_attempts, run_at, $10, $10, finished_at, error
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
-            $7::float8[], $8::float8[], $9::text[])
-     WITH ORDINALITY AS n(kind, payload, dedup_key, group_key, state, max_attempts, run_at,
-                         finished_at, error, position)
-ORDER BY position
-ON CONFLICT (dedup_key) DO NOTHING
-RETURNING id, dedup_key
+# One statement, so one round trip and one commit: the groups' insert locks first (the insert
+# reads its rows through them, so no id is drawn before they are held; taken in sorted order, so
+# two inserts never wait on each other in a circle), then the rows, then a notification to every
+# process's idle workers if a job to run was stored (sent when the statement commits).
+_INSERT = f"""
+WITH locked AS (
+    SELECT count(pg_advisory_xact_lock(hashtextextended('bot-group:' || g, 0))) AS n
+    FROM (SELECT DISTINCT g FROM unnest($11::text[]) AS g ORDER BY g) AS groups
+), stored AS (
+    INSERT INTO jobs (kind, payload, dedup_key, group_key, state, max_attempts, run_at, created_at,
+                      updated_at, finished_at, last_error)
+    SELECT kind, payload, dedup_key, group_key, state, max_attempts, run_at, $10, $10, finished_at, error
+    FROM locked, unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
+                        $7::float8[], $8::float8[], $9::text[])
+         WITH ORDINALITY AS n(kind, payload, dedup_key, group_key, state, max_attempts, run_at,
+                             finished_at, error, position)
+    WHERE locked.n >= 0
+    ORDER BY position
+    ON CONFLICT (dedup_key) DO NOTHING
+    RETURNING id, dedup_key, state
+)
+SELECT id, dedup_key FROM stored
+UNION ALL
+SELECT NULL, NULL
+FROM (SELECT pg_notify('{JOBS_CHANNEL}', '') FROM stored WHERE state = 'queued' LIMIT 1) AS woken
 """
 
 
@@ -97,9 +111,8 @@ class PgJobStore:
     async def insert_many(
         self, new_jobs: Sequence[NewJob], *, max_attempts: int, now: float
     ) -> list[Enqueued]:
-        """All or nothing, in one transaction that takes each group's insert lock first (in
-        sorted order, so two inserts never wait on each other in a circle), and notifies
-        every process's idle workers when it commits."""
+        """All or nothing: one statement (``_INSERT``). A job whose dedup key exists is read
+        back afterwards; should it have been purged meanwhile, it is stored again."""
         if not new_jobs:
             return []
         columns: list[list[Any]] = [[] for _ in range(9)]
@@ -112,24 +125,19 @@ class PgJobStore:
             )  # fmt: skip
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
-        groups = sorted({new.group_key for new in new_jobs if new.group_key is not None})
-        async with self._db.transaction() as conn:
-            if groups:
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock(hashtextextended('bot-group:' || g, 0))"
-                    " FROM unnest($1::text[]) AS g ORDER BY g",
-                    groups,
-                )
-            stored = await conn.fetch(_INSERT, *columns, now)
-            created = {row[1]: row[0] for row in stored if row[1] is not None}
-            plain = iter(sorted(row[0] for row in stored if row[1] is None))
-            keys = [n.dedup_key for n in new_jobs if n.dedup_key is not None and n.dedup_key not in created]
-            found = {}
-            if keys:
-                rows = await conn.fetch(f"SELECT {COLUMNS} FROM jobs WHERE dedup_key = ANY($1::text[])", keys)
-                found = {row[3]: job_from_row(row) for row in rows}
-            if stored and any(new.dead_reason is None for new in new_jobs):
-                await conn.execute("SELECT pg_notify($1, '')", JOBS_CHANNEL)
+        groups = [new.group_key for new in new_jobs if new.group_key is not None]
+        stored = [row for row in await self._db.fetch(_INSERT, *columns, now, groups) if row[0] is not None]
+        created = {row[1]: row[0] for row in stored if row[1] is not None}
+        plain = iter(sorted(row[0] for row in stored if row[1] is None))
+        keys = [n.dedup_key for n in new_jobs if n.dedup_key is not None and n.dedup_key not in created]
+        found: dict[str, Enqueued] = {}
+        if keys:
+            rows = await self._db.fetch(f"SELECT {COLUMNS} FROM jobs WHERE dedup_key = ANY($1::text[])", keys)
+            found = {row[3]: Enqueued(job_from_row(row), created=False) for row in rows}
+            gone = [new for new in new_jobs if new.dedup_key in keys and new.dedup_key not in found]
+            if gone:  # purged between the two statements: stored afresh
+                again = await self.insert_many(gone, max_attempts=max_attempts, now=now)
+                found |= {e.job.dedup_key: e for e in again if e.job.dedup_key is not None}
         out: list[Enqueued] = []
         mine: dict[str, Job] = {}  # a dedup key this call stored: later asks in the batch get it
         for i, new in enumerate(new_jobs):
@@ -142,7 +150,7 @@ class PgJobStore:
                     mine[key] = job
                 out.append(Enqueued(job, created=True))
             else:
-                out.append(Enqueued(found[key], created=False))
+                out.append(found[key])
         return out
 
     @staticmethod

@@ -9,6 +9,7 @@ import asyncio
 import random
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from botcore.models import NewJob
@@ -19,7 +20,7 @@ from .storage_backends import schema_for
 
 PROCESSES = 4
 CHATS = 12
-PER_INSERTER = 60
+PER_INSERTER = 25
 LEASE_S = 60.0
 
 
@@ -47,11 +48,12 @@ async def test_per_chat_order_holds_across_processes_inserting_and_claiming_at_o
     stored: list[int] = []
 
     async def insert(store: Storage, n: int) -> None:
-        for i in range(PER_INSERTER):
-            chat = f"chat:{rng.randrange(CHATS)}"
-            out = await store.jobs.insert_many(
-                [NewJob("chat", {"n": n, "i": i}, group_key=chat)], max_attempts=3, now=0.0
-            )
+        for i in range(PER_INSERTER):  # batches of 1 to 30 messages, as an intake stores them
+            batch = [
+                NewJob("chat", {"n": n, "i": i, "j": j}, group_key=f"chat:{rng.randrange(CHATS)}")
+                for j in range(rng.choice((1, 1, 5, 30)))
+            ]
+            out = await store.jobs.insert_many(batch, max_attempts=3, now=0.0)
             stored.extend(e.job.id for e in out)
             await asyncio.sleep(0)
 
@@ -134,3 +136,31 @@ async def test_recovery_takes_back_only_expired_leases(stores: list[Storage]) ->
     recovered = await b.jobs.recover(now=50.0, expired_before=50.0, error="lease expired")
     assert [job.id for job in recovered] == [short.id]
     assert (await a.jobs.get(live.id)).lease_token == live.lease_token  # a live process's job is its own
+
+
+async def test_an_insert_waits_while_another_insert_of_its_chat_is_in_flight(
+    stores: list[Storage], postgres
+) -> None:
+    """Why a chat's ids follow the order its jobs became visible: an insert holds its chats'
+    insert locks until it commits. Here another connection holds chat 1's, as an insert in
+    flight would: chat 1's next insert waits for it, other chats' do not."""
+    conn = await asyncpg.connect(postgres.url)
+    try:
+        in_flight = conn.transaction()
+        await in_flight.start()
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('bot-group:' || $1::text, 0))", "chat:1"
+        )
+        waiting = asyncio.create_task(
+            stores[0].jobs.insert_many([NewJob("chat", group_key="chat:1")], max_attempts=3, now=0.0)
+        )
+        other = await stores[1].jobs.insert_many(
+            [NewJob("chat", group_key="chat:2")], max_attempts=3, now=0.0
+        )
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        await in_flight.rollback()
+        [mine] = await asyncio.wait_for(waiting, 5)
+        assert mine.job.id > other[0].job.id
+    finally:
+        await conn.close()
