@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from botcore.models import ChatPrefs, StoredTurn, Turn, Usage, UsageSummary
 from botcore.pg_db import PgDatabase, text
+from botcore.storage import images_of
 
 _SUMS = (
     "count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),"
@@ -82,7 +83,7 @@ class PgConversations:
             leave_out_job,
             limit,
         )
-        return [Turn(role, content, _images(images)) for role, content, images in rows]
+        return [Turn(role, content, images_of(images)) for role, content, images in rows]
 
     async def add_exchange(
         self,
@@ -117,7 +118,7 @@ class PgConversations:
             " AND job_id IS NOT NULL ORDER BY id DESC LIMIT 1",
             chat_id,
         )
-        return None if row is None else (int(row[0]), Turn("user", str(row[1]), _images(row[2])))
+        return None if row is None else (int(row[0]), Turn("user", str(row[1]), images_of(row[2])))
 
     async def transcript(self, chat_id: int, *, since: float, limit: int) -> list[StoredTurn]:
         rows = await self._db.fetch(
@@ -128,7 +129,7 @@ class PgConversations:
             limit,
         )
         return [
-            StoredTurn(role, content, created_at, _images(images))
+            StoredTurn(role, content, created_at, images_of(images))
             for role, content, created_at, images in rows
         ]
 
@@ -237,14 +238,6 @@ def _summary(row: Sequence[object]) -> UsageSummary:
     return UsageSummary(
         int(requests), int(prompt), int(completion), float(audio), float(cost), int(images), int(spoken)
     )  # type: ignore[arg-type]
-
-
-def _images(stored: object) -> tuple[str, ...]:
-    try:
-        images = json.loads(stored) if isinstance(stored, str) else []
-    except ValueError:
-        return ()
-    return tuple(i for i in images if isinstance(i, str)) if isinstance(images, list) else ()
 
 
 class PgRateCounter:

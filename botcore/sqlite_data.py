@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from botcore.models import ChatPrefs, StoredTurn, Turn, Usage, UsageSummary
 from botcore.sqlite_db import Database
+from botcore.storage import images_of
 
 _SUMS = (
     "count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),"
@@ -79,7 +80,7 @@ class SqliteConversations:
             " ORDER BY id DESC LIMIT ?) ORDER BY id",
             (chat_id, since, leave_out_job, leave_out_job, limit),
         )
-        return [Turn(role, content, _images(images)) for role, content, images in rows]
+        return [Turn(role, content, images_of(images)) for role, content, images in rows]
 
     async def add_exchange(
         self,
@@ -115,7 +116,7 @@ class SqliteConversations:
             " AND job_id IS NOT NULL ORDER BY id DESC LIMIT 1",
             (chat_id,),
         )
-        return None if row is None else (int(row[0]), Turn("user", str(row[1]), _images(row[2])))
+        return None if row is None else (int(row[0]), Turn("user", str(row[1]), images_of(row[2])))
 
     async def transcript(self, chat_id: int, *, since: float, limit: int) -> list[StoredTurn]:
         rows = await self._db.fetchall(
@@ -124,7 +125,7 @@ class SqliteConversations:
             (chat_id, since, limit),
         )
         return [
-            StoredTurn(role, content, created_at, _images(images))
+            StoredTurn(role, content, created_at, images_of(images))
             for role, content, created_at, images in rows
         ]
 
@@ -228,14 +229,6 @@ class SqliteChatPrefs:
             " voice = excluded.voice, updated_at = excluded.updated_at",
             (chat_id, prefs.model, prefs.persona, prefs.stream, prefs.memory, prefs.voice, now),
         )
-
-
-def _images(stored: object) -> tuple[str, ...]:
-    try:
-        images = json.loads(stored) if isinstance(stored, str) else []
-    except ValueError:
-        return ()
-    return tuple(i for i in images if isinstance(i, str)) if isinstance(images, list) else ()
 
 
 def _flag(value: object) -> bool | None:

@@ -9,6 +9,7 @@ full, an I/O error), and its own exception when one piece of data is refused."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -57,6 +58,16 @@ def cost_alert_key(utc_date: str) -> str:
 
 
 Lease = tuple[int, str]  # a job id and the lease token its claim got
+
+
+def images_of(stored: object) -> tuple[str, ...]:
+    """A remembered question's images (Telegram file ids) from the JSON a backend keeps them
+    in; nothing for anything else (a row written by hand, an older row)."""
+    try:
+        images = json.loads(stored) if isinstance(stored, str) else []
+    except ValueError:
+        return ()
+    return tuple(i for i in images if isinstance(i, str)) if isinstance(images, list) else ()
 
 
 class JobStore(Protocol):
