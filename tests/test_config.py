@@ -210,3 +210,70 @@ def test_a_model_with_its_own_price_is_billed_at_it() -> None:
     assert prices.cost(dated) == 3.5  # OpenAI answers with the dated name of the model asked
     assert prices.cost(Usage("chat", "gpt-4omni", prompt_tokens=1_000_000)) == 0.15  # not an extension
     assert prices.cost(Usage("transcription", "whisper-1", audio_seconds=60)) == 0.006
+
+
+def test_one_process_on_sqlite_by_default() -> None:
+    scale = parse_settings(BASE).scale
+    assert (scale.database_url, scale.role.value, scale.webhook) == (None, "all", None)
+    assert scale.takes_updates and scale.works_jobs
+
+
+def test_several_processes_settings() -> None:
+    env = {
+        **BASE,
+        "DATABASE_URL": "postgresql://bot:s3cret-pw@db.internal:5432/bot",
+        "BOT_ROLE": "worker",
+        "WEBHOOK_URL": "https://bot.example.com/telegram-hook/",
+        "WEBHOOK_SECRET": "a-long-enough_secret-123",
+        "WEBHOOK_PORT": "8081",
+    }
+    settings = parse_settings(env)
+    scale = settings.scale
+    assert scale.role.value == "worker" and not scale.takes_updates and scale.works_jobs
+    assert scale.webhook is not None and scale.webhook.path == "/telegram-hook"
+    assert (scale.webhook.listen, scale.webhook.port, scale.webhook.max_connections) == (
+        "127.0.0.1",
+        8081,
+        40,
+    )
+    # The password and the webhook's secret are secrets: never logged, never in a repr.
+    assert {"s3cret-pw", "a-long-enough_secret-123"} <= set(settings.secrets())
+    assert "s3cret-pw" not in repr(settings) and "a-long-enough_secret-123" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"DATABASE_URL": "mysql://bot:pw@db/bot"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgresql:///"}, "DATABASE_URL"),
+        ({"BOT_ROLE": "worker"}, "BOT_ROLE"),  # apart from the intake only with PostgreSQL
+        ({"BOT_ROLE": "poller"}, "BOT_ROLE"),
+        ({"WEBHOOK_URL": "https://bot.example.com/hook"}, "WEBHOOK_SECRET"),
+        ({"WEBHOOK_URL": "https://bot.example.com/hook", "WEBHOOK_SECRET": "short"}, "WEBHOOK_SECRET"),
+        (
+            {"WEBHOOK_URL": "https://bot.example.com/hook", "WEBHOOK_SECRET": "has spaces in it, so no"},
+            "WEBHOOK_SECRET",
+        ),
+        (
+            {"WEBHOOK_URL": "http://bot.example.com/hook", "WEBHOOK_SECRET": "x" * 20},
+            "WEBHOOK_URL",
+        ),  # Telegram's: https
+        ({"WEBHOOK_URL": "bot.example.com/hook", "WEBHOOK_SECRET": "x" * 20}, "WEBHOOK_URL"),
+        ({"WEBHOOK_URL": "https://bot.example.com/hook?x=1", "WEBHOOK_SECRET": "x" * 20}, "WEBHOOK_URL"),
+    ],
+)
+def test_bad_scale_settings_name_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_settings({**BASE, **env})
+    assert refused.value.variable == variable
+    assert "pw@" not in str(refused.value)  # a database URL is never echoed: it may hold a password
+
+
+def test_a_self_hosted_bot_api_server_may_post_to_http() -> None:
+    env = {
+        **BASE,
+        "TELEGRAM_API_URL": "http://127.0.0.1:8081",
+        "WEBHOOK_URL": "http://10.0.0.5:8080/hook",
+        "WEBHOOK_SECRET": "x" * 20,
+    }
+    assert parse_settings(env).scale.webhook is not None

@@ -239,3 +239,48 @@ async def test_rate_limits_and_telegrams_pace_hold_across_processes(
         assert sends[-1] - sends[0] >= 4.0
     finally:
         await stop_all(bots)
+
+
+async def test_one_process_on_sqlite_takes_a_webhook_too(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI
+) -> None:
+    port = free_port()
+    hook = {"WEBHOOK_URL": "http://bot.example/hook", "WEBHOOK_SECRET": SECRET, "WEBHOOK_PORT": str(port)}
+    bot = BotProcess(tmp_path / "p", tg, llm, **hook).start()
+    try:
+        await eventually(lambda: "taking updates at" in bot.log(), timeout=30, what="the endpoint")
+        async with Delivery(tg, [f"http://127.0.0.1:{port}"]):
+            for i in range(3):
+                tg.add_message(5, f"c5 m{i}")
+            await eventually(lambda: answered(tg) == 3, timeout=30, what="three answers")
+        assert answers(tg) == {5: [0, 1, 2]}
+        assert not any(method == "getUpdates" for method, _ in tg.calls)
+    finally:
+        await stop_all([bot])
+
+
+async def test_intake_and_workers_run_apart(
+    tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI, database: str
+) -> None:
+    port = free_port()
+    hook = {"WEBHOOK_URL": "http://bot.example/hook", "WEBHOOK_SECRET": SECRET}
+    [intake] = processes(tmp_path / "intake", tg, llm, database, [port], BOT_ROLE="intake", **hook)
+    try:
+        await eventually(lambda: "taking updates at" in intake.log(), timeout=30, what="the endpoint")
+        async with Delivery(tg, [f"http://127.0.0.1:{port}"]):
+            for i in range(3):
+                tg.add_message(6, f"c6 m{i}")
+            await eventually(lambda: not tg.pending, timeout=20, what="the updates stored")
+            await asyncio.sleep(1.0)
+            assert answered(tg) == 0  # taken and stored; no process answers yet
+            [worker] = processes(tmp_path / "worker", tg, llm, database, [None], BOT_ROLE="worker", **hook)
+            try:
+                await eventually(lambda: answered(tg) == 3, timeout=30, what="the worker's answers")
+                assert answers(tg) == {6: [0, 1, 2]}
+                assert "role worker" in worker.log() and "taking updates" not in worker.log()
+            finally:
+                await stop_all([worker])
+        # The worker neither polled nor touched the webhook the intake had set.
+        assert not any(method in ("getUpdates", "deleteWebhook") for method, _ in tg.calls)
+    finally:
+        await stop_all([intake])
