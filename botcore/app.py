@@ -66,8 +66,6 @@ async def run(settings: Settings) -> None:
         stack.push_async_callback(storage.close)
         bot = await build_bot(settings)
         stack.push_async_callback(bot.shutdown)
-        if scale.webhook is not None and scale.takes_updates:
-            await register(bot, scale.webhook)
         model = build_model(settings, storage, clock)
         stack.push_async_callback(model.aclose)
         stt = build_transcriber(settings)
@@ -116,6 +114,7 @@ async def run(settings: Settings) -> None:
             webhook = WebhookServer(scale.webhook, poller, clock)
             await webhook.start()
             stack.push_async_callback(webhook.aclose)
+            await register(bot, scale.webhook)  # listening first: Telegram's first posts land
         elif scale.takes_updates:  # polling, by one process at a time
             polling = Leading("polling", storage.leadership("polling"), poller.run, clock)
             stack.push_async_callback(_stop_task, polling.stop, asyncio.create_task(polling.run()))

@@ -89,7 +89,7 @@ class Cleanup:
             try:
                 leading = self._leadership is None or await self._leadership.hold()
                 await self.run_once(full=full, database=leading)
-                if full:
+                if full and leading:  # one that took over runs the full cleanup at once
                     next_full = clock.now() + self._full_every_s
             except Exception as exc:
                 if isinstance(exc, StorageUnavailable):  # locked by another program, a full disk

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from botcore.config_reader import EnvReader
 from botcore.errors import ConfigError
@@ -42,8 +42,8 @@ class Scale:
     webhook: Webhook | None = None  # None: long polling
 
     def secrets(self) -> tuple[str, ...]:
-        password = urlsplit(self.database_url).password if self.database_url else None
-        return tuple(s for s in (password, self.webhook.secret if self.webhook else None) if s)
+        passwords = _url_secrets(self.database_url) if self.database_url else ()
+        return tuple(s for s in (*passwords, self.webhook.secret if self.webhook else None) if s)
 
     @property
     def takes_updates(self) -> bool:
@@ -52,6 +52,18 @@ class Scale:
     @property
     def works_jobs(self) -> bool:
         return self.role is not Role.INTAKE
+
+
+def _url_secrets(url: str) -> tuple[str, ...]:
+    """The passwords in a database URL, as written and decoded: in the user part, or as a
+    ``password`` or ``sslpassword`` query parameter."""
+    parts = urlsplit(url)
+    found = [parts.password or ""]
+    for pair in parts.query.split("&"):
+        name, _, value = pair.partition("=")
+        if name.lower() in ("password", "sslpassword"):
+            found.append(value)
+    return tuple(dict.fromkeys(f for v in found if v for f in (v, unquote(v))))
 
 
 def parse_scale(reader: EnvReader, *, telegram_api_url: str) -> Scale:

@@ -136,11 +136,14 @@ class Gate:
                     incoming.chat_id, f"rate-{which}-{sender.id}", text.format(seconds=math.ceil(wait))
                 )
                 return Refusal(f"over the {which} rate limit", notice)
+        self._let_in_album(incoming)
+        return None
+
+    def _let_in_album(self, incoming: Incoming) -> None:
         if incoming.album is not None:
             self._albums[(incoming.chat_id, incoming.album)] = self._clock.monotonic()
             while len(self._albums) > _ALBUMS_KEPT:
                 self._albums.popitem(last=False)
-        return None
 
     async def prepare(self, incoming: Incoming) -> None:
         """With rate limits shared by several processes (in the database): count this update
@@ -150,7 +153,10 @@ class Gate:
         if self._screen(incoming) is not None or not self._rate_counted(incoming):
             return
         assert incoming.sender is not None  # screened
-        self._remember(incoming.update_id, await self._shared.hit(incoming.sender.id))
+        verdict = await self._shared.hit(incoming.sender.id)
+        self._remember(incoming.update_id, verdict)
+        if verdict is None:
+            self._let_in_album(incoming)  # the album's other parts in this batch count no more
 
     def _screen(self, incoming: Incoming) -> tuple[str, str, str | None] | None:
         """Whether ``incoming`` is refused before any rate limit: its reason, the kind of notice

@@ -257,10 +257,12 @@ class UpdatePoller:
         for update in updates:
             try:
                 incoming = parse_update(update)
-            except Exception:
-                continue
-            if incoming is not None:
-                await self._prepare(incoming)
+                if incoming is not None:
+                    await self._prepare(incoming)
+            except StorageUnavailable:
+                raise  # the batch is not stored now: Telegram delivers it again
+            except Exception as exc:  # this update alone: routing falls back to this process's limits
+                self._log.opt(exception=exc).error("update {} could not be prepared", update.get("update_id"))
 
     def _decide(
         self, update: dict[str, Any], outcomes: list[Outcome], dead: list[NewJob], presses: list[str]

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 from loguru import logger
@@ -22,6 +23,8 @@ from botcore.pg_migrations import MIGRATIONS
 
 Row = asyncpg.Record
 JOBS_CHANNEL = "bot_jobs"  # NOTIFY'd when jobs are queued: idle workers in every process look
+_PING_EVERY_S, _PING_TIMEOUT_S = 30.0, 10.0  # a dedicated connection is checked this often
+_CLOCK_WARNED_S, _CLOCK_REFUSED_S = 1.0, 10.0  # this machine's clock against the server's
 _MIGRATION_LOCK = 0x626F7401  # advisory lock held while migrating: processes starting together
 # Errors that say the server refuses work for now, or the connection is gone: retried later.
 _OUTAGE = (
@@ -45,14 +48,22 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     round trip on every release."""
 
 
+_SECRET_PARAMS = ("password", "sslpassword")  # libpq's and asyncpg's URL query parameters
+
+
 def redacted(url: str) -> str:
-    """``url`` without its password, for logs and the startup line."""
+    """``url`` without its password (in the user part, or as a query parameter), for logs, the
+    startup line and error messages."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    head, mark, query = url.partition("?")
+    if parts.password is not None:
+        hidden = f"{parts.username or ''}:***@{parts.netloc.rsplit('@', 1)[1]}"
+        head = head.replace(parts.netloc, hidden, 1)
+    query = "&".join(
+        f"{name}=***" if name.lower() in _SECRET_PARAMS else f"{name}{sep}{value}"
+        for name, sep, value in (pair.partition("=") for pair in query.split("&") if pair)
+    )
+    return head + mark + query
 
 
 @contextmanager
@@ -105,6 +116,7 @@ class PgDatabase:
         db = cls(pool, url, schema)
         try:
             await db._migrate()
+            await db._check_clock()
         except (StorageUnavailable, asyncpg.PostgresError) as exc:
             await pool.close()
             raise StartupError(f"{redacted(url)}: {exc}") from None
@@ -150,6 +162,24 @@ class PgDatabase:
             if removed < batch:
                 return total
 
+    async def _check_clock(self) -> None:
+        """Leases, retries and heartbeats are times written by one process and read by others,
+        each by its own clock: refuse a clock far off the server's, and warn of one a little off.
+        (Leases of JOB_LEASE_S, renewed every third of it, tolerate skews well below that.)"""
+        before = time.time()
+        row = await self.fetchrow("SELECT extract(epoch FROM clock_timestamp())::float8")
+        after = time.time()
+        skew = (before + after) / 2 - float(row[0]) if row else 0.0
+        if abs(skew) > _CLOCK_REFUSED_S:
+            raise StartupError(
+                f"this machine's clock is {skew:+.0f} s off the database server's: set both right"
+                " (NTP, e.g. systemd-timesyncd or chrony) before several processes share the queue"
+            )
+        if abs(skew) > _CLOCK_WARNED_S:
+            logger.bind(component="db").warning(
+                "this machine's clock is {:+.1f} s off the database server's; keep them in sync (NTP)", skew
+            )
+
     async def _migrate(self) -> None:
         """Apply the migrations this database lacks, one transaction each, under an advisory
         lock: several processes starting at once migrate once."""
@@ -194,7 +224,10 @@ class PgDatabase:
                 await conn.add_listener(channel, lambda *_: on_notify())
                 on_notify()
                 pause = 1.0
-                await _first(stop.wait(), lost.wait())
+                while not (stop.is_set() or lost.is_set()):
+                    await _first(stop.wait(), lost.wait(), asyncio.sleep(_PING_EVERY_S))
+                    if not (stop.is_set() or lost.is_set()):  # a connection a network dropped
+                        await asyncio.wait_for(conn.fetchval("SELECT 1"), _PING_TIMEOUT_S)  # says nothing
                 if lost.is_set() and not stop.is_set():
                     log.warning("the connection that listens for new jobs dropped; reconnecting")
             except Exception as exc:
@@ -214,9 +247,15 @@ class PgDatabase:
         return await self._connect()
 
     async def _connect(self) -> asyncpg.Connection:
+        """A connection of its own (listening, leading). The server probes it every few seconds
+        once idle, so a process cut off by the network lets go of its locks within a minute;
+        its own calls time out, so this side finds out too."""
         settings = {"search_path": self._schema} if self._schema else {}
+        settings |= {"tcp_keepalives_idle": "15", "tcp_keepalives_interval": "5", "tcp_keepalives_count": "3"}
         with translated():
-            return await asyncpg.connect(self._url, timeout=10, server_settings=settings)
+            return await asyncpg.connect(
+                self._url, timeout=10, command_timeout=_PING_TIMEOUT_S, server_settings=settings
+            )
 
 
 def text(value: str | None) -> str | None:

@@ -314,6 +314,12 @@ class PgJobStore:
 
     async def revive(self, job_id: int, *, now: float) -> Job | None:
         async with self._db.transaction() as conn:
+            # The group's insert lock before the row's: the order every insert takes them in.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended('bot-group:' || group_key, 0))"
+                " FROM jobs WHERE id = $1 AND state = 'dead' AND group_key IS NOT NULL",
+                job_id,
+            )
             old = await conn.fetchrow(
                 "DELETE FROM jobs WHERE id = $1 AND state = 'dead'"
                 " RETURNING kind, payload, dedup_key, group_key, max_attempts, checkpoint",
@@ -321,11 +327,6 @@ class PgJobStore:
             )
             if old is None:
                 return None
-            if old["group_key"] is not None:
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock(hashtextextended('bot-group:' || $1::text, 0))",
-                    old["group_key"],
-                )
             row = await conn.fetchrow(
                 f"""INSERT INTO jobs (kind, payload, dedup_key, group_key, state, max_attempts, run_at,
                                       created_at, updated_at, checkpoint)

@@ -24,11 +24,14 @@ from botcore.storage import (
     UsageStore,
 )
 
+_HOLD_TIMEOUT_S = 5.0
+
 
 class PgLeadership:
     """Whether this process holds the named role ("cleanup", "polling"): a session advisory lock
     on a connection of its own. The server lets go of it the moment that connection ends, so a
-    process that dies (or loses the network) hands the role on without any timeout of ours."""
+    process that dies hands the role on at once, and one cut off by the network within a minute
+    (the server's keepalive probes), while it stops doing the work itself within seconds."""
 
     def __init__(self, db: PgDatabase, name: str) -> None:
         self._db = db
@@ -39,31 +42,37 @@ class PgLeadership:
 
     async def hold(self) -> bool:
         """True while this process holds the role: takes it if free, and checks that a held one
-        is still held (its connection alive). Never raises: an unreachable server means "not"."""
+        is still held (its connection alive). Never raises, and answers within a few seconds:
+        an unreachable or silent server means "not"."""
         try:
-            if self._conn is None or self._conn.is_closed():
-                self._held = False
-                self._conn = await self._db.leader_connection()
-            if self._held:
-                with translated():
-                    await self._conn.fetchval("SELECT 1")
-                return True
-            with translated():
-                self._held = bool(await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", self._key))
-            if self._held:
-                logger.bind(component="db").info("this process now leads: {}", self._name)
-            return self._held
+            return await asyncio.wait_for(self._hold(), _HOLD_TIMEOUT_S)
         except Exception as exc:
             if self._held:
                 logger.bind(component="db").warning("lost the lead of {}: {}", self._name, type(exc).__name__)
             await self.release()
             return False
 
+    async def _hold(self) -> bool:
+        if self._conn is None or self._conn.is_closed():
+            self._held = False
+            self._conn = await self._db.leader_connection()
+        if self._held:
+            with translated():
+                await self._conn.fetchval("SELECT 1")
+            return True
+        with translated():
+            self._held = bool(await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", self._key))
+        if self._held:
+            logger.bind(component="db").info("this process now leads: {}", self._name)
+        return self._held
+
     async def release(self) -> None:
         conn, self._conn, self._held = self._conn, None, False
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close(timeout=2)
+            if not conn.is_closed():
+                conn.terminate()  # a server that does not answer: the socket goes, the lock with it
 
 
 class PgStorage:

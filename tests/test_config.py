@@ -277,3 +277,18 @@ def test_a_self_hosted_bot_api_server_may_post_to_http() -> None:
         "WEBHOOK_SECRET": "x" * 20,
     }
     assert parse_settings(env).scale.webhook is not None
+
+
+def test_a_database_password_is_a_secret_wherever_the_url_puts_it() -> None:
+    from botcore.pg_db import redacted
+
+    for url, password in (
+        ("postgresql://bot:p%40ss-word@db/bot", "p@ss-word"),
+        ("postgresql:///bot?host=/run/postgresql&password=s3cr%21t-pw", "s3cr!t-pw"),
+        ("postgresql://bot@db/bot?sslmode=require&sslpassword=key-pass-1", "key-pass-1"),
+    ):
+        settings = parse_settings({**BASE, "DATABASE_URL": url})
+        assert password in settings.secrets()  # decoded, as a driver error might show it
+        shown = redacted(url)
+        assert password not in shown and password.replace("@", "%40").replace("!", "%21") not in shown
+        assert shown.startswith("postgresql://") and "***" in shown

@@ -114,3 +114,39 @@ async def test_a_shared_limiter_paces_at_its_part(tg: FakeTelegram) -> None:
     elapsed = loop.time() - started
     assert calls == 25
     assert elapsed >= 1.2  # 10 a second after a first burst of 10: at least 1.5 s, with slack
+
+
+async def test_an_album_counts_once_against_shared_limits_as_it_does_alone(two: list[Storage]) -> None:
+    from botcore.gate import Gate, RateLimits
+    from botcore.incoming import parse_update
+
+    clock = ManualClock(start=6_000.0)
+    assert two[0].rates is not None
+    shared = SharedRateLimits(two[0].rates, clock, per_user=2, overall=0)
+    gate = Gate(
+        clock=clock,
+        bot_id=4242,
+        bot_username="test_bot",
+        admin_ids=frozenset(),
+        allowed_user_ids=None,
+        allowed_chat_ids=None,
+        rate_limits=RateLimits(2, 0),
+        shared=shared,
+    )
+
+    def message(update_id: int, **extra: object) -> dict:
+        body = {
+            "message_id": update_id,
+            "chat": {"id": 7, "type": "private"},
+            "from": {"id": 7, "first_name": "A"},
+        }
+        return {"update_id": update_id, "message": {**body, **extra}}
+
+    photo = [{"file_id": "p", "file_unique_id": "u", "width": 10, "height": 10}]
+    album = [message(10 + n, photo=photo, media_group_id="a1") for n in range(5)]
+    batch = [parse_update(raw) for raw in [*album, message(20, text="after"), message(21, text="over")]]
+    for parsed in batch:  # as the intake does: every update of the batch prepared, then routed
+        assert parsed is not None
+        await gate.prepare(parsed)
+    verdicts = [gate.admit(parsed) for parsed in batch if parsed is not None]
+    assert [v is None for v in verdicts] == [True] * 6 + [False]  # the album is one message of two
