@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import sqlite3
@@ -22,7 +23,7 @@ import asyncpg
 import pytest
 
 from botcore.lockfile import DataDirLock
-from botcore.migrate_to_postgres import migrate
+from botcore.migrate_to_postgres import MARKER_KEY, migrate
 from botcore.migrations import MIGRATIONS
 from botcore.models import ChatPrefs, JobState, NewJob, Usage
 from botcore.pg_storage import PgStorage
@@ -141,9 +142,18 @@ def as_copied(before: dict[str, Any]) -> dict[str, Any]:
 
 
 def counts(stdout: str) -> dict[str, list[int]]:
-    """The summary table: each table's rows in SQLite, copied, already there."""
+    """The summary table: each table's rows in SQLite, copied, already there, id taken."""
     rows = [line.split() for line in stdout.splitlines()]
-    return {row[0]: [int(n) for n in row[1:]] for row in rows if len(row) == 4 and row[1].isdigit()}
+    return {row[0]: [int(n) for n in row[1:]] for row in rows if len(row) == 5 and row[1].isdigit()}
+
+
+async def marker(url: str) -> dict[str, Any] | None:
+    storage = await PgStorage.open(url, max_connections=2)
+    try:
+        value = await storage.kv.get(MARKER_KEY)
+        return None if value is None else json.loads(value)
+    finally:
+        await storage.close()
 
 
 async def test_everything_is_copied_once_keeping_ids(
@@ -151,29 +161,43 @@ async def test_everything_is_copied_once_keeping_ids(
 ) -> None:
     done = await run(tmp_path, "--data-dir", "data", "--database-url", target)
     assert done.returncode == 0, done.stderr
-    expected = {"jobs": [4, 4, 0], "messages": [4, 4, 0], "usage": [2, 2, 0], "kv": [1, 1, 0]}
-    assert counts(done.stdout) == {**expected, "chat_prefs": [1, 1, 0]}
+    expected = {"jobs": [4, 4, 0, 0], "messages": [4, 4, 0, 0], "usage": [2, 2, 0, 0], "kv": [1, 1, 0, 0]}
+    assert counts(done.stdout) == {**expected, "chat_prefs": [1, 1, 0, 0]}
     assert PASSWORD not in done.stdout + done.stderr and ":***@" in done.stdout
     copied = await in_postgres(target)
     assert copied == as_copied(sqlite_data)
     assert copied["jobs"][1].checkpoint == {"answer": "half"}
     assert copied["transcript"][-2].images == ("AgA1",)
+    marked = await marker(target)
+    assert marked is not None and marked["sqlite"] == str((tmp_path / "data" / "bot.db").resolve())
+    assert marked["max_job_id"] == 4 and marked["rows"] == {
+        t: n for t, (n, *_) in counts(done.stdout).items()
+    }
 
+    # The bot runs on PostgreSQL for a while: it queues a job, purges done jobs and old memory.
     storage = await PgStorage.open(target, max_connections=2)
     try:
         [new] = await storage.jobs.insert_many([NewJob("chat", dedup_key="u:5")], max_attempts=3, now=T0)
-        [old] = await storage.jobs.insert_many([NewJob("chat", dedup_key="u:1")], max_attempts=3, now=T0)
+        [old] = await storage.jobs.insert_many([NewJob("chat", dedup_key="u:2")], max_attempts=3, now=T0)
         assert new.created and new.job.id > 4
-        assert (old.created, old.job) == (False, copied["jobs"][0])
+        assert (old.created, old.job) == (False, copied["jobs"][1])
+        await storage.jobs.purge(done_before=T0 + 10, dead_before=T0 + 10)
+        assert await storage.conversations.purge_expired(before=T0 + 10) == 4
     finally:
         await storage.close()
+    ran = await in_postgres(target)
+    assert ran["jobs"][0] is None and ran["transcript"] == []
 
-    # Again, with the URL and data directory from .env: nothing more to copy, nothing changed.
+    # Again, with the URL and data directory from .env, with --merge too: already migrated,
+    # nothing copied, the purged jobs and memory do not come back.
     (tmp_path / ".env").write_text(f"DATABASE_URL={target}\nDATA_DIR=data\n")
-    again = await run(tmp_path)
-    assert again.returncode == 0, again.stderr
-    assert counts(again.stdout) == {name: [n, 0, n] for name, (n, _, _) in counts(done.stdout).items()}
-    assert await in_postgres(target) == copied
+    for args in ([], ["--merge"]):
+        again = await run(tmp_path, *args)
+        assert again.returncode == 0, again.stderr
+        assert "already migrated" in again.stdout and marked["at"] in again.stdout
+        assert marked["sqlite"] in again.stdout and counts(again.stdout) == {}
+        assert await in_postgres(target) == ran
+    assert await marker(target) == marked
     storage = await PgStorage.open(target, max_connections=2)
     try:  # the identity did not move back
         [newer] = await storage.jobs.insert_many([NewJob("chat")], max_attempts=3, now=T0)
@@ -187,8 +211,51 @@ async def test_a_dry_run_reports_and_copies_nothing(
 ) -> None:
     done = await run(tmp_path, "--sqlite", "data/bot.db", "--database-url", target, "--dry-run")
     assert done.returncode == 0, done.stderr
-    assert counts(done.stdout)["jobs"] == [4, 4, 0]
+    assert counts(done.stdout)["jobs"] == [4, 4, 0, 0]
     assert (await in_postgres(target))["jobs"] == [None] * 4
+    assert await marker(target) is None
+
+
+async def bot_ran_on(url: str) -> None:
+    """A bot ran on the PostgreSQL at ``url``: job 1 is the same as SQLite's job 1, job 2 another
+    one than SQLite's job 2."""
+    storage = await PgStorage.open(url, max_connections=2)
+    try:
+        same = NewJob("chat", {"text": "what is this?"}, dedup_key="u:1", group_key="c:100")
+        other = NewJob("chat", {"text": "hello"}, dedup_key="u:77", group_key="c:700")
+        await storage.jobs.insert_many([same, other], max_attempts=3, now=T0 + 50)
+    finally:
+        await storage.close()
+
+
+async def test_it_refuses_a_postgresql_a_bot_ran_on(
+    tmp_path: Path, sqlite_data: dict[str, Any], target: str
+) -> None:
+    await bot_ran_on(target)
+    before = await in_postgres(target)
+    for args in ([], ["--dry-run"]):
+        done = await run(tmp_path, "--data-dir", "data", "--database-url", target, *args)
+        assert (done.returncode, done.stdout) == (2, ""), done.stderr
+        assert "already has data (jobs)" in done.stderr and "--merge" in done.stderr
+        assert len(done.stderr.splitlines()) == 1 and PASSWORD not in done.stderr
+    assert await in_postgres(target) == before and before["jobs"][2] is None
+    assert await marker(target) is None
+
+
+async def test_merge_copies_into_a_postgresql_a_bot_ran_on_and_reports_taken_ids(
+    tmp_path: Path, sqlite_data: dict[str, Any], target: str
+) -> None:
+    await bot_ran_on(target)
+    before = await in_postgres(target)
+    done = await run(tmp_path, "--data-dir", "data", "--database-url", target, "--merge")
+    assert done.returncode == 0, done.stderr
+    assert counts(done.stdout)["jobs"] == [4, 2, 1, 1]
+    assert counts(done.stdout)["messages"] == [4, 4, 0, 0]
+    assert "rows left out (jobs 1)" in done.stderr and "unrelated job" in done.stderr
+    after = await in_postgres(target)
+    assert after["jobs"][:2] == before["jobs"][:2]  # PostgreSQL's rows were kept
+    assert after["jobs"][2:] == as_copied(sqlite_data)["jobs"][2:]
+    assert (await marker(target) or {}).get("rows", {}).get("jobs") == 4
 
 
 async def test_it_refuses_while_the_bot_holds_the_data_directory(
@@ -252,7 +319,7 @@ async def test_bad_input_is_one_line_and_status_2(
 async def test_batches_of_any_size_copy_every_row(
     tmp_path: Path, sqlite_data: dict[str, Any], target: str, batch: int
 ) -> None:
-    counted = await migrate(tmp_path / "data" / "bot.db", target, batch=batch)
+    counted = (await migrate(tmp_path / "data" / "bot.db", target, batch=batch)).counts
     assert [(c.table, c.in_sqlite, c.copied) for c in counted] == [
         ("jobs", 4, 4), ("messages", 4, 4), ("usage", 2, 2), ("kv", 1, 1), ("chat_prefs", 1, 1)
     ]  # fmt: skip
