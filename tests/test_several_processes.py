@@ -93,10 +93,10 @@ async def test_three_webhook_processes_lose_nothing_when_one_is_killed_mid_load(
     hook = {"WEBHOOK_URL": "http://bot.example/telegram-hook", "WEBHOOK_SECRET": SECRET}
     bots = processes(tmp_path, tg, llm, database, list(ports), **hook)
     try:
-        await eventually(lambda: tg.webhook is not None, timeout=30, what="setWebhook")
+        await eventually(lambda: tg.webhook is not None, timeout=60, what="setWebhook")
         assert tg.webhook is not None and tg.webhook["secret_token"] == SECRET
         await eventually(
-            lambda: all("taking updates at" in bot.log() for bot in bots), timeout=30, what="three endpoints"
+            lambda: all("taking updates at" in bot.log() for bot in bots), timeout=60, what="three endpoints"
         )
         async with Delivery(tg, [f"http://127.0.0.1:{port}" for port in ports]) as delivery:
             for i in range(PER_CHAT):
@@ -138,7 +138,7 @@ async def test_a_wrong_secret_is_refused_and_a_repeat_is_stored_once(
         tmp_path, tg, llm, database, [port], WEBHOOK_URL="http://bot.example/hook", WEBHOOK_SECRET=SECRET
     )
     try:
-        await eventually(lambda: "taking updates at" in bot.log(), timeout=30, what="the endpoint")
+        await eventually(lambda: "taking updates at" in bot.log(), timeout=60, what="the endpoint")
         update_id = tg.add_message(7, "hello once")
         update = tg.pending.pop()
         url = f"http://127.0.0.1:{port}/hook"
@@ -154,7 +154,7 @@ async def test_a_wrong_secret_is_refused_and_a_repeat_is_stored_once(
             for _ in range(3):  # Telegram delivers again when it missed our 200
                 async with http.post(url, json=update, headers=good) as response:
                     assert response.status == 200
-        await eventually(lambda: tg.texts_to(7) == ["echo: hello once"], timeout=20, what="the answer")
+        await eventually(lambda: tg.texts_to(7) == ["echo: hello once"], timeout=30, what="the answer")
         await asyncio.sleep(1.0)
         assert tg.texts_to(7) == ["echo: hello once"]
         conn = await asyncpg.connect(database)
@@ -175,15 +175,15 @@ async def test_one_process_polls_and_another_takes_over_when_it_dies(
     bots = processes(tmp_path, tg, llm, database, [None, None, None])
     try:
         leads = "this process now leads: polling"
-        await eventually(lambda: sum(leads in b.log() for b in bots) == 1, timeout=30, what="one poller")
+        await eventually(lambda: sum(leads in b.log() for b in bots) == 1, timeout=60, what="one poller")
         await asyncio.sleep(3)  # the others keep asking, and keep being told no
         assert sum(leads in b.log() for b in bots) == 1
         tg.add_message(1, "c1 m0")
-        await eventually(lambda: tg.texts_to(1) == ["echo: c1 m0"], timeout=20, what="the first answer")
+        await eventually(lambda: tg.texts_to(1) == ["echo: c1 m0"], timeout=30, what="the first answer")
         [leader] = [b for b in bots if leads in b.log()]
         assert await leader.kill() == -9
         others = [b for b in bots if b is not leader]
-        await eventually(lambda: any(leads in b.log() for b in others), timeout=15, what="a new poller")
+        await eventually(lambda: any(leads in b.log() for b in others), timeout=20, what="a new poller")
         tg.add_message(1, "c1 m1")
         await eventually(
             lambda: tg.texts_to(1) == ["echo: c1 m0", "echo: c1 m1"],
@@ -207,11 +207,11 @@ async def test_rate_limits_and_telegrams_pace_hold_across_processes(
     bots = processes(tmp_path, tg, llm, database, list(ports), **hook, **limits)
     try:
         await eventually(
-            lambda: all("taking updates at" in b.log() for b in bots), timeout=30, what="endpoints"
+            lambda: all("taking updates at" in b.log() for b in bots), timeout=60, what="endpoints"
         )
         await eventually(
             lambda: all("2 bot process(es) share the database" in b.log() for b in bots),
-            timeout=15,
+            timeout=30,
             what="each process counting two",
         )
         async with Delivery(tg, [f"http://127.0.0.1:{port}" for port in ports]):
@@ -234,9 +234,10 @@ async def test_rate_limits_and_telegrams_pace_hold_across_processes(
             t for (method, _), t in zip(tg.calls, tg.call_times, strict=True) if method == "sendMessage"
         )
         busiest = max(sum(1 for t in sends if start <= t < start + 1.0) for start in sends)
-        # 10 a second for the bot: each process paces at 5, after a first burst of 5 each.
-        assert busiest <= 12, busiest
-        assert sends[-1] - sends[0] >= 4.0
+        # 10 a second for the bot: each process paces at 5 after a first burst of 5, so no second
+        # holds more than 2 × (5 + 5), and 60 answers take at least 5 s (unshared: 2 s).
+        assert busiest <= 20, busiest
+        assert sends[-1] - sends[0] >= 4.0, sends[-1] - sends[0]
     finally:
         await stop_all(bots)
 
@@ -248,7 +249,7 @@ async def test_one_process_on_sqlite_takes_a_webhook_too(
     hook = {"WEBHOOK_URL": "http://bot.example/hook", "WEBHOOK_SECRET": SECRET, "WEBHOOK_PORT": str(port)}
     bot = BotProcess(tmp_path / "p", tg, llm, **hook).start()
     try:
-        await eventually(lambda: "taking updates at" in bot.log(), timeout=30, what="the endpoint")
+        await eventually(lambda: "taking updates at" in bot.log(), timeout=60, what="the endpoint")
         async with Delivery(tg, [f"http://127.0.0.1:{port}"]):
             for i in range(3):
                 tg.add_message(5, f"c5 m{i}")
@@ -266,7 +267,7 @@ async def test_intake_and_workers_run_apart(
     hook = {"WEBHOOK_URL": "http://bot.example/hook", "WEBHOOK_SECRET": SECRET}
     [intake] = processes(tmp_path / "intake", tg, llm, database, [port], BOT_ROLE="intake", **hook)
     try:
-        await eventually(lambda: "taking updates at" in intake.log(), timeout=30, what="the endpoint")
+        await eventually(lambda: "taking updates at" in intake.log(), timeout=60, what="the endpoint")
         async with Delivery(tg, [f"http://127.0.0.1:{port}"]):
             for i in range(3):
                 tg.add_message(6, f"c6 m{i}")
