@@ -213,7 +213,11 @@ def build_gate(base: Base) -> Gate:
     shared = None
     if rates is not None:  # several processes: the limits are counted in the database
         shared = SharedRateLimits(
-            rates, base.clock, settings.rate_limit_user_per_min, settings.rate_limit_global_per_min
+            rates,
+            base.clock,
+            settings.rate_limit_user_per_min,
+            settings.rate_limit_global_per_min,
+            kv=base.storage.kv,
         )
     return Gate(
         clock=base.clock,

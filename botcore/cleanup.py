@@ -17,7 +17,7 @@ from botcore.clock import DAY_S, utc_date
 from botcore.errors import StorageUnavailable
 from botcore.jobqueue import JobQueue
 from botcore.models import CleanupResult
-from botcore.storage import COST_ALERT_PREFIX, Leadership, Storage, cost_alert_key
+from botcore.storage import ALBUM_PREFIX, COST_ALERT_PREFIX, Leadership, Storage, album_key, cost_alert_key
 
 
 class Cleanup:
@@ -64,6 +64,8 @@ class Cleanup:
             usage = await self._storage.usage.purge(before=now - self._usage_retention_s)
             week_ago = cost_alert_key(utc_date(now - 7 * DAY_S))
             await self._storage.kv.delete_before(COST_ALERT_PREFIX, week_ago)
+            two_hours_ago = album_key(int(now // 3600) - 2, 0, "")  # albums' notes: an hour is plenty
+            await self._storage.kv.delete_before(ALBUM_PREFIX, two_hours_ago)
             for folder in self._spools:  # a job dead after paying, a write cut short: a day is plenty
                 await spool.sweep(folder, older_than_s=DAY_S)
             await self._storage.maintain()

@@ -6,6 +6,7 @@ most once per window. Decides only: it sends nothing and stores nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections import OrderedDict
@@ -20,7 +21,7 @@ from loguru import logger
 from botcore import texts
 from botcore.clock import Clock
 from botcore.incoming import ChatKind, Incoming
-from botcore.storage import RateCounter
+from botcore.storage import KeyValueStore, RateCounter, album_key
 
 _DECISIONS_KEPT = 4096  # rate-limit verdicts remembered by update id (a batch holds at most 100)
 _ALBUMS_KEPT, _ALBUM_S = 1024, 60.0  # albums let in, remembered this long for their other parts
@@ -63,9 +64,17 @@ class SharedRateLimits:
     (``Gate.prepare``), since counting is a database call."""
 
     def __init__(
-        self, counter: RateCounter, clock: Clock, per_user: int, overall: int, *, window_s: int = 60
+        self,
+        counter: RateCounter,
+        clock: Clock,
+        per_user: int,
+        overall: int,
+        *,
+        window_s: int = 60,
+        kv: KeyValueStore | None = None,  # where albums let in are noted for the other processes
     ) -> None:
         self._counter = counter
+        self._kv = kv
         self._clock = clock
         self._window_s = window_s
         self._limits = [("user", per_user), ("global", overall)]
@@ -75,6 +84,27 @@ class SharedRateLimits:
         names = [name for name, n in self._limits if n]
         over = await self._counter.hit(limits, window_s=self._window_s, now=self._clock.now())
         return None if over is None else (names[over[0]], over[1])
+
+    async def album_let_in(self, chat_id: int, album: str) -> None:
+        """Note for every process that this album was let in: its other parts (uncaptioned in a
+        group, so not addressed to the bot) may be delivered to another process."""
+        if self._kv is not None:
+            await self._kv.put(album_key(self._hour(), chat_id, album), repr(self._clock.now()))
+
+    async def album_seen(self, chat_id: int, album: str) -> float | None:
+        """When another process let this album in (this process's clock), if it did lately."""
+        if self._kv is None:
+            return None
+        hour = self._hour()
+        for key in (album_key(hour, chat_id, album), album_key(hour - 1, chat_id, album)):
+            stored = await self._kv.get(key)
+            if stored is not None:
+                with contextlib.suppress(ValueError):
+                    return float(stored)
+        return None
+
+    def _hour(self) -> int:
+        return int(self._clock.now() // 3600)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,16 +177,28 @@ class Gate:
 
     async def prepare(self, incoming: Incoming) -> None:
         """With rate limits shared by several processes (in the database): count this update
-        now, so ``admit`` finds its verdict. Without them, or for an update not counted, nothing."""
+        now, so ``admit`` finds its verdict, and share what the other processes need to know of
+        an album (that it was let in: its other parts may reach them). Without shared limits,
+        nothing."""
         if self._shared is None or incoming.update_id in self._decided:
             return
-        if self._screen(incoming) is not None or not self._rate_counted(incoming):
+        if incoming.album is not None and not self._album_let_in(incoming):
+            let_in_at = await self._shared.album_seen(incoming.chat_id, incoming.album)
+            if let_in_at is not None and self._clock.now() - let_in_at < _ALBUM_S:
+                self._albums[(incoming.chat_id, incoming.album)] = self._clock.monotonic()
+        if self._screen(incoming) is not None:
             return
         assert incoming.sender is not None  # screened
-        verdict = await self._shared.hit(incoming.sender.id)
-        self._remember(incoming.update_id, verdict)
-        if verdict is None:
-            self._let_in_album(incoming)  # the album's other parts in this batch count no more
+        if self._rate_counted(incoming):
+            verdict = await self._shared.hit(incoming.sender.id)
+            self._remember(incoming.update_id, verdict)
+            if verdict is not None:
+                return
+        elif self._album_let_in(incoming):
+            return  # a part of an album already let in: noted when it was
+        if incoming.album is not None:  # let in: its other parts count no more, here or elsewhere
+            self._let_in_album(incoming)
+            await self._shared.album_let_in(incoming.chat_id, incoming.album)
 
     def _screen(self, incoming: Incoming) -> tuple[str, str, str | None] | None:
         """Whether ``incoming`` is refused before any rate limit: its reason, the kind of notice

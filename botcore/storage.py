@@ -31,6 +31,7 @@ OFFSET_KEY = "intake.offset"  # where polling resumes after a restart
 HEALTH_PROBE_KEY = "health.probe"  # a small write that proves the database takes writes
 COST_ALERT_PREFIX = "cost-alert:"  # + the UTC date: that day's cost alert was sent
 PEER_PREFIX = "peer:"  # + a process's id: when it was last alive (several processes share limits)
+ALBUM_PREFIX = "album-in:"  # + hour, chat, album: an album let in (its parts may reach other processes)
 
 
 def ack_decision_key(chat_id: int, message_id: int) -> str:
@@ -44,6 +45,12 @@ def album_part_key(chat_id: int, message_id: int) -> str:
     """This album part was asked about with the album's first: its own job has nothing to do
     (and deletes the key)."""
     return f"album-part:{chat_id}:{message_id}"
+
+
+def album_key(hour: int, chat_id: int, album: str) -> str:
+    """An album let in during ``hour`` (hours since the epoch, zero-padded so that keys sort by
+    it and the old ones are deleted with one range)."""
+    return f"{ALBUM_PREFIX}{hour:010d}:{chat_id}:{album}"
 
 
 def llm_params_key(base_url: str, model: str) -> str:

@@ -13,7 +13,8 @@ import pytest
 from botcore import texts
 from botcore.alerts import Alerts
 from botcore.clock import ManualClock
-from botcore.gate import SharedRateLimits
+from botcore.gate import Gate, RateLimits, SharedRateLimits
+from botcore.incoming import parse_update
 from botcore.messenger import Messenger
 from botcore.models import Prices, Usage
 from botcore.pacing import PacedLimiter
@@ -116,37 +117,65 @@ async def test_a_shared_limiter_paces_at_its_part(tg: FakeTelegram) -> None:
     assert elapsed >= 1.2  # 10 a second after a first burst of 10: at least 1.5 s, with slack
 
 
-async def test_an_album_counts_once_against_shared_limits_as_it_does_alone(two: list[Storage]) -> None:
-    from botcore.gate import Gate, RateLimits
-    from botcore.incoming import parse_update
-
-    clock = ManualClock(start=6_000.0)
-    assert two[0].rates is not None
-    shared = SharedRateLimits(two[0].rates, clock, per_user=2, overall=0)
-    gate = Gate(
+def shared_gate(storage: Storage, clock: ManualClock, per_user: int) -> Gate:
+    """The gate of one process of several: its rate limits and albums shared through ``storage``."""
+    assert storage.rates is not None
+    return Gate(
         clock=clock,
         bot_id=4242,
         bot_username="test_bot",
         admin_ids=frozenset(),
         allowed_user_ids=None,
         allowed_chat_ids=None,
-        rate_limits=RateLimits(2, 0),
-        shared=shared,
+        rate_limits=RateLimits(per_user, 0),
+        shared=SharedRateLimits(storage.rates, clock, per_user=per_user, overall=0, kv=storage.kv),
     )
 
-    def message(update_id: int, **extra: object) -> dict:
-        body = {
-            "message_id": update_id,
-            "chat": {"id": 7, "type": "private"},
-            "from": {"id": 7, "first_name": "A"},
-        }
-        return {"update_id": update_id, "message": {**body, **extra}}
 
-    photo = [{"file_id": "p", "file_unique_id": "u", "width": 10, "height": 10}]
-    album = [message(10 + n, photo=photo, media_group_id="a1") for n in range(5)]
+def message(update_id: int, chat: dict | None = None, **extra: object) -> dict:
+    sender = {"id": 7, "first_name": "A"}
+    body = {"message_id": update_id, "chat": chat or {"id": 7, "type": "private"}, "from": sender}
+    return {"update_id": update_id, "message": {**body, **extra}}
+
+
+PHOTO = [{"file_id": "p", "file_unique_id": "u", "width": 10, "height": 10}]
+
+
+async def test_an_album_counts_once_against_shared_limits_as_it_does_alone(two: list[Storage]) -> None:
+    clock = ManualClock(start=6_000.0)
+    gate = shared_gate(two[0], clock, per_user=2)
+    album = [message(10 + n, photo=PHOTO, media_group_id="a1") for n in range(5)]
     batch = [parse_update(raw) for raw in [*album, message(20, text="after"), message(21, text="over")]]
     for parsed in batch:  # as the intake does: every update of the batch prepared, then routed
         assert parsed is not None
         await gate.prepare(parsed)
     verdicts = [gate.admit(parsed) for parsed in batch if parsed is not None]
     assert [v is None for v in verdicts] == [True] * 6 + [False]  # the album is one message of two
+
+
+async def test_a_group_albums_parts_are_let_in_by_whichever_process_they_reach(two: list[Storage]) -> None:
+    """In a group only the captioned photo names the bot; Telegram may deliver the others to
+    another process, which must know the album was let in (and count it no more)."""
+    clock = ManualClock(start=6_000.0)
+    gates = [shared_gate(storage, clock, per_user=2) for storage in two]
+    group = {"id": -100, "type": "supergroup", "title": "Friends"}
+    first = message(30, group, photo=PHOTO, media_group_id="g1", caption="@test_bot what are these?")
+    first["message"]["caption_entities"] = [{"type": "mention", "offset": 0, "length": 9}]
+    parts = [first, *(message(31 + n, group, photo=PHOTO, media_group_id="g1") for n in range(3))]
+    verdicts = []
+    for n, raw in enumerate(parts):  # one at a time, alternately to each process
+        parsed = parse_update(raw)
+        assert parsed is not None
+        gate = gates[n % 2]
+        await gate.prepare(parsed)
+        verdicts.append(gate.admit(parsed))
+    assert verdicts == [None] * 4
+    stranger = parse_update(message(40, group, photo=PHOTO, media_group_id="other"))
+    assert stranger is not None
+    await gates[1].prepare(stranger)
+    refusal = gates[1].admit(stranger)
+    assert refusal is not None and refusal.reason == "not addressed to the bot"
+    later = parse_update(message(41, text="one more"))  # the album counted once: room for one more
+    assert later is not None
+    await gates[1].prepare(later)
+    assert gates[1].admit(later) is None
