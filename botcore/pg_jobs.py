@@ -9,95 +9,22 @@ processes storing messages of one chat store them one after the other."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from botcore.models import Enqueued, Job, JobState, NewJob, PurgeResult, QueueStats
+from botcore.models import Enqueued, Job, NewJob, PurgeResult, QueueStats
 from botcore.pg_db import JOBS_CHANNEL, PgDatabase, text
-
-COLUMNS = (
-    "id, kind, payload, dedup_key, group_key, state, attempts, max_attempts, run_at, created_at,"
-    " updated_at, lease_token, lease_until, deferred_since, finished_at, last_error, checkpoint"
+from botcore.pg_rows import (
+    COLUMNS,
+    FENCED,
+    FINISH_AND_CLAIM,
+    INSERT,
+    RECOVER,
+    dump,
+    insert_columns,
+    job_from_row,
+    new_job,
 )
-_STATES = {state.value: state for state in JobState}
-# A job is ready when due and no older job of its group is still queued or running.
-_UNBLOCKED = """(j.group_key IS NULL OR NOT EXISTS (
-    SELECT 1 FROM jobs o WHERE o.group_key = j.group_key
-    AND o.state IN ('queued', 'running') AND o.id < j.id))"""
-_FENCED = "state = 'running' AND (id, lease_token) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))"
-_NEW_TOKEN = "md5(random()::text || clock_timestamp()::text)"
-# Finish the leased jobs and claim ready ones, in one statement: both CTEs read the table as it
-# was, so a finish frees its group for the next statement only (as in SQLite).
-_FINISH_AND_CLAIM = f"""
-WITH finished AS (
-    UPDATE jobs SET state = 'done', lease_token = NULL, lease_until = NULL, finished_at = $3,
-                    last_error = NULL, updated_at = $3
-    WHERE {_FENCED}
-    RETURNING id
-), picked AS (
-    SELECT p.id FROM unnest($4::text[], $5::int[]) AS w(kind, n)
-    CROSS JOIN LATERAL (
-        SELECT j.id, j.run_at FROM jobs j
-        WHERE j.state = 'queued' AND j.kind = w.kind AND j.run_at <= $3 AND {_UNBLOCKED}
-        ORDER BY j.run_at, j.id LIMIT w.n
-        FOR UPDATE OF j SKIP LOCKED
-    ) p
-    ORDER BY p.run_at, p.id LIMIT $6
-), claimed AS (
-    UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = {_NEW_TOKEN},
-                    lease_until = $7, updated_at = $3
-    WHERE id IN (SELECT id FROM picked)
-    RETURNING {COLUMNS}
-)
-SELECT NULL::bigint AS finished, claimed.* FROM claimed
-UNION ALL
-SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       NULL, NULL, NULL FROM finished
-"""
-_RECOVER = f"""
-UPDATE jobs SET
-    state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
-    finished_at = CASE WHEN attempts >= max_attempts THEN $1::float8 END,
-    lease_token = NULL, lease_until = NULL, last_error = $3, updated_at = $1::float8
-WHERE id IN (SELECT id FROM jobs WHERE state = 'running' AND lease_until <= $2 FOR UPDATE SKIP LOCKED)
-RETURNING {COLUMNS}
-"""
-# One statement, so one round trip and one commit: the groups' insert locks first (the insert
-# reads its rows through them, so no id is drawn before they are held; taken in sorted order, so
-# two inserts never wait on each other in a circle), then the rows, then a notification to every
-# process's idle workers if a job to run was stored (sent when the statement commits).
-_INSERT = f"""
-WITH locked AS (
-    SELECT count(pg_advisory_xact_lock(hashtextextended('bot-group:' || g, 0))) AS n
-    FROM (SELECT DISTINCT g FROM unnest($11::text[]) AS g ORDER BY g) AS groups
-), stored AS (
-    INSERT INTO jobs (kind, payload, dedup_key, group_key, state, max_attempts, run_at, created_at,
-                      updated_at, finished_at, last_error)
-    SELECT kind, payload, dedup_key, group_key, state, max_attempts, run_at, $10, $10, finished_at, error
-    FROM locked, unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
-                        $7::float8[], $8::float8[], $9::text[])
-         WITH ORDINALITY AS n(kind, payload, dedup_key, group_key, state, max_attempts, run_at,
-                             finished_at, error, position)
-    WHERE locked.n >= 0
-    ORDER BY position
-    ON CONFLICT (dedup_key) DO NOTHING
-    RETURNING id, dedup_key, state
-)
-SELECT id, dedup_key FROM stored
-UNION ALL
-SELECT NULL, NULL
-FROM (SELECT pg_notify('{JOBS_CHANNEL}', '') FROM stored WHERE state = 'queued' LIMIT 1) AS woken
-"""
-
-
-def dump(value: Mapping[str, Any]) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def job_from_row(row: Sequence[Any]) -> Job:
-    checkpoint = None if row[16] is None else json.loads(row[16])
-    return Job(row[0], row[1], json.loads(row[2]), row[3], row[4], _STATES[row[5]], *row[6:16], checkpoint)
 
 
 def _leases(leases: Sequence[tuple[int, str]]) -> tuple[list[int], list[str]]:
@@ -111,22 +38,13 @@ class PgJobStore:
     async def insert_many(
         self, new_jobs: Sequence[NewJob], *, max_attempts: int, now: float
     ) -> list[Enqueued]:
-        """All or nothing: one statement (``_INSERT``). A job whose dedup key exists is read
+        """All or nothing: one statement (``INSERT``). A job whose dedup key exists is read
         back afterwards; should it have been purged meanwhile, it is stored again."""
         if not new_jobs:
             return []
-        columns: list[list[Any]] = [[] for _ in range(9)]
-        for new in new_jobs:
-            dead = new.dead_reason is not None
-            values = (
-                new.kind, dump(new.payload), new.dedup_key, new.group_key, "dead" if dead else "queued",
-                new.max_attempts or max_attempts, now + max(0.0, new.delay_s), now if dead else None,
-                text(new.dead_reason),
-            )  # fmt: skip
-            for column, value in zip(columns, values, strict=True):
-                column.append(value)
+        columns = insert_columns(new_jobs, max_attempts, now)
         groups = [new.group_key for new in new_jobs if new.group_key is not None]
-        stored = [row for row in await self._db.fetch(_INSERT, *columns, now, groups) if row[0] is not None]
+        stored = [row for row in await self._db.fetch(INSERT, *columns, now, groups) if row[0] is not None]
         created = {row[1]: row[0] for row in stored if row[1] is not None}
         plain = iter(sorted(row[0] for row in stored if row[1] is None))
         keys = [n.dedup_key for n in new_jobs if n.dedup_key is not None and n.dedup_key not in created]
@@ -145,23 +63,13 @@ class PgJobStore:
             if key is not None and key in mine:
                 out.append(Enqueued(mine[key], created=False))
             elif key is None or key in created:
-                job = self._new_job(created[key] if key is not None else next(plain), columns, i, now)
+                job = new_job(created[key] if key is not None else next(plain), columns, i, now)
                 if key is not None:
                     mine[key] = job
                 out.append(Enqueued(job, created=True))
             else:
                 out.append(found[key])
         return out
-
-    @staticmethod
-    def _new_job(job_id: int, columns: list[list[Any]], i: int, now: float) -> Job:
-        kind, payload, dedup_key, group_key, state, max_attempts, run_at, finished_at, error = (
-            column[i] for column in columns
-        )
-        return Job(
-            job_id, kind, json.loads(payload), dedup_key, group_key, _STATES[state], 0, max_attempts,
-            run_at, now, now, None, None, None, finished_at, error, None,
-        )  # fmt: skip
 
     async def finish_and_claim(
         self,
@@ -179,7 +87,7 @@ class PgJobStore:
             return set(), []
         ids, tokens = _leases(leases)
         rows = await self._db.fetch(
-            _FINISH_AND_CLAIM, ids, tokens, now, list(wants), list(wants.values()), limit, now + lease_s
+            FINISH_AND_CLAIM, ids, tokens, now, list(wants), list(wants.values()), limit, now + lease_s
         )
         finished: set[int] = set()
         claimed: list[Job] = []
@@ -208,7 +116,7 @@ class PgJobStore:
         if not leases:
             return set()
         rows = await self._db.fetch(
-            f"UPDATE jobs SET lease_until = $3, updated_at = $4 WHERE {_FENCED} RETURNING id",
+            f"UPDATE jobs SET lease_until = $3, updated_at = $4 WHERE {FENCED} RETURNING id",
             *_leases(leases),
             lease_until,
             now,
@@ -264,7 +172,7 @@ class PgJobStore:
             return 0
         rows = await self._db.fetch(
             "UPDATE jobs SET state = 'queued', attempts = attempts - 1, lease_token = NULL,"
-            f" lease_until = NULL, updated_at = $3 WHERE {_FENCED} RETURNING id",
+            f" lease_until = NULL, updated_at = $3 WHERE {FENCED} RETURNING id",
             *_leases(leases),
             now,
         )
@@ -273,7 +181,7 @@ class PgJobStore:
         return len(rows)
 
     async def recover(self, *, now: float, expired_before: float, error: str) -> list[Job]:
-        rows = await self._db.fetch(_RECOVER, now, expired_before, text(error))
+        rows = await self._db.fetch(RECOVER, now, expired_before, text(error))
         return [job_from_row(r) for r in rows]
 
     async def save_checkpoint(self, job_id: int, token: str, data: Mapping[str, Any], *, now: float) -> bool:

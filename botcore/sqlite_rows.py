@@ -4,12 +4,13 @@ multi-row insert that stores new jobs in one statement. Used by ``sqlite_jobs`` 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
-from botcore.models import Enqueued, Job, JobState, NewJob
+from botcore.models import Enqueued, Job, NewJob
 from botcore.sqlite_db import Params, Row
+from botcore.storage import STATES, dump, job_from_row
 
 COLUMNS = (
     "id, kind, payload, dedup_key, group_key, state, attempts, max_attempts, run_at, created_at,"
@@ -18,19 +19,6 @@ COLUMNS = (
 # 11 variables a row: 500 rows stay far below SQLite's limit of 32,766 (3.32 and later).
 ROWS_PER_INSERT = 500
 SELECT = f"SELECT {COLUMNS} FROM jobs"
-
-
-def dump(value: Mapping[str, Any]) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-_STATES = {state.value: state for state in JobState}
-
-
-def job_from_row(row: Row) -> Job:
-    # Positional, in COLUMNS order: this runs once per claimed row on the worker's hot path.
-    checkpoint = None if row[16] is None else json.loads(row[16])
-    return Job(row[0], row[1], json.loads(row[2]), row[3], row[4], _STATES[row[5]], *row[6:16], checkpoint)
 
 
 Run = Callable[[str, Params], Awaitable[list[Row]]]  # Database.fetchall, or a Transaction's
@@ -60,7 +48,7 @@ def _new_job(job_id: int, row: tuple[Any, ...]) -> Job:
     """The job just stored from ``row`` (see _insert_row), as ``job_from_row`` would read it back."""
     kind, payload, dedup_key, group_key, state, max_attempts, run_at, now, _, finished_at, error = row
     return Job(
-        job_id, kind, json.loads(payload), dedup_key, group_key, _STATES[state], 0, max_attempts,
+        job_id, kind, json.loads(payload), dedup_key, group_key, STATES[state], 0, max_attempts,
         run_at, now, now, None, None, None, finished_at, error, None,
     )  # fmt: skip
 

@@ -17,6 +17,7 @@ from botcore.models import (
     ChatPrefs,
     Enqueued,
     Job,
+    JobState,
     NewJob,
     PurgeResult,
     QueueStats,
@@ -65,6 +66,21 @@ def cost_alert_key(utc_date: str) -> str:
 
 
 Lease = tuple[int, str]  # a job id and the lease token its claim got
+
+
+STATES = {state.value: state for state in JobState}
+
+
+def dump(value: Mapping[str, Any]) -> str:
+    """A job's payload or checkpoint as every backend stores it: compact JSON text."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def job_from_row(row: Sequence[Any]) -> Job:
+    """A ``jobs`` row, its columns in the order every backend selects them, as a ``Job``.
+    Positional: this runs once per claimed row on the worker's hot path."""
+    checkpoint = None if row[16] is None else json.loads(row[16])
+    return Job(row[0], row[1], json.loads(row[2]), row[3], row[4], STATES[row[5]], *row[6:16], checkpoint)
 
 
 def images_of(stored: object) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ FLOORS: list[set[str]] = [
     {"sqlite_jobs", "sqlite_data"},
     {"sqlite_storage"},
     {"pg_migrations", "pg_db"},  # …and the PostgreSQL one, for several processes
+    {"pg_rows"},
     {"pg_jobs", "pg_data"},
     {"pg_storage"},
     {"group_commit"},
