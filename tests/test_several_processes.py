@@ -186,10 +186,12 @@ async def test_one_process_polls_and_another_takes_over_when_it_dies(
         await eventually(lambda: any(leads in b.log() for b in others), timeout=20, what="a new poller")
         tg.add_message(1, "c1 m1")
         await eventually(
-            lambda: tg.texts_to(1) == ["echo: c1 m0", "echo: c1 m1"],
-            timeout=30,
-            what="the answer after takeover",
+            lambda: "echo: c1 m1" in tg.texts_to(1), timeout=30, what="the answer after takeover"
         )
+        # If the killed leader had answered m0 but not yet recorded it done, m0 is answered once
+        # more (after its lease) before m1: at-least-once, and in order.
+        assert list(dict.fromkeys(tg.texts_to(1))) == ["echo: c1 m0", "echo: c1 m1"], tg.texts_to(1)
+        assert len(tg.texts_to(1)) <= 3
     finally:
         await stop_all([b for b in bots if b.proc is not None and b.proc.poll() is None])
 
