@@ -112,14 +112,16 @@ class PgDatabase:
                 reset=_keep_session,
             )
         except (*_OUTAGE, asyncpg.PostgresError, ValueError) as exc:
-            raise StartupError(f"{redacted(url)}: cannot connect: {_describe(exc)}") from None
+            raise StartupError(
+                f"DATABASE_URL: cannot connect to {redacted(url)} ({_describe(exc)})"
+            ) from None
         db = cls(pool, url, schema)
         try:
             await db._migrate()
             await db._check_clock()
         except (StorageUnavailable, asyncpg.PostgresError) as exc:
             await pool.close()
-            raise StartupError(f"{redacted(url)}: {exc}") from None
+            raise StartupError(f"DATABASE_URL: {redacted(url)}: {exc}") from None
         except BaseException:
             await pool.close()
             raise
