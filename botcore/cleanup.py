@@ -53,8 +53,7 @@ class Cleanup:
         Without ``database`` (another process leads the cleanup), only this machine's files."""
         if not database:
             if full:
-                for folder in self._spools:
-                    await spool.sweep(folder, older_than_s=DAY_S)
+                await self._sweep_spools()
             return CleanupResult(0, 0)
         jobs = await self._queue.purge(done_after_s=self._done_after_s, dead_after_s=self._dead_after_s)
         messages = usage = 0
@@ -66,8 +65,7 @@ class Cleanup:
             await self._storage.kv.delete_before(COST_ALERT_PREFIX, week_ago)
             two_hours_ago = album_key(int(now // 3600) - 2, 0, "")  # albums' notes: an hour is plenty
             await self._storage.kv.delete_before(ALBUM_PREFIX, two_hours_ago)
-            for folder in self._spools:  # a job dead after paying, a write cut short: a day is plenty
-                await spool.sweep(folder, older_than_s=DAY_S)
+            await self._sweep_spools()
             await self._storage.maintain()
         result = CleanupResult(jobs.done, jobs.dead, messages, usage)
         if full or jobs.done or jobs.dead:
@@ -104,3 +102,9 @@ class Cleanup:
 
     def stop(self) -> None:
         self._stop.set()
+
+    async def _sweep_spools(self) -> None:
+        """This machine's files kept between paying and sending, left by a job dead after paying
+        or a write cut short: a day is plenty."""
+        for folder in self._spools:
+            await spool.sweep(folder, older_than_s=DAY_S)

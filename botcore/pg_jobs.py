@@ -20,11 +20,10 @@ from botcore.pg_rows import (
     FINISH_AND_CLAIM,
     INSERT,
     RECOVER,
-    dump,
     insert_columns,
-    job_from_row,
     new_job,
 )
+from botcore.storage import dump, job_from_row
 
 
 def _leases(leases: Sequence[tuple[int, str]]) -> tuple[list[int], list[str]]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from botcore.models import Job, NewJob
 from botcore.pg_db import JOBS_CHANNEL, text
-from botcore.storage import STATES, dump, job_from_row
+from botcore.storage import STATES, dump
 
 COLUMNS = (
     "id, kind, payload, dedup_key, group_key, state, attempts, max_attempts, run_at, created_at,"
@@ -110,15 +110,3 @@ def new_job(job_id: int, columns: list[list[Any]], i: int, now: float) -> Job:
         job_id, kind, json.loads(payload), dedup_key, group_key, STATES[state], 0, max_attempts,
         run_at, now, now, None, None, None, finished_at, error, None,
     )  # fmt: skip
-
-
-__all__ = [
-    "COLUMNS",
-    "FENCED",
-    "FINISH_AND_CLAIM",
-    "INSERT",
-    "RECOVER",
-    "insert_columns",
-    "job_from_row",
-    "new_job",
-]
